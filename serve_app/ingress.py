@@ -1,0 +1,39 @@
+"""The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
+
+import logging
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.api import create_api
+from serve_app.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class Ingress:
+    def __init__(self, model: DeploymentHandle) -> None:
+        self._model = model
+        self._settings = ServiceSettings()
+        for name in ("serve_app", "fraud_model"):
+            logging.getLogger(name).setLevel(self._settings.log_level)
+        if self._settings.sentry_dsn is not None:
+            init_sentry(self._settings.sentry_dsn.get_secret_value())
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Called by Serve after __init__: the app is built per replica from its own settings.
+        return create_api(self._model, self._settings)
+
+
+def init_sentry(dsn: str) -> None:
+    try:
+        import sentry_sdk
+    except ImportError as error:
+        raise RuntimeError(
+            "FRAUD_SENTRY_DSN is set but sentry-sdk is not installed; install the 'sentry' extra"
+        ) from error
+    sentry_sdk.init(dsn=dsn, send_default_pii=False, traces_sample_rate=0.0)
+    logger.info("Sentry error reporting enabled")

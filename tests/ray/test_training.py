@@ -1,0 +1,128 @@
+"""Ray-parallel training on a real (private) Ray cluster."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from fraud_model.artifact import load_artifact
+from tests.conftest import PROJECT_ROOT, random_transactions
+from training.data import Dataset, synthetic_dataset
+from training.forest import ForestParams, train_forest
+from training.pipeline import TrainingOptions, train_and_export
+
+pytestmark = pytest.mark.ray
+
+PARAMS = ForestParams(n_estimators=12, max_depth=8)
+
+
+def test_forest_is_the_same_whatever_the_number_of_tasks(
+    ray_cluster: str, tiny_dataset: Dataset
+) -> None:
+    x, y = tiny_dataset.features, tiny_dataset.labels
+    probe = random_transactions(300)
+    forests = [train_forest(x, y, PARAMS, seed=5, num_tasks=n) for n in (1, 3, 12)]
+    assert all(forest.n_estimators == 12 for forest in forests)
+    for forest in forests[1:]:
+        np.testing.assert_array_equal(forest.predict_proba(probe), forests[0].predict_proba(probe))
+    rerun = train_forest(x, y, PARAMS, seed=5, num_tasks=3)
+    np.testing.assert_array_equal(rerun.predict_proba(probe), forests[0].predict_proba(probe))
+    other_seed = train_forest(x, y, PARAMS, seed=6, num_tasks=3)
+    assert not np.array_equal(other_seed.predict_proba(probe), forests[0].predict_proba(probe))
+
+
+def test_progress_is_reported_up_to_all_trees(ray_cluster: str, tiny_dataset: Dataset) -> None:
+    seen: list[tuple[int, int]] = []
+    train_forest(
+        tiny_dataset.features,
+        tiny_dataset.labels,
+        PARAMS,
+        num_tasks=4,
+        on_progress=lambda built, total: seen.append((built, total)),
+    )
+    assert [built for built, _ in seen] == [3, 6, 9, 12]
+    assert {total for _, total in seen} == {12}
+
+
+def test_pipeline_writes_an_evaluated_artifact(ray_cluster: str, tmp_path: Path) -> None:
+    dataset = synthetic_dataset(5_000, fraud_rate=0.04, seed=1)
+    options = TrainingOptions(seed=1, production_fraud_rate=0.004)
+    metadata = train_and_export(
+        dataset,
+        ForestParams(n_estimators=20, min_samples_leaf=3, class_weight="balanced_subsample"),
+        options,
+        tmp_path / "model",
+    )
+
+    loaded = load_artifact(tmp_path / "model")
+    assert loaded.metadata == metadata
+    assert metadata.calibration.training_prior == 0.5  # balanced class weights
+    assert metadata.calibration.production_prior == 0.004
+    test = metadata.metrics["test"]
+    assert test["rows"] == 1_000 and test["frauds"] == 40
+    assert test["pr_auc"] > 0.5  # the synthetic frauds are learnable
+    assert metadata.metrics["split_rows"] == {"fit": 3_200, "validation": 800, "test": 1_000}
+    assert 0 < metadata.threshold < 1
+    assert metadata.training_params["forest"]["n_estimators"] == 20
+
+
+def test_served_probabilities_match_the_production_fraud_rate(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """Trained where fraud is 5 %, scored where it is 0.5 %: the mean probability must follow."""
+    train = synthetic_dataset(8_000, fraud_rate=0.05, seed=2)
+    train_and_export(
+        train,
+        ForestParams(n_estimators=30, min_samples_leaf=3),
+        TrainingOptions(seed=2, production_fraud_rate=0.005),
+        tmp_path / "model",
+    )
+    live = synthetic_dataset(40_000, fraud_rate=0.005, seed=3)
+    loaded = load_artifact(tmp_path / "model")
+
+    calibrated = loaded.fraud_probability(live.features)
+    uncalibrated = loaded.model.predict_proba(live.features)[:, 1]
+    assert 0.5 * 0.005 < calibrated.mean() < 2 * 0.005
+    assert uncalibrated.mean() > 2.5 * calibrated.mean()
+    assert average_precision_score(live.labels, calibrated) == pytest.approx(
+        average_precision_score(live.labels, uncalibrated)
+    )
+
+
+def test_cli_trains_on_the_cluster_in_ray_address(ray_cluster: str, tmp_path: Path) -> None:
+    env = os.environ | {"RAY_ADDRESS": ray_cluster}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--synthetic",
+            "3000",
+            "--synthetic-fraud-rate",
+            "0.03",
+            "--n-estimators",
+            "8",
+            "--max-depth",
+            "6",
+            "--output",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Trees built: 8/8" in result.stdout
+    assert "held-out test" in result.stdout and "PR-AUC" in result.stdout
+    metadata = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    assert metadata["training_params"]["forest"]["n_estimators"] == 8
+    assert metadata["data"]["source"].startswith("synthetic(n=3000")
+    load_artifact(tmp_path / "model")

@@ -1,0 +1,46 @@
+"""The app builder validates its config args and the artifact before anything is deployed."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from fraud_model.artifact import ArtifactHashMismatchError, ArtifactNotFoundError
+from serve_app.app import PROJECT_ROOT, AppArgs, build_app, resolve_artifact_path
+
+
+def test_unknown_config_args_are_refused() -> None:
+    with pytest.raises(ValidationError, match="artifact_pth"):
+        AppArgs.model_validate({"artifact_pth": "artifacts/default"})
+
+
+@pytest.mark.parametrize(
+    "args", [{"threshold": 1.5}, {"max_batch_size": 0}, {"batch_wait_timeout_s": -1}]
+)
+def test_out_of_range_args_are_refused(args: dict) -> None:
+    with pytest.raises(ValidationError):
+        AppArgs.model_validate(args)
+
+
+def test_relative_artifact_paths_are_taken_from_the_project_root(tmp_path: Path) -> None:
+    assert resolve_artifact_path("artifacts/default") == PROJECT_ROOT / "artifacts" / "default"
+    assert resolve_artifact_path(str(tmp_path)) == tmp_path
+
+
+def test_missing_artifact_fails_the_build(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactNotFoundError, match="No model artifact directory"):
+        build_app(AppArgs(artifact_path=str(tmp_path / "missing")))
+
+
+def test_corrupt_artifact_fails_the_build(artifact_dir: Path) -> None:
+    (artifact_dir / "model.joblib").write_bytes(b"corrupt")
+    with pytest.raises(ArtifactHashMismatchError):
+        build_app(AppArgs(artifact_path=str(artifact_dir)))
+
+
+def test_model_replicas_hold_two_batches(artifact_dir: Path) -> None:
+    app = build_app(AppArgs(artifact_path=str(artifact_dir), max_batch_size=24))
+    # Serve has no public accessor for a bound graph's nodes; the deployments themselves are public.
+    model = app._bound_deployment.init_args[0]._bound_deployment
+    assert model.name == "FraudModel"
+    assert model.max_ongoing_requests == 48

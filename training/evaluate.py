@@ -1,0 +1,86 @@
+"""Evaluation for rare-event scoring, and the choice of the decision threshold.
+
+Held-out data here may hold far more fraud than live traffic (the bundled real subset: 2.5 %
+against 0.172 %). Precision depends on that rate, so every metric can also be computed with the
+non-fraud rows re-weighted to the production rate: what precision the model would have live.
+"""
+
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_curve,
+    roc_auc_score,
+)
+
+ThresholdStrategy = Literal["best_f1", "target_precision"]
+
+
+def prevalence_weights(labels: np.ndarray, target_rate: float | None) -> np.ndarray | None:
+    """Weights for non-fraud rows that make the weighted fraud share equal `target_rate`."""
+    if target_rate is None:
+        return None
+    n_fraud = int(labels.sum())
+    n_normal = len(labels) - n_fraud
+    normal_weight = n_fraud * (1.0 - target_rate) / (target_rate * n_normal)
+    return np.where(labels == 1, 1.0, normal_weight)
+
+
+def evaluate(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, *, target_rate: float | None = None
+) -> dict[str, Any]:
+    """PR-AUC, ROC-AUC and the decision metrics at `threshold` (flag when score >= threshold)."""
+    weights = prevalence_weights(labels, target_rate)
+    flagged = scores >= threshold
+    matrix = confusion_matrix(labels, flagged, labels=[0, 1], sample_weight=weights)
+    (tn, fp), (fn, tp) = matrix
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "rows": len(labels),
+        "frauds": int(labels.sum()),
+        "fraud_rate": float(target_rate if target_rate is not None else labels.mean()),
+        "pr_auc": float(average_precision_score(labels, scores, sample_weight=weights)),
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "threshold": float(threshold),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        # Counts are weighted when target_rate is set: "per this many live transactions".
+        "confusion_matrix": {"tn": float(tn), "fp": float(fp), "fn": float(fn), "tp": float(tp)},
+    }
+
+
+def choose_threshold(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    strategy: ThresholdStrategy = "best_f1",
+    target_precision: float | None = None,
+    target_rate: float | None = None,
+) -> float:
+    """Pick a threshold on validation scores.
+
+    best_f1: the threshold with the highest F1. target_precision: the lowest threshold (so the
+    highest recall) whose precision reaches `target_precision`, or the most precise one if none
+    does.
+    """
+    weights = prevalence_weights(labels, target_rate)
+    precision, recall, thresholds = precision_recall_curve(labels, scores, sample_weight=weights)
+    # The curve's last point (precision 1, recall 0) has no threshold.
+    precision, recall = precision[:-1], recall[:-1]
+    if strategy == "best_f1":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+        return float(thresholds[int(np.argmax(f1))])
+    if strategy == "target_precision":
+        if target_precision is None or not 0.0 < target_precision <= 1.0:
+            raise ValueError("strategy 'target_precision' needs target_precision in (0, 1]")
+        reaching = np.flatnonzero(precision >= target_precision)
+        if reaching.size == 0:
+            return float(thresholds[int(np.argmax(precision))])
+        return float(thresholds[reaching[0]])
+    raise ValueError(f"Unknown threshold strategy {strategy!r}")

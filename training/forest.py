@@ -1,0 +1,135 @@
+"""Ray-parallel RandomForest training: trees are built in Ray tasks and merged into one forest.
+
+Every tree gets its own seed, spawned from the forest's seed, and trees are dealt to tasks in
+order. The merged forest therefore depends only on the data, the parameters and the seed, not on
+how many tasks or machines built it: a re-run on a bigger cluster gives the same model.
+"""
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import ray
+from sklearn.ensemble import RandomForestClassifier
+
+logger = logging.getLogger(__name__)
+
+ClassWeight = Literal["balanced", "balanced_subsample"] | None
+
+
+@dataclass(frozen=True)
+class ForestParams:
+    """The subset of RandomForestClassifier's parameters that this trainer forwards, same names."""
+
+    n_estimators: int = 100
+    criterion: str = "gini"
+    max_depth: int | None = None
+    min_samples_split: int = 2
+    min_samples_leaf: int = 1
+    max_features: str | float | int | None = "sqrt"
+    max_leaf_nodes: int | None = None
+    bootstrap: bool = True
+    max_samples: float | int | None = None
+    class_weight: ClassWeight = None
+    ccp_alpha: float = 0.0
+
+    def sklearn_kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tree_seeds(n_estimators: int, seed: int) -> list[int]:
+    """One independent 32-bit seed per tree."""
+    children = np.random.SeedSequence(seed).spawn(n_estimators)
+    return [int(child.generate_state(1)[0]) for child in children]
+
+
+def fit_trees(
+    features: np.ndarray, labels: np.ndarray, seeds: list[int], params: ForestParams
+) -> RandomForestClassifier:
+    """Fit a sub-forest with one tree per seed (as a one-tree forest each, then merged)."""
+    single_tree_forests = []
+    for seed in seeds:
+        kwargs = params.sklearn_kwargs() | {"n_estimators": 1, "random_state": seed, "n_jobs": 1}
+        single_tree_forests.append(RandomForestClassifier(**kwargs).fit(features, labels))
+    return merge_forests(single_tree_forests)
+
+
+def merge_forests(forests: list[RandomForestClassifier]) -> RandomForestClassifier:
+    """One forest holding every tree of `forests`.
+
+    sklearn's predict_proba is the mean of its trees' predict_proba, so the merged forest scores
+    exactly as a forest grown with all those trees would.
+    """
+    if not forests:
+        raise ValueError("merge_forests needs at least one forest")
+    first = forests[0]
+    for other in forests[1:]:
+        if not np.array_equal(other.classes_, first.classes_):
+            raise ValueError(
+                f"Cannot merge forests with classes {first.classes_} and {other.classes_}"
+            )
+        if other.n_features_in_ != first.n_features_in_:
+            raise ValueError("Cannot merge forests trained on different numbers of features")
+    merged = copy.deepcopy(first)
+    merged.estimators_ = [tree for forest in forests for tree in forest.estimators_]
+    merged.n_estimators = len(merged.estimators_)
+    return merged
+
+
+_fit_trees_task = ray.remote(num_cpus=1)(fit_trees)
+
+
+def default_num_tasks() -> int:
+    """One task per CPU of the Ray cluster this process is connected to."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def train_forest(
+    features: np.ndarray,
+    labels: np.ndarray,
+    params: ForestParams,
+    *,
+    seed: int = 0,
+    num_tasks: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RandomForestClassifier:
+    """Grow `params.n_estimators` trees across Ray tasks and merge them. Ray must be initialised."""
+    if params.n_estimators < 1:
+        raise ValueError(f"n_estimators must be at least 1, got {params.n_estimators}")
+    seeds = tree_seeds(params.n_estimators, seed)
+    num_tasks = min(num_tasks or default_num_tasks(), params.n_estimators)
+    chunk = math.ceil(params.n_estimators / num_tasks)
+    seed_chunks = [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
+
+    # Put the arrays in the object store once; every task reads the same zero-copy buffers.
+    features_ref, labels_ref = ray.put(features), ray.put(labels)
+    pending = {
+        _fit_trees_task.remote(features_ref, labels_ref, chunk_seeds, params): index
+        for index, chunk_seeds in enumerate(seed_chunks)
+    }
+    logger.info(
+        "Building %d trees in %d Ray tasks (%d rows, %d features)",
+        params.n_estimators,
+        len(seed_chunks),
+        *features.shape,
+    )
+    started = time.perf_counter()
+    sub_forests: list[RandomForestClassifier | None] = [None] * len(seed_chunks)
+    built = 0
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(done[0])
+        sub_forests[index] = ray.get(done[0])
+        built += sub_forests[index].n_estimators
+        logger.info(
+            "Trees built: %d/%d (%.1f s)", built, params.n_estimators, time.perf_counter() - started
+        )
+        if on_progress is not None:
+            on_progress(built, params.n_estimators)
+    # Merge in seed order so the forest is the same whichever task finished first.
+    return merge_forests([forest for forest in sub_forests if forest is not None])

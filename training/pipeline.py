@@ -1,0 +1,116 @@
+"""From a validated dataset to a saved artifact: split, train, calibrate, threshold, evaluate."""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from fraud_model.artifact import save_artifact
+from fraud_model.metadata import ArtifactMetadata, Calibration
+from fraud_model.prior import adjust_to_prior
+from training.data import PRODUCTION_FRAUD_RATE, Dataset
+from training.evaluate import ThresholdStrategy, choose_threshold, evaluate
+from training.forest import ForestParams, train_forest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    seed: int = 42
+    test_size: float = 0.2
+    validation_size: float = 0.2  # share of the training part held out to choose the threshold
+    production_fraud_rate: float = PRODUCTION_FRAUD_RATE
+    threshold_strategy: ThresholdStrategy = "best_f1"
+    target_precision: float | None = None
+    num_tasks: int | None = None
+
+
+def effective_training_prior(labels: np.ndarray, class_weight: str | None) -> float:
+    """The fraud share the trees' leaves estimate, after class weighting."""
+    if class_weight in ("balanced", "balanced_subsample"):
+        return 0.5  # both classes carry equal total weight
+    return float(labels.mean())
+
+
+def train_and_export(
+    dataset: Dataset,
+    params: ForestParams,
+    options: TrainingOptions,
+    output_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ArtifactMetadata:
+    """Train on `dataset` and write a versioned artifact. Ray must already be initialised."""
+    x_train, x_test, y_train, y_test = train_test_split(
+        dataset.features,
+        dataset.labels,
+        test_size=options.test_size,
+        stratify=dataset.labels,
+        random_state=options.seed,
+    )
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        x_train,
+        y_train,
+        test_size=options.validation_size,
+        stratify=y_train,
+        random_state=options.seed,
+    )
+    started = time.perf_counter()
+    forest = train_forest(
+        x_fit,
+        y_fit,
+        params,
+        seed=options.seed,
+        num_tasks=options.num_tasks,
+        on_progress=on_progress,
+    )
+    train_seconds = time.perf_counter() - started
+
+    calibration = Calibration(
+        training_prior=effective_training_prior(y_fit, params.class_weight),
+        production_prior=options.production_fraud_rate,
+    )
+
+    def score(features: np.ndarray) -> np.ndarray:
+        raw = forest.predict_proba(features)[:, 1]
+        return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
+
+    threshold = choose_threshold(
+        y_val,
+        score(x_val),
+        strategy=options.threshold_strategy,
+        target_precision=options.target_precision,
+        target_rate=options.production_fraud_rate,
+    )
+    test_scores = score(x_test)
+    metrics = {
+        "test": evaluate(y_test, test_scores, threshold),
+        "test_at_production_rate": evaluate(
+            y_test, test_scores, threshold, target_rate=options.production_fraud_rate
+        ),
+        "train_seconds": round(train_seconds, 2),
+        "split_rows": {"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
+    }
+    return save_artifact(
+        output_dir,
+        forest,
+        threshold=threshold,
+        threshold_strategy=_describe_strategy(options),
+        calibration=calibration,
+        training_params={"forest": asdict(params), "options": asdict(options)},
+        data=dataset.fingerprint,
+        metrics=metrics,
+        overwrite=overwrite,
+    )
+
+
+def _describe_strategy(options: TrainingOptions) -> str:
+    if options.threshold_strategy == "target_precision":
+        return f"target_precision={options.target_precision} on validation at production rate"
+    return "best_f1 on validation at production rate"
