@@ -32,6 +32,36 @@ def parse_optional_int(value: str) -> int | None:
     return None if value.lower() == "none" else int(value)
 
 
+def parse_class_weight(value: str) -> str | None:
+    if value not in ("none", "balanced", "balanced_subsample"):
+        raise argparse.ArgumentTypeError("choose none, balanced or balanced_subsample")
+    return None if value == "none" else value
+
+
+# Forest options: ForestParams field -> argparse settings (the default comes from DEFAULTS).
+FOREST_OPTIONS: dict[str, dict] = {
+    "n_estimators": {"type": int, "help": "number of trees"},
+    "criterion": {"choices": ["gini", "entropy", "log_loss"], "help": "split quality measure"},
+    "max_depth": {"type": parse_optional_int, "help": "maximum tree depth ('none' = unlimited)"},
+    "min_samples_split": {"type": int, "help": "minimum rows to split a node"},
+    "min_samples_leaf": {"type": int, "help": "minimum rows in a leaf"},
+    "max_features": {
+        "type": parse_max_features,
+        "help": "features tried per split: sqrt, log2, none, a fraction or a count",
+    },
+    "max_leaf_nodes": {
+        "type": parse_optional_int,
+        "help": "maximum leaves per tree ('none' = unlimited)",
+    },
+    "max_samples": {"type": float, "help": "bootstrap sample size: a fraction (<= 1) of the rows"},
+    "class_weight": {
+        "type": parse_class_weight,
+        "help": "class weighting of the trees: none, balanced or balanced_subsample",
+    },
+    "ccp_alpha": {"type": float, "help": "minimal cost-complexity pruning strength"},
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -59,68 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     forest = parser.add_argument_group("forest (same meaning as sklearn's RandomForestClassifier)")
-    forest.add_argument(
-        "--n-estimators", type=int, default=DEFAULTS.n_estimators, help="number of trees"
-    )
-    forest.add_argument(
-        "--criterion",
-        choices=["gini", "entropy", "log_loss"],
-        default=DEFAULTS.criterion,
-        help="split quality measure",
-    )
-    forest.add_argument(
-        "--max-depth",
-        type=parse_optional_int,
-        default=DEFAULTS.max_depth,
-        help="maximum tree depth ('none' = unlimited)",
-    )
-    forest.add_argument(
-        "--min-samples-split",
-        type=int,
-        default=DEFAULTS.min_samples_split,
-        help="minimum rows to split a node",
-    )
-    forest.add_argument(
-        "--min-samples-leaf",
-        type=int,
-        default=DEFAULTS.min_samples_leaf,
-        help="minimum rows in a leaf",
-    )
-    forest.add_argument(
-        "--max-features",
-        type=parse_max_features,
-        default=DEFAULTS.max_features,
-        help="features tried per split: sqrt, log2, none, a fraction or a count",
-    )
-    forest.add_argument(
-        "--max-leaf-nodes",
-        type=parse_optional_int,
-        default=DEFAULTS.max_leaf_nodes,
-        help="maximum leaves per tree ('none' = unlimited)",
-    )
+    for name, kwargs in FOREST_OPTIONS.items():
+        forest.add_argument(
+            f"--{name.replace('_', '-')}", default=getattr(DEFAULTS, name), **kwargs
+        )
     forest.add_argument(
         "--no-bootstrap",
         dest="bootstrap",
         action="store_false",
         help="grow each tree on all rows instead of a bootstrap sample",
-    )
-    forest.add_argument(
-        "--max-samples",
-        type=float,
-        default=DEFAULTS.max_samples,
-        help="bootstrap sample size: a fraction (<= 1) of the rows",
-    )
-    forest.add_argument(
-        "--class-weight",
-        choices=["none", "balanced", "balanced_subsample"],
-        default=DEFAULTS.class_weight,
-        help="class weighting of the trees",
-    )
-    forest.add_argument(
-        "--ccp-alpha",
-        type=float,
-        default=DEFAULTS.ccp_alpha,
-        help="minimal cost-complexity pruning strength",
     )
 
     run = parser.add_argument_group("split, threshold and execution")
@@ -158,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def forest_params(args: argparse.Namespace) -> ForestParams:
+    return ForestParams(
+        bootstrap=args.bootstrap, **{name: getattr(args, name) for name in FOREST_OPTIONS}
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -171,19 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output.exists() and not args.overwrite:
         logger.error("%s already exists; choose a new --output or pass --overwrite", args.output)
         return 2
-    params = ForestParams(
-        n_estimators=args.n_estimators,
-        criterion=args.criterion,
-        max_depth=args.max_depth,
-        min_samples_split=args.min_samples_split,
-        min_samples_leaf=args.min_samples_leaf,
-        max_features=args.max_features,
-        max_leaf_nodes=args.max_leaf_nodes,
-        bootstrap=args.bootstrap,
-        max_samples=args.max_samples,
-        ccp_alpha=args.ccp_alpha,
-        class_weight=None if args.class_weight == "none" else args.class_weight,
-    )
+    params = forest_params(args)
     options = TrainingOptions(
         seed=args.seed,
         test_size=args.test_size,
