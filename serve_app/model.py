@@ -45,21 +45,9 @@ class FraudModel:
     )
     async def score(self, rows: list[list[float]]) -> list[dict[str, Any]]:
         """Score a batch of feature rows (contract order) in one vectorised call."""
-        artifact = self._require_artifact()
-        features = np.asarray(rows, dtype=FEATURE_DTYPE)
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
-        probabilities = await asyncio.to_thread(artifact.fraud_probability, features)
-        version, threshold = artifact.metadata.model_version, self._threshold
-        return [
-            {
-                "fraud_probability": float(p),
-                "is_fraud": bool(p >= threshold),
-                "threshold": threshold,
-                "model_version": version,
-            }
-            for p in probabilities
-        ]
+        return await asyncio.to_thread(predictions, self._require_artifact(), self._threshold, rows)
 
     def check_health(self) -> None:
         self._require_artifact()
@@ -68,3 +56,20 @@ class FraudModel:
         if self._artifact is None:
             raise RuntimeError("FraudModel replica has no model loaded")
         return self._artifact
+
+
+def predictions(
+    artifact: LoadedArtifact, threshold: float, rows: list[list[float]]
+) -> list[dict[str, Any]]:
+    """The API's answer for each feature row, from one vectorised model call."""
+    probabilities = artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
+    version = artifact.metadata.model_version
+    return [
+        {
+            "fraud_probability": float(p),
+            "is_fraud": bool(p >= threshold),
+            "threshold": threshold,
+            "model_version": version,
+        }
+        for p in probabilities
+    ]

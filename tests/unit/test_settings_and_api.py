@@ -1,0 +1,99 @@
+"""Settings, CORS and Sentry wiring of the API, with a real model scored in-process."""
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from fraud_model.artifact import load_artifact
+from fraud_model.features import FEATURE_NAMES
+from serve_app.api import create_api
+from serve_app.ingress import init_sentry
+from serve_app.model import predictions
+from serve_app.settings import ServiceSettings
+
+
+class InProcessModel:
+    """Stands in for the FraudModel handle: same `score.remote(row)` call, scored right here."""
+
+    def __init__(self, artifact_dir: Path) -> None:
+        self.artifact = load_artifact(artifact_dir)
+        self.score = self
+
+    async def remote(self, row: list[float]) -> dict:
+        (prediction,) = predictions(self.artifact, self.artifact.metadata.threshold, [row])
+        return prediction
+
+
+TRANSACTION = {name: 0.5 for name in FEATURE_NAMES}
+
+
+def client(artifact_dir: Path, **settings: object) -> TestClient:
+    return TestClient(create_api(InProcessModel(artifact_dir), ServiceSettings(**settings)))
+
+
+def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUD_CORS_ORIGINS", '["https://shop.example"]')
+    monkeypatch.setenv("FRAUD_LOG_LEVEL", "debug")
+    settings = ServiceSettings()
+    assert settings.cors_origins == ["https://shop.example"]
+    assert settings.log_level == "DEBUG"
+    assert settings.sentry_dsn is None
+
+
+def test_settings_read_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FRAUD_SENTRY_DSN=https://key@sentry.example/1\n")
+    settings = ServiceSettings()
+    assert settings.sentry_dsn is not None
+    assert "key@" not in repr(settings)  # the DSN is a secret, never printed
+
+
+@pytest.mark.parametrize(("name", "value"), [("cors_origins", ["*"]), ("log_level", "LOUD")])
+def test_unsafe_or_unknown_settings_are_refused(name: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=name):
+        ServiceSettings(**{name: value})
+
+
+def test_no_cors_headers_by_default(artifact_dir: Path) -> None:
+    response = client(artifact_dir).post(
+        "/api/v1/predict", json=TRANSACTION, headers={"Origin": "https://evil.example"}
+    )
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_allows_only_configured_origins(artifact_dir: Path) -> None:
+    api = client(artifact_dir, cors_origins=["https://shop.example"])
+    allowed = api.options(
+        "/api/v1/predict",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+    other = api.post(
+        "/api/v1/predict", json=TRANSACTION, headers={"Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_sentry_is_initialised_with_the_dsn_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict] = []
+    fake = types.SimpleNamespace(init=lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setitem(sys.modules, "sentry_sdk", fake)
+    init_sentry("https://key@sentry.example/1")
+    assert calls == [
+        {
+            "dsn": "https://key@sentry.example/1",
+            "send_default_pii": False,
+            "traces_sample_rate": 0.0,
+        }
+    ]
+
+
+def test_sentry_without_the_package_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sentry_sdk", None)  # import fails as if not installed
+    with pytest.raises(RuntimeError, match="'sentry' extra"):
+        init_sentry("https://key@sentry.example/1")
