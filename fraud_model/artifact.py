@@ -1,7 +1,9 @@
-"""Model artifacts: a directory holding the model file and `metadata.json`.
+"""Model artifacts: a directory with the forest as ONNX and as joblib, a parity probe and
+`metadata.json`.
 
 Writing is atomic (build in a hidden sibling directory, then rename), so a server never sees a
-half-written artifact. Loading verifies every file's sha256 *before* unpickling anything.
+half-written artifact. Loading verifies every file's sha256 before reading any model, and the
+default ONNX engine never unpickles anything.
 """
 
 import hashlib
@@ -20,15 +22,23 @@ import joblib
 import numpy as np
 from pydantic import ValidationError
 
-from fraud_model.features import FEATURE_NAMES
-from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint
+from fraud_model.engines import (
+    PARITY_TOLERANCE,
+    EngineName,
+    OnnxEngine,
+    ScoringEngine,
+    SklearnEngine,
+)
+from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
+from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint, Parity
 from fraud_model.prior import adjust_to_prior
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
-MODEL_FILE = "model.joblib"
+MODEL_FILES: dict[EngineName, str] = {"onnx": "model.onnx", "sklearn": "model.joblib"}
+PROBE_FILE = "parity_probe.npz"
 
 
 class ArtifactError(Exception):
@@ -59,15 +69,19 @@ class FeatureMismatchError(ArtifactError):
     pass
 
 
+class ArtifactParityError(ArtifactError):
+    """The engines disagree on the probe rows (a bad export, or a library that changed)."""
+
+
 @dataclass(frozen=True)
 class LoadedArtifact:
     path: Path
     metadata: ArtifactMetadata
-    model: Any
+    engine: ScoringEngine
 
     def fraud_probability(self, features: np.ndarray) -> np.ndarray:
         """Probability of fraud at the production fraud rate for each row of an (n, 29) matrix."""
-        raw = self.model.predict_proba(features)[:, 1]
+        raw = self.engine.raw_fraud_scores(np.asarray(features, dtype=FEATURE_DTYPE))
         calibration = self.metadata.calibration
         return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
 
@@ -81,6 +95,7 @@ def sha256_file(path: Path) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    import onnxruntime
     import ray
     import sklearn
 
@@ -89,6 +104,7 @@ def library_versions() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "joblib": joblib.__version__,
+        "onnxruntime": onnxruntime.__version__,
         "ray": ray.__version__,
     }
 
@@ -96,6 +112,8 @@ def library_versions() -> dict[str, str]:
 def save_artifact(
     output_dir: str | Path,
     model: Any,
+    onnx_model: bytes,
+    probe: np.ndarray,
     *,
     threshold: float,
     threshold_strategy: str,
@@ -105,23 +123,49 @@ def save_artifact(
     metrics: dict[str, Any],
     overwrite: bool = False,
 ) -> ArtifactMetadata:
-    """Write `model` and its metadata to `output_dir` atomically and return the metadata."""
+    """Write the forest (sklearn and ONNX), the parity probe and the metadata, atomically.
+
+    Raises ArtifactParityError, leaving nothing behind, if the two engines disagree on `probe`.
+    """
     final = Path(output_dir)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; artifacts are immutable (pass overwrite)")
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features != len(FEATURE_NAMES):
+        raise FeatureMismatchError(
+            f"The model expects {n_features} features; the contract has {len(FEATURE_NAMES)}"
+        )
+    probe = np.asarray(probe, dtype=FEATURE_DTYPE)
+    sklearn_scores = SklearnEngine(model).raw_fraud_scores(probe)
+    max_diff = _max_abs_diff(OnnxEngine(onnx_model).raw_fraud_scores(probe), sklearn_scores)
+    if max_diff > PARITY_TOLERANCE:
+        raise ArtifactParityError(
+            f"ONNX export differs from sklearn by {max_diff:.2e} on {len(probe)} probe rows "
+            f"(tolerance {PARITY_TOLERANCE:.0e}); not writing {final}"
+        )
+
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        joblib.dump(model, staging / MODEL_FILE, compress=3)
-        model_sha = sha256_file(staging / MODEL_FILE)
+        (staging / MODEL_FILES["onnx"]).write_bytes(onnx_model)
+        joblib.dump(model, staging / MODEL_FILES["sklearn"], compress=3)
+        np.savez(staging / PROBE_FILE, features=probe, sklearn_scores=sklearn_scores)
+        files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
         created_at = datetime.now(UTC).replace(microsecond=0)
+        onnx_sha = files[MODEL_FILES["onnx"]]
         metadata = ArtifactMetadata(
             format_version=ARTIFACT_FORMAT_VERSION,
-            model_version=f"{created_at:%Y%m%dT%H%M%SZ}-{model_sha[:8]}",
+            model_version=f"{created_at:%Y%m%dT%H%M%SZ}-{onnx_sha[:8]}",
             created_at=created_at,
-            model_file=MODEL_FILE,
-            files={MODEL_FILE: model_sha},
+            engines=MODEL_FILES,
+            parity=Parity(
+                probe_file=PROBE_FILE,
+                rows=len(probe),
+                max_abs_diff=max_diff,
+                tolerance=PARITY_TOLERANCE,
+            ),
+            files=files,
             features=list(FEATURE_NAMES),
             threshold=threshold,
             threshold_strategy=threshold_strategy,
@@ -158,7 +202,7 @@ def read_metadata(path: str | Path) -> ArtifactMetadata:
     if version != ARTIFACT_FORMAT_VERSION:
         raise UnsupportedArtifactVersionError(
             f"{metadata_path} has format_version {version!r}; this code reads version "
-            f"{ARTIFACT_FORMAT_VERSION}"
+            f"{ARTIFACT_FORMAT_VERSION} (retrain with `python -m training`)"
         )
     try:
         metadata = ArtifactMetadata.model_validate(raw)
@@ -171,18 +215,57 @@ def read_metadata(path: str | Path) -> ArtifactMetadata:
     return metadata
 
 
-def load_artifact(path: str | Path) -> LoadedArtifact:
-    """Verify an artifact and load its model; raises a specific ArtifactError on any problem."""
+def load_artifact(
+    path: str | Path, engine: EngineName = "onnx", threads: int = 1
+) -> LoadedArtifact:
+    """Verify an artifact and load one scoring engine; raises a specific ArtifactError if unusable.
+
+    `engine="sklearn"` unpickles `model.joblib` (after its hash check); `"onnx"` unpickles nothing.
+    """
     root = Path(path)
     metadata = read_metadata(root)
-    model = joblib.load(root / metadata.model_file)  # safe to unpickle: its hash was checked
-    n_features = getattr(model, "n_features_in_", None)
-    if n_features != len(FEATURE_NAMES) or not hasattr(model, "predict_proba"):
+    model_file = root / metadata.engines[engine]
+    if engine == "onnx":
+        try:
+            scorer: ScoringEngine = OnnxEngine(model_file, threads=threads)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ArtifactMetadataError(
+                f"{model_file} is not a loadable ONNX model: {error}"
+            ) from error
+    else:
+        model = joblib.load(model_file)  # safe to unpickle: its hash was checked
+        n_features = getattr(model, "n_features_in_", None)
+        if n_features != len(FEATURE_NAMES) or not hasattr(model, "predict_proba"):
+            raise FeatureMismatchError(
+                f"{model_file} holds a {type(model).__name__} expecting {n_features} features; "
+                f"the contract has {len(FEATURE_NAMES)}"
+            )
+        scorer = SklearnEngine(model)
+    _check_parity(root, metadata, scorer)
+    return LoadedArtifact(path=root, metadata=metadata, engine=scorer)
+
+
+def _check_parity(root: Path, metadata: ArtifactMetadata, engine: ScoringEngine) -> None:
+    """Re-score the probe rows: a library upgrade that changes scores must not go unnoticed."""
+    with np.load(root / metadata.parity.probe_file, allow_pickle=False) as probe:
+        features, expected = probe["features"], probe["sklearn_scores"]
+    if features.shape[1:] != (len(FEATURE_NAMES),):
+        raise FeatureMismatchError(f"Parity probe has shape {features.shape}; expected (n, 29)")
+    try:
+        max_diff = _max_abs_diff(engine.raw_fraud_scores(features), expected)
+    except Exception as error:  # e.g. an ONNX graph built for another input width
         raise FeatureMismatchError(
-            f"{root / metadata.model_file} holds a {type(model).__name__} expecting "
-            f"{n_features} features; the contract has {len(FEATURE_NAMES)}"
+            f"{engine.name} engine cannot score {len(FEATURE_NAMES)}-feature rows: {error}"
+        ) from error
+    if max_diff > metadata.parity.tolerance:
+        raise ArtifactParityError(
+            f"{engine.name} engine scores the probe rows of {root} {max_diff:.2e} away from the "
+            f"scores recorded at training (tolerance {metadata.parity.tolerance:.0e})"
         )
-    return LoadedArtifact(path=root, metadata=metadata, model=model)
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - b))) if len(a) else 0.0
 
 
 def _check_features(features: list[str], metadata_path: Path) -> None:
@@ -197,8 +280,10 @@ def _check_features(features: list[str], metadata_path: Path) -> None:
 
 
 def _check_files(root: Path, metadata: ArtifactMetadata) -> None:
-    if metadata.model_file not in metadata.files:
-        raise ArtifactMetadataError(f"model_file {metadata.model_file!r} has no hash in 'files'")
+    referenced = [*metadata.engines.values(), metadata.parity.probe_file]
+    unhashed = [name for name in referenced if name not in metadata.files]
+    if unhashed:
+        raise ArtifactMetadataError(f"{unhashed} have no sha256 in 'files'")
     # Names come from a file we did not necessarily write: never follow them out of the dir.
     for name in metadata.files:
         if Path(name).name != name or name in {".", "..", METADATA_FILE}:

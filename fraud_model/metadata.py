@@ -30,11 +30,23 @@ class Calibration(_Strict):
     production_prior: float = Field(gt=0, lt=1, description="Fraud share of live traffic.")
 
 
+class Parity(_Strict):
+    """Both engines scored the probe rows in `probe_file`; their largest difference."""
+
+    probe_file: str
+    rows: int = Field(ge=1)
+    max_abs_diff: float = Field(ge=0)
+    tolerance: float = Field(gt=0)
+
+
 class ArtifactMetadata(_Strict):
     format_version: int
     model_version: str
     created_at: datetime
-    model_file: str
+    engines: dict[Literal["onnx", "sklearn"], str] = Field(
+        description="Model file of each scoring engine."
+    )
+    parity: Parity
     files: dict[str, str] = Field(description="sha256 of every file of the artifact but this one.")
     features: list[str]
     threshold: float = Field(ge=0, le=1, description="Decision threshold on fraud_probability.")

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from fraud_model.artifact import read_metadata
+from fraud_model.engines import EngineName
 from serve_app.ingress import Ingress
 from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE, FraudModel
 
@@ -21,6 +22,11 @@ class AppArgs(BaseModel):
     artifact_path: str = Field(
         DEFAULT_ARTIFACT,
         description="Model artifact directory; a relative path is taken from the project root.",
+    )
+    engine: EngineName = Field(
+        "onnx",
+        description="'onnx' (compiled, never unpickles) or 'sklearn' (unpickles model.joblib "
+        "after its hash check; a fallback).",
     )
     threshold: float | None = Field(
         None, ge=0, le=1, description="Override of the artifact's decision threshold."
@@ -45,6 +51,7 @@ def build_app(args: AppArgs) -> Application:
         max_ongoing_requests=2 * args.max_batch_size,
     ).bind(
         artifact_path=str(artifact),
+        engine=args.engine,
         threshold=args.threshold,
         max_batch_size=args.max_batch_size,
         batch_wait_timeout_s=args.batch_wait_timeout_s,

@@ -9,7 +9,8 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.api import create_api
 from serve_app.settings import ServiceSettings
 
-logger = logging.getLogger(__name__)
+# Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
+logger = logging.getLogger(f"ray.serve.{__name__}")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -18,8 +19,7 @@ class Ingress:
     def __init__(self, model: DeploymentHandle) -> None:
         self._model = model
         self._settings = ServiceSettings()
-        for name in ("serve_app", "fraud_model"):
-            logging.getLogger(name).setLevel(self._settings.log_level)
+        logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
             init_sentry(self._settings.sentry_dsn.get_secret_value())
 

@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 from ray import serve
 
 from fraud_model.artifact import LoadedArtifact, load_artifact
+from fraud_model.engines import EngineName
 from fraud_model.features import FEATURE_DTYPE
 
-logger = logging.getLogger(__name__)
+# Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
+logger = logging.getLogger(f"ray.serve.{__name__}")
 
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.005
@@ -22,20 +25,24 @@ class FraudModel:
     def __init__(
         self,
         artifact_path: str,
+        engine: EngineName = "onnx",
         threshold: float | None = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_TIMEOUT_S,
     ) -> None:
         # A bad artifact raises here, so the replica never reports healthy without a model.
-        self._artifact: LoadedArtifact | None = load_artifact(Path(artifact_path))
+        self._artifact: LoadedArtifact | None = load_artifact(
+            Path(artifact_path), engine=engine, threads=replica_cpus()
+        )
         metadata = self._artifact.metadata
         self._threshold = metadata.threshold if threshold is None else threshold
         self.score.set_max_batch_size(max_batch_size)
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)
         logger.info(
-            "Loaded model %s from %s (threshold %.6f, batches of up to %d)",
+            "Loaded model %s from %s with the %s engine (threshold %.6f, batches of up to %d)",
             metadata.model_version,
             artifact_path,
+            engine,
             self._threshold,
             max_batch_size,
         )
@@ -73,3 +80,8 @@ def predictions(
         }
         for p in probabilities
     ]
+
+
+def replica_cpus() -> int:
+    """CPUs Ray reserved for this replica: the engine's thread budget."""
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))

@@ -16,6 +16,7 @@ from sklearn.ensemble import RandomForestClassifier
 from fraud_model.artifact import save_artifact
 from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint
 from training.data import Dataset, synthetic_dataset
+from training.export import forest_to_onnx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,8 @@ def write_artifact(
     return save_artifact(
         path,
         model,
+        forest_to_onnx(model),
+        dataset.features[:200],
         threshold=threshold,
         threshold_strategy="fixed (test)",
         calibration=Calibration(training_prior=dataset.fraud_rate, production_prior=0.00172),

@@ -14,6 +14,7 @@ from fraud_model.metadata import ArtifactMetadata, Calibration
 from fraud_model.prior import adjust_to_prior
 from training.data import PRODUCTION_FRAUD_RATE, Dataset
 from training.evaluate import ThresholdStrategy, choose_threshold, evaluate
+from training.export import forest_to_onnx
 from training.forest import ForestParams, train_forest
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def train_and_export(
     return save_artifact(
         output_dir,
         forest,
+        forest_to_onnx(forest),
+        parity_probe(x_test, y_test),
         threshold=threshold,
         threshold_strategy=_describe_strategy(options),
         calibration=calibration,
@@ -108,6 +111,11 @@ def train_and_export(
         metrics=metrics,
         overwrite=overwrite,
     )
+
+
+def parity_probe(features: np.ndarray, labels: np.ndarray, per_class: int = 256) -> np.ndarray:
+    """Held-out rows of both classes on which the ONNX and sklearn engines must agree."""
+    return np.concatenate([features[labels == 1][:per_class], features[labels == 0][:per_class]])
 
 
 def _describe_strategy(options: TrainingOptions) -> str:

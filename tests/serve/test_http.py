@@ -1,7 +1,6 @@
 """The served graph over real HTTP: Serve proxy -> Ingress (FastAPI) -> FraudModel (batched)."""
 
 import asyncio
-import math
 from pathlib import Path
 
 import httpx
@@ -115,19 +114,21 @@ def test_openapi_and_docs_are_served_under_api_v1(client: httpx.Client) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_threshold_from_the_config_args_overrides_the_artifact(
-    fraud_app: str, session_artifact: Path
+def test_config_args_choose_threshold_and_engine(
+    client: httpx.Client, fraud_app: str, session_artifact: Path
 ) -> None:
-    serve.run(
-        build_app(shipped_app_args(artifact_path=str(session_artifact), threshold=0.0)),
-        name="override",
-        route_prefix="/override",
-    )
+    args = shipped_app_args(artifact_path=str(session_artifact), threshold=0.0, engine="sklearn")
+    serve.run(build_app(args), name="override", route_prefix="/override")
     try:
-        row = as_json(random_transactions(1, seed=9)[0])
-        body = httpx.post(f"{fraud_app}/override/api/v1/predict", json=row, timeout=30).json()
-        assert body["threshold"] == 0.0
-        assert body["is_fraud"] is True  # every score is >= 0
-        assert math.isfinite(body["fraud_probability"])
+        for row in random_transactions(10, seed=9):
+            onnx = client.post("/api/v1/predict", json=as_json(row)).json()
+            fallback = httpx.post(
+                f"{fraud_app}/override/api/v1/predict", json=as_json(row), timeout=30
+            ).json()
+            assert fallback["threshold"] == 0.0
+            assert fallback["is_fraud"] is True  # every score is >= 0
+            assert fallback["fraud_probability"] == pytest.approx(
+                onnx["fraud_probability"], rel=1e-5, abs=1e-9
+            )
     finally:
         serve.delete("override")

@@ -1,4 +1,5 @@
 import json
+import pickle
 from pathlib import Path
 
 import joblib
@@ -8,11 +9,13 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import (
     METADATA_FILE,
-    MODEL_FILE,
+    MODEL_FILES,
+    PROBE_FILE,
     ArtifactFileMissingError,
     ArtifactHashMismatchError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
+    ArtifactParityError,
     FeatureMismatchError,
     UnsupportedArtifactVersionError,
     load_artifact,
@@ -22,6 +25,9 @@ from fraud_model.features import FEATURE_NAMES
 from fraud_model.prior import adjust_to_prior
 from tests.conftest import random_transactions, write_artifact
 from training.data import Dataset
+from training.export import forest_to_onnx
+
+ONNX, JOBLIB = MODEL_FILES["onnx"], MODEL_FILES["sklearn"]
 
 
 def edit_metadata(artifact: Path, **changes: object) -> None:
@@ -29,21 +35,43 @@ def edit_metadata(artifact: Path, **changes: object) -> None:
     path.write_text(json.dumps(json.loads(path.read_text()) | changes))
 
 
-def test_round_trip_keeps_model_metadata_and_scores(
+def rehash(artifact: Path) -> None:
+    """Re-sign the files after a test changed one: only the content is wrong, not the hashes."""
+    files = {name: sha256_file(artifact / name) for name in json.loads(
+        (artifact / METADATA_FILE).read_text())["files"]}  # fmt: skip
+    edit_metadata(artifact, files=files)
+
+
+def test_round_trip_keeps_metadata_and_both_engines_score_as_the_forest(
     artifact_dir: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
 ) -> None:
-    loaded = load_artifact(artifact_dir)
-    meta = loaded.metadata
-    assert meta.format_version == 1
-    assert meta.features == list(FEATURE_NAMES)
-    assert meta.files == {MODEL_FILE: sha256_file(artifact_dir / MODEL_FILE)}
-    assert meta.data.rows == 2_000 and meta.data.fraud_count == 100
-    assert meta.model_version.endswith(meta.files[MODEL_FILE][:8])
-    assert set(meta.library_versions) >= {"python", "scikit-learn", "ray", "numpy"}
-
-    x = random_transactions(50)
+    x = random_transactions(300)
     expected = adjust_to_prior(tiny_forest.predict_proba(x)[:, 1], tiny_dataset.fraud_rate, 0.00172)
-    np.testing.assert_allclose(loaded.fraud_probability(x), expected)
+    for engine in ("onnx", "sklearn"):
+        loaded = load_artifact(artifact_dir, engine=engine)
+        assert loaded.engine.name == engine
+        np.testing.assert_allclose(loaded.fraud_probability(x), expected, rtol=1e-5, atol=1e-7)
+
+    meta = loaded.metadata
+    assert meta.format_version == 2
+    assert meta.features == list(FEATURE_NAMES)
+    assert set(meta.files) == {ONNX, JOBLIB, PROBE_FILE}
+    assert meta.files[ONNX] == sha256_file(artifact_dir / ONNX)
+    assert meta.model_version.endswith(meta.files[ONNX][:8])
+    assert meta.parity.rows == 200 and meta.parity.max_abs_diff <= 1e-5
+    assert meta.data.rows == 2_000 and meta.data.fraud_count == 100
+    assert set(meta.library_versions) >= {"python", "scikit-learn", "onnxruntime", "ray"}
+
+
+def test_onnx_engine_never_unpickles(artifact_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(joblib, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    loaded = load_artifact(artifact_dir, engine="onnx")
+    assert loaded.fraud_probability(random_transactions(3)).shape == (3,)
 
 
 def test_existing_artifact_is_not_overwritten_by_default(
@@ -54,15 +82,45 @@ def test_existing_artifact_is_not_overwritten_by_default(
 
 
 def test_failed_write_leaves_no_artifact_behind(
-    tmp_path: Path, tiny_dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tiny_forest: RandomForestClassifier,
+    tiny_dataset: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(joblib, "dump", crash)
     with pytest.raises(OSError, match="disk full"):
-        write_artifact(tmp_path / "model", RandomForestClassifier(), tiny_dataset)
+        write_artifact(tmp_path / "model", tiny_forest, tiny_dataset)
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor its staging directory
+
+
+def test_export_that_disagrees_with_sklearn_is_not_written(
+    tmp_path: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+) -> None:
+    other = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=1)
+    other.fit(tiny_dataset.features, tiny_dataset.labels)
+    from fraud_model.artifact import save_artifact
+    from fraud_model.metadata import Calibration
+
+    with pytest.raises(ArtifactParityError, match="ONNX export differs from sklearn"):
+        save_artifact(
+            tmp_path / "model", tiny_forest, forest_to_onnx(other), tiny_dataset.features[:100],
+            threshold=0.5, threshold_strategy="test",
+            calibration=Calibration(training_prior=0.05, production_prior=0.00172),
+            training_params={}, data=tiny_dataset.fingerprint, metrics={},
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_engine_that_drifted_from_the_recorded_scores_is_refused(artifact_dir: Path) -> None:
+    with np.load(artifact_dir / PROBE_FILE) as probe:
+        features, scores = probe["features"], probe["sklearn_scores"]
+    np.savez(artifact_dir / PROBE_FILE, features=features, sklearn_scores=scores + 0.01)
+    rehash(artifact_dir)
+    with pytest.raises(ArtifactParityError, match="onnx engine scores the probe rows"):
+        load_artifact(artifact_dir)
 
 
 def test_missing_directory(tmp_path: Path) -> None:
@@ -76,9 +134,10 @@ def test_missing_metadata(artifact_dir: Path) -> None:
         load_artifact(artifact_dir)
 
 
-def test_missing_model_file(artifact_dir: Path) -> None:
-    (artifact_dir / MODEL_FILE).unlink()
-    with pytest.raises(ArtifactFileMissingError, match=r"model\.joblib is listed"):
+@pytest.mark.parametrize("name", [ONNX, JOBLIB, PROBE_FILE])
+def test_missing_file(artifact_dir: Path, name: str) -> None:
+    (artifact_dir / name).unlink()
+    with pytest.raises(ArtifactFileMissingError, match=f"{name} is listed"):
         load_artifact(artifact_dir)
 
 
@@ -97,21 +156,29 @@ def test_metadata_missing_a_field(artifact_dir: Path) -> None:
 
 
 def test_unsupported_format_version(artifact_dir: Path) -> None:
-    edit_metadata(artifact_dir, format_version=99)
-    with pytest.raises(UnsupportedArtifactVersionError, match="format_version 99"):
+    edit_metadata(artifact_dir, format_version=1)
+    with pytest.raises(UnsupportedArtifactVersionError, match="format_version 1"):
         load_artifact(artifact_dir)
 
 
-def test_hash_mismatch_is_caught_before_unpickling(
-    artifact_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
+def test_hash_mismatch_is_caught_before_any_model_is_read(
+    artifact_dir: Path, engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (artifact_dir / MODEL_FILE).open("ab") as handle:
+    with (artifact_dir / MODEL_FILES[engine]).open("ab") as handle:
         handle.write(b"tampered")
     unpickled = []
     monkeypatch.setattr(joblib, "load", lambda *a, **k: unpickled.append(a))
-    with pytest.raises(ArtifactHashMismatchError, match=r"model\.joblib has sha256"):
-        load_artifact(artifact_dir)
+    with pytest.raises(ArtifactHashMismatchError, match=f"{MODEL_FILES[engine]} has sha256"):
+        load_artifact(artifact_dir, engine=engine)
     assert unpickled == []
+
+
+def test_corrupt_onnx_file_with_a_matching_hash(artifact_dir: Path) -> None:
+    (artifact_dir / ONNX).write_bytes(b"not a protobuf")
+    rehash(artifact_dir)
+    with pytest.raises(ArtifactMetadataError, match="not a loadable ONNX model"):
+        load_artifact(artifact_dir)
 
 
 def test_feature_list_that_differs_from_the_contract(artifact_dir: Path) -> None:
@@ -126,16 +193,39 @@ def test_feature_order_that_differs_from_the_contract(artifact_dir: Path) -> Non
         load_artifact(artifact_dir)
 
 
-def test_model_trained_on_other_features(tmp_path: Path, tiny_dataset: Dataset) -> None:
+def test_model_trained_on_other_features_is_not_saved(
+    tmp_path: Path, tiny_dataset: Dataset
+) -> None:
     narrow = RandomForestClassifier(n_estimators=2, random_state=0).fit(
         tiny_dataset.features[:, :10], tiny_dataset.labels
     )
-    write_artifact(tmp_path / "model", narrow, tiny_dataset)
-    with pytest.raises(FeatureMismatchError, match="expecting 10 features"):
-        load_artifact(tmp_path / "model")
+    with pytest.raises(FeatureMismatchError, match="expects 10 features"):
+        write_artifact(tmp_path / "model", narrow, tiny_dataset)
+
+
+@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
+def test_model_trained_on_other_features_is_not_loaded(
+    artifact_dir: Path, tiny_dataset: Dataset, engine: str
+) -> None:
+    narrow = RandomForestClassifier(n_estimators=2, random_state=0).fit(
+        tiny_dataset.features[:, :10], tiny_dataset.labels
+    )
+    joblib.dump(narrow, artifact_dir / JOBLIB)
+    (artifact_dir / ONNX).write_bytes(forest_to_onnx_any_width(narrow))
+    rehash(artifact_dir)
+    with pytest.raises(FeatureMismatchError, match=r"10 features|cannot score 29-feature rows"):
+        load_artifact(artifact_dir, engine=engine)
+
+
+def forest_to_onnx_any_width(forest: RandomForestClassifier) -> bytes:
+    from skl2onnx import to_onnx
+
+    example = np.zeros((1, forest.n_features_in_), dtype=np.float32)
+    return to_onnx(forest, example, options={id(forest): {"zipmap": False}}).SerializeToString()
 
 
 def test_file_names_cannot_escape_the_artifact(artifact_dir: Path) -> None:
-    edit_metadata(artifact_dir, files={MODEL_FILE: "0" * 64, "../secret": "0" * 64})
+    files = json.loads((artifact_dir / METADATA_FILE).read_text())["files"]
+    edit_metadata(artifact_dir, files=files | {"../secret": "0" * 64})
     with pytest.raises(ArtifactMetadataError, match="not a plain file name"):
         load_artifact(artifact_dir)

@@ -1,0 +1,57 @@
+"""Scoring engines: the same forest compiled to ONNX (default) or as the sklearn object (fallback).
+
+Both return the forest's raw P(fraud) per row, before the prior correction, and agree within
+PARITY_TOLERANCE (checked when an artifact is written, and again when it is loaded).
+"""
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+EngineName = Literal["onnx", "sklearn"]
+PARITY_TOLERANCE = 1e-5
+
+
+class ScoringEngine(Protocol):
+    name: EngineName
+
+    def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
+        """The forest's mean-over-trees P(fraud) for an (n, 29) float32 matrix, as float64."""
+        ...
+
+
+class OnnxEngine:
+    """onnxruntime on the exported forest. Loading reads a protobuf: nothing is unpickled."""
+
+    name: EngineName = "onnx"
+
+    def __init__(self, model: Path | bytes, threads: int = 1) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # Tree ensembles parallelise across rows; requests are small, so the replica's own CPUs
+        # are the most it should use, and no inter-op pool is needed.
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        source = str(model) if isinstance(model, Path) else model
+        self._session = onnxruntime.InferenceSession(
+            source, options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
+        (probabilities,) = self._session.run(["probabilities"], {self._input: features})
+        return probabilities[:, 1].astype(np.float64)
+
+
+class SklearnEngine:
+    """The fitted RandomForestClassifier itself (needs unpickling: only after a hash check)."""
+
+    name: EngineName = "sklearn"
+
+    def __init__(self, model: object) -> None:
+        self._model = model
+
+    def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
+        return self._model.predict_proba(features)[:, 1]
