@@ -6,20 +6,30 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from serve_app.errors import install_error_handlers
-from serve_app.schemas import Prediction, Transaction
+from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
 from serve_app.settings import ServiceSettings
 
 API_PREFIX = "/api/v1"
+
+
+DEFAULT_MAX_TRANSACTIONS = 1000
 
 
 class ScoreHandle(Protocol):
     """The part of the FraudModel DeploymentHandle that the API uses."""
 
     @property
-    def score(self): ...
+    def score(self): ...  # one row; requests are batched together in the replica
+
+    @property
+    def score_many(self): ...  # the rows of one request, scored together
 
 
-def create_api(model: ScoreHandle, settings: ServiceSettings) -> FastAPI:
+def create_api(
+    model: ScoreHandle,
+    settings: ServiceSettings,
+    max_transactions: int = DEFAULT_MAX_TRANSACTIONS,
+) -> FastAPI:
     api = FastAPI(
         title="Fraud scoring API",
         description="Scores card transactions for fraud with a RandomForest served on Ray Serve.",
@@ -43,6 +53,17 @@ def create_api(model: ScoreHandle, settings: ServiceSettings) -> FastAPI:
     async def predict(transaction: Transaction) -> Prediction:
         score = await model.score.remote(transaction.feature_row())
         return Prediction.model_validate(score)
+
+    BatchRequest = batch_request_model(max_transactions)
+
+    @router.post(
+        "/predict/batch",
+        response_model=BatchPrediction,
+        summary=f"Score 1 to {max_transactions} transactions in one call, answers in order",
+    )
+    async def predict_batch(request: BatchRequest) -> BatchPrediction:  # type: ignore[valid-type]
+        rows = [transaction.feature_row() for transaction in request.transactions]
+        return BatchPrediction(predictions=await model.score_many.remote(rows))
 
     @router.get("/utils/health-check/", summary="Liveness probe")
     async def health_check() -> bool:

@@ -7,8 +7,9 @@ from ray.serve import Application
 
 from fraud_model.artifact import read_metadata
 from fraud_model.engines import EngineName
+from serve_app.api import DEFAULT_MAX_TRANSACTIONS
 from serve_app.ingress import Ingress
-from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE, FraudModel
+from serve_app.model import DEFAULT_MAX_BATCH_SIZE, FraudModel, ModelTuning
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACT = "artifacts/default"
@@ -28,11 +29,9 @@ class AppArgs(BaseModel):
         description="'onnx' (compiled, never unpickles) or 'sklearn' (unpickles model.joblib "
         "after its hash check; a fallback).",
     )
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="Override of the artifact's decision threshold."
+    max_transactions_per_request: int = Field(
+        DEFAULT_MAX_TRANSACTIONS, ge=1, le=100_000, description="Limit of the batch endpoint."
     )
-    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, le=4096)
-    batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
 
 
 def resolve_artifact_path(path: str) -> Path:
@@ -46,14 +45,12 @@ def build_app(args: AppArgs) -> Application:
     # fails the deploy with its reason instead of crash-looping replicas.
     read_metadata(artifact)
     model = FraudModel.options(
+        # Defaults; the config's `deployments:` section overrides both. Tuning lives in
+        # user_config because Serve applies a user_config change to running replicas in place,
+        # while any change to `args` builds new ones.
+        user_config=ModelTuning().model_dump(),
         # A batch never exceeds the requests a replica holds at once: room for two full batches
         # lets one fill while the other is scored.
-        max_ongoing_requests=2 * args.max_batch_size,
-    ).bind(
-        artifact_path=str(artifact),
-        engine=args.engine,
-        threshold=args.threshold,
-        max_batch_size=args.max_batch_size,
-        batch_wait_timeout_s=args.batch_wait_timeout_s,
-    )
-    return Ingress.bind(model)
+        max_ongoing_requests=2 * DEFAULT_MAX_BATCH_SIZE,
+    ).bind(artifact_path=str(artifact), engine=args.engine)
+    return Ingress.bind(model, max_transactions_per_request=args.max_transactions_per_request)

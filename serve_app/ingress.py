@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.api import create_api
+from serve_app.api import DEFAULT_MAX_TRANSACTIONS, create_api
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -16,8 +16,11 @@ logger = logging.getLogger(f"ray.serve.{__name__}")
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Ingress:
-    def __init__(self, model: DeploymentHandle) -> None:
+    def __init__(
+        self, model: DeploymentHandle, max_transactions_per_request: int = DEFAULT_MAX_TRANSACTIONS
+    ) -> None:
         self._model = model
+        self._max_transactions = max_transactions_per_request
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
@@ -25,7 +28,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__: the app is built per replica from its own settings.
-        return create_api(self._model, self._settings)
+        return create_api(self._model, self._settings, self._max_transactions)
 
 
 def init_sentry(dsn: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import ray
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from fraud_model.artifact import LoadedArtifact, load_artifact
@@ -20,31 +21,46 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.005
 
 
+class ModelTuning(BaseModel):
+    """FraudModel's `user_config`: applied by reconfigure(), so changing it restarts nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Decision threshold; null = the artifact's own."
+    )
+    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, le=4096)
+    batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 class FraudModel:
-    def __init__(
-        self,
-        artifact_path: str,
-        engine: EngineName = "onnx",
-        threshold: float | None = None,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, artifact_path: str, engine: EngineName = "onnx") -> None:
         # A bad artifact raises here, so the replica never reports healthy without a model.
         self._artifact: LoadedArtifact | None = load_artifact(
             Path(artifact_path), engine=engine, threads=replica_cpus()
         )
-        metadata = self._artifact.metadata
-        self._threshold = metadata.threshold if threshold is None else threshold
-        self.score.set_max_batch_size(max_batch_size)
-        self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._threshold = self._artifact.metadata.threshold
         logger.info(
-            "Loaded model %s from %s with the %s engine (threshold %.6f, batches of up to %d)",
-            metadata.model_version,
+            "Loaded model %s from %s with the %s engine",
+            self._artifact.metadata.model_version,
             artifact_path,
             engine,
+        )
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        tuning = ModelTuning.model_validate(user_config)
+        artifact = self._require_artifact()
+        self._threshold = (
+            artifact.metadata.threshold if tuning.threshold is None else tuning.threshold
+        )
+        self.score.set_max_batch_size(tuning.max_batch_size)
+        self.score.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
+        logger.info(
+            "Threshold %.6f, batches of up to %d requests waiting up to %.1f ms",
             self._threshold,
-            max_batch_size,
+            tuning.max_batch_size,
+            tuning.batch_wait_timeout_s * 1000,
         )
 
     @serve.batch(
@@ -54,6 +70,10 @@ class FraudModel:
         """Score a batch of feature rows (contract order) in one vectorised call."""
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
+        return await asyncio.to_thread(predictions, self._require_artifact(), self._threshold, rows)
+
+    async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        """Score the rows of one batch request together, in one vectorised call."""
         return await asyncio.to_thread(predictions, self._require_artifact(), self._threshold, rows)
 
     def check_health(self) -> None:

@@ -37,3 +37,15 @@ class Prediction(BaseModel):
     is_fraud: bool = Field(description="fraud_probability >= threshold")
     threshold: float = Field(description="Decision threshold of the serving model.")
     model_version: str = Field(description="Version of the model artifact that scored this.")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction] = Field(description="One answer per transaction, in order.")
+
+
+def batch_request_model(max_transactions: int) -> type[BaseModel]:
+    """The batch body, `{"transactions": [...]}`, with the configured size limit."""
+    return create_model(
+        "BatchRequest",
+        transactions=(list[Transaction], Field(min_length=1, max_length=max_transactions)),
+    )

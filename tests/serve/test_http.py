@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import ray
 from ray import serve
 
 from fraud_model.artifact import load_artifact
@@ -114,21 +115,93 @@ def test_openapi_and_docs_are_served_under_api_v1(client: httpx.Client) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_config_args_choose_threshold_and_engine(
+def test_config_args_choose_the_engine(
     client: httpx.Client, fraud_app: str, session_artifact: Path
 ) -> None:
-    args = shipped_app_args(artifact_path=str(session_artifact), threshold=0.0, engine="sklearn")
-    serve.run(build_app(args), name="override", route_prefix="/override")
+    args = shipped_app_args(artifact_path=str(session_artifact), engine="sklearn")
+    serve.run(build_app(args), name="fallback", route_prefix="/fallback")
     try:
         for row in random_transactions(10, seed=9):
             onnx = client.post("/api/v1/predict", json=as_json(row)).json()
             fallback = httpx.post(
-                f"{fraud_app}/override/api/v1/predict", json=as_json(row), timeout=30
+                f"{fraud_app}/fallback/api/v1/predict", json=as_json(row), timeout=30
             ).json()
-            assert fallback["threshold"] == 0.0
-            assert fallback["is_fraud"] is True  # every score is >= 0
             assert fallback["fraud_probability"] == pytest.approx(
                 onnx["fraud_probability"], rel=1e-5, abs=1e-9
             )
     finally:
-        serve.delete("override")
+        serve.delete("fallback")
+
+
+def test_batch_endpoint_equals_the_single_endpoint_row_by_row(client: httpx.Client) -> None:
+    rows = random_transactions(40, seed=4)
+    rows[::3, 13] -= 4.0
+    batch = client.post("/api/v1/predict/batch", json={"transactions": [as_json(r) for r in rows]})
+    assert batch.status_code == 200
+    predictions = batch.json()["predictions"]
+    assert len(predictions) == 40
+    for row, answer in zip(rows, predictions, strict=True):
+        single = client.post("/api/v1/predict", json=as_json(row)).json()
+        assert answer["fraud_probability"] == pytest.approx(single["fraud_probability"], abs=1e-12)
+        assert answer["is_fraud"] == single["is_fraud"]
+        assert answer["model_version"] == single["model_version"]
+
+
+@pytest.mark.parametrize(
+    ("transactions", "loc", "message"),
+    [
+        ([], ["body", "transactions"], "at least 1 item"),
+        (1001, ["body", "transactions"], "at most 1000 items"),
+        ("one bad", ["body", "transactions", 2, "V2"], "valid number"),
+    ],
+)
+def test_bad_batches_get_422_naming_the_limit_or_the_field(
+    client: httpx.Client, transactions: object, loc: list, message: str
+) -> None:
+    if transactions == 1001:
+        transactions = [as_json(row) for row in random_transactions(1001)]
+    elif transactions == "one bad":
+        transactions = [as_json(row) for row in random_transactions(4)]
+        transactions[2]["V2"] = "x"
+    response = client.post("/api/v1/predict/batch", json={"transactions": transactions})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc and message in error["msg"]
+
+
+def test_threshold_and_batching_change_without_restarting_replicas(
+    fraud_app: str, session_artifact: Path
+) -> None:
+    """A changed Serve config (what `serve deploy` and KubeRay apply) retunes replicas in place."""
+    from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
+    from ray.serve.schema import ServeDeploySchema
+
+    def apply(tuning: dict) -> None:
+        app = {
+            "name": "tuning",
+            "route_prefix": "/tuning",
+            "import_path": "serve_app.app:build_app",
+            "args": {"artifact_path": str(session_artifact)},
+            "deployments": [{"name": "FraudModel", "user_config": tuning}],
+        }
+        config = ServeDeploySchema.model_validate({"applications": [app]})
+        _get_global_client().deploy_apps(config, _blocking=True)
+
+    def replicas() -> set[str]:
+        actors = ray.util.list_named_actors(all_namespaces=True)
+        return {a["name"] for a in actors if "tuning#FraudModel" in a["name"]}
+
+    def threshold() -> float:
+        row = as_json(random_transactions(1)[0])
+        response = httpx.post(f"{fraud_app}/tuning/api/v1/predict", json=row, timeout=30)
+        return response.json()["threshold"]
+
+    apply({"threshold": 0.5, "max_batch_size": 32, "batch_wait_timeout_s": 0.005})
+    try:
+        before = replicas()
+        assert len(before) == 1 and threshold() == 0.5
+        apply({"threshold": 0.25, "max_batch_size": 8, "batch_wait_timeout_s": 0.001})
+        assert threshold() == 0.25
+        assert replicas() == before
+    finally:
+        serve.delete("tuning")

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from fraud_model.artifact import ArtifactHashMismatchError, ArtifactNotFoundError
 from serve_app.app import PROJECT_ROOT, AppArgs, build_app, resolve_artifact_path
+from serve_app.model import ModelTuning
 
 
 def test_unknown_config_args_are_refused() -> None:
@@ -15,11 +17,21 @@ def test_unknown_config_args_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [{"threshold": 1.5}, {"max_batch_size": 0}, {"batch_wait_timeout_s": -1}]
+    "tuning", [{"threshold": 1.5}, {"max_batch_size": 0}, {"batch_wait_timeout_s": -1}, {"x": 1}]
 )
-def test_out_of_range_args_are_refused(args: dict) -> None:
+def test_out_of_range_tuning_is_refused(tuning: dict) -> None:
     with pytest.raises(ValidationError):
-        AppArgs.model_validate(args)
+        ModelTuning.model_validate(tuning)
+
+
+def test_shipped_config_tunes_the_model_consistently() -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+    (application,) = config["applications"]
+    AppArgs.model_validate(application["args"])
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    tuning = ModelTuning.model_validate(model["user_config"])
+    # Serve caps a batch at max_ongoing_requests: leave room for a second batch to fill.
+    assert model["max_ongoing_requests"] >= 2 * tuning.max_batch_size
 
 
 def test_relative_artifact_paths_are_taken_from_the_project_root(tmp_path: Path) -> None:
@@ -38,9 +50,10 @@ def test_corrupt_artifact_fails_the_build(artifact_dir: Path) -> None:
         build_app(AppArgs(artifact_path=str(artifact_dir)))
 
 
-def test_model_replicas_hold_two_batches(artifact_dir: Path) -> None:
-    app = build_app(AppArgs(artifact_path=str(artifact_dir), max_batch_size=24))
+def test_model_replicas_hold_two_default_batches(artifact_dir: Path) -> None:
+    app = build_app(AppArgs(artifact_path=str(artifact_dir)))
     # Serve has no public accessor for a bound graph's nodes; the deployments themselves are public.
     model = app._bound_deployment.init_args[0]._bound_deployment
     assert model.name == "FraudModel"
-    assert model.max_ongoing_requests == 48
+    assert model.max_ongoing_requests == 2 * ModelTuning().max_batch_size
+    assert model.user_config == ModelTuning().model_dump()
