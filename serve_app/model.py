@@ -18,7 +18,7 @@ from fraud_model.features import FEATURE_DTYPE
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 DEFAULT_MAX_BATCH_SIZE = 32
-DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.005
+DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
 
 class ModelTuning(BaseModel):

@@ -1,0 +1,37 @@
+"""The service's graph with a model that does no work: what Ray Serve itself costs per request.
+
+Same Ingress, same handle calls and batching; only the forest is replaced by a constant.
+"""
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from serve_app.ingress import Ingress
+from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE
+
+NOOP_ANSWER = {
+    "fraud_probability": 0.0,
+    "is_fraud": False,
+    "threshold": 0.5,
+    "model_version": "noop",
+}
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2 * DEFAULT_MAX_BATCH_SIZE
+)
+class NoopModel:
+    @serve.batch(
+        max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
+    )
+    async def score(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        return [NOOP_ANSWER] * len(rows)
+
+    async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        return [NOOP_ANSWER] * len(rows)
+
+
+def build_noop_app(args: dict[str, Any]) -> Application:
+    return Ingress.bind(NoopModel.bind())

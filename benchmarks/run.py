@@ -1,0 +1,180 @@
+"""Side-by-side benchmark: the seed design vs this service, on the same artifact and machine.
+
+    uv run python -m benchmarks.run                  # seed vs every Serve mode, no-op, batch
+    uv run python -m benchmarks.run --modes haproxy  # only some Serve modes
+    uv run python -m benchmarks.run --training       # also: Ray-parallel vs sklearn n_jobs=-1
+
+Every figure is the median of --repeats runs of --duration seconds each; ratios are of medians
+taken in this one run, since the machine may be shared and noisy.
+"""
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.servers import PROJECT_ROOT, PROXY_MODES, seed_server, serve_server
+from fraud_model.artifact import load_artifact
+from fraud_model.features import FEATURE_NAMES
+
+logger = logging.getLogger("benchmarks")
+ARTIFACT = PROJECT_ROOT / "artifacts" / "default"
+DATA = PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz"
+NOOP_APP = {
+    "name": "fraud",
+    "route_prefix": "/",
+    "import_path": "benchmarks.noop_app:build_noop_app",
+    "args": {},
+}
+
+
+def real_rows(n: int) -> list[dict[str, float]]:
+    frame = pd.read_csv(DATA).sample(n=n, random_state=0)
+    return frame[list(FEATURE_NAMES)].astype(float).to_dict(orient="records")
+
+
+def drive(url: str, bodies: Path, concurrency: int, duration: float, repeats: int) -> dict:
+    """Median of `repeats` load runs from a separate process."""
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.load", "--url", url, "--body", str(bodies),
+             "--concurrency", str(concurrency), "--duration", str(duration)],
+            capture_output=True, text=True, check=True, cwd=PROJECT_ROOT,
+        ).stdout  # fmt: skip
+        runs.append(json.loads(output))
+    median = {
+        key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms")
+    }
+    return median | {"errors": sum(run["errors"] for run in runs)}
+
+
+def http_suite(url: str, files: dict[str, Path], args: argparse.Namespace, batch: bool) -> dict:
+    results = {
+        f"c{c}": drive(f"{url}/api/v1/predict", files["single"], c, args.duration, args.repeats)
+        for c in args.concurrency
+    }
+    if batch:
+        result = drive(
+            f"{url}/api/v1/predict/batch", files["batch"], 2, args.duration, args.repeats
+        )
+        results["batch1000_c2"] = result | {"tx_per_s": result["rps"] * 1000}
+    return results
+
+
+def engine_rates(repeats: int = 50) -> dict:
+    """Raw engine cost per call (ms, median), in this process."""
+    rows = np.asarray([[r[n] for n in FEATURE_NAMES] for r in real_rows(1000)], dtype=np.float32)
+    results = {}
+    for engine in ("onnx", "sklearn"):
+        artifact = load_artifact(ARTIFACT, engine=engine)
+        for n in (1, 32, 1000):
+            times = []
+            for _ in range(repeats if engine == "onnx" else 10):
+                started = time.perf_counter()
+                artifact.fraud_probability(rows[:n])
+                times.append((time.perf_counter() - started) * 1000)
+            results[f"{engine}_{n}_ms"] = round(statistics.median(times), 3)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default=",".join(PROXY_MODES), help="Serve ingress modes")
+    parser.add_argument("--concurrency", default="1,8,32", help="client concurrency levels")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
+    parser.add_argument("--repeats", type=int, default=3, help="load runs per figure (median)")
+    parser.add_argument("--no-noop", action="store_true", help="skip the no-op model runs")
+    parser.add_argument("--training", action="store_true", help="also time training")
+    parser.add_argument("--training-rows", type=int, default=284_807)
+    parser.add_argument("--output", type=Path, help="write all results as JSON here too")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    results: dict = {"machine": machine()}
+    logger.info("Machine: %s", results["machine"])
+    results["engines"] = engine_rates()
+    logger.info("Engine cost per call (ms): %s", results["engines"])
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = real_rows(256)
+        files = {"single": Path(tmp) / "single.json", "batch": Path(tmp) / "batch.json"}
+        files["single"].write_text(json.dumps(rows))
+        files["batch"].write_text(json.dumps([{"transactions": real_rows(1000)}]))
+
+        logger.info("== seed design (FastAPI + uvicorn, 2 workers, sklearn per request)")
+        with seed_server(ARTIFACT) as url:
+            results["seed"] = http_suite(url, files, args, batch=False)
+        log_suite("seed", results["seed"])
+        for mode in args.modes.split(","):
+            logger.info("== this service, Serve mode %s", mode)
+            with serve_server(mode) as url:
+                results[mode] = http_suite(url, files, args, batch=True)
+            log_suite(mode, results[mode])
+            if not args.no_noop:
+                with serve_server(mode, application=NOOP_APP) as url:
+                    noop = {"c32": drive(f"{url}/api/v1/predict", files["single"], 32,
+                                         args.duration, args.repeats)}  # fmt: skip
+                results[f"{mode}/noop"] = noop
+                log_suite(f"{mode}/noop", noop)
+    if args.training:
+        from benchmarks.training_time import compare_training
+
+        results["training"] = compare_training(args.training_rows)
+    summarise(results, args.modes.split(","))
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def log_suite(name: str, suite: dict) -> None:
+    for key, figures in suite.items():
+        logger.info("  %-22s %-14s %s", name, key, figures)
+
+
+def summarise(results: dict, modes: list[str]) -> None:
+    seed = results["seed"]
+    logger.info("== ratios to the seed design (same run)")
+    for mode in modes:
+        ours = results[mode]
+        for level in seed:
+            logger.info(
+                "  %-20s %-5s throughput x%.2f  p50 x%.2f  p99 x%.2f  (errors: seed %d, ours %d)",
+                mode, level, ours[level]["rps"] / seed[level]["rps"],
+                ours[level]["p50_ms"] / seed[level]["p50_ms"],
+                ours[level]["p99_ms"] / seed[level]["p99_ms"],
+                seed[level]["errors"], ours[level]["errors"],
+            )  # fmt: skip
+        if f"{mode}/noop" in results:
+            noop = results[f"{mode}/noop"]["c32"]["rps"]
+            logger.info("  %-20s c32 throughput / no-op model: %.0f%%", mode,
+                        100 * ours["c32"]["rps"] / noop)  # fmt: skip
+        logger.info("  %-20s batch endpoint: %.0f transactions/s", mode,
+                    ours["batch1000_c2"]["tx_per_s"])  # fmt: skip
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+    import ray
+
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, Ray {ray.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Start and stop the servers under test, each on its own loopback port."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HEALTH_PATH = "/api/v1/utils/health-check/"
+
+# Ray Serve's ingress modes (see docs/BENCHMARKS.md); fraud-serve's own default is the last.
+PROXY_MODES: dict[str, dict[str, str]] = {
+    "default": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+    "throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+    "haproxy+throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def seed_server(artifact: Path, workers: int = 2) -> Iterator[str]:
+    """The seed design: uvicorn with `workers` processes, sklearn per request."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.seed_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    env = os.environ | {"FRAUD_SEED_ARTIFACT": str(artifact)}
+    with _running(command, env, f"http://127.0.0.1:{port}") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_server(mode: str, application: dict | None = None) -> Iterator[str]:
+    """This service as the README starts it (`uv run fraud-serve CONFIG`) on a free port.
+
+    `application` replaces the shipped config's application (for the no-op model).
+    """
+    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    if application is not None:
+        config["applications"] = [application]
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
+        config_path = Path(workdir) / "serve_config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        env = os.environ | PROXY_MODES[mode] | {"RAY_ADDRESS": "local"}
+        with _running(["uv", "run", "fraud-serve", str(config_path)], env,
+                      f"http://127.0.0.1:{port}") as url:  # fmt: skip
+            yield url
+
+
+@contextlib.contextmanager
+def _running(command: list[str], env: dict, url: str, timeout_s: float = 180) -> Iterator[str]:
+    log_path = Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            wait_until_healthy(url, process, timeout_s, log_path)
+            yield url
+        finally:
+            stop(process)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited early; see {log}")
+        try:
+            if httpx.get(url + HEALTH_PATH, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not healthy after {timeout_s} s; see {log}")
+        time.sleep(1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl-C the process group (serve run then stops its Ray); kill it if that hangs."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,55 @@
+"""Training wall time: the Ray-parallel forest vs sklearn n_jobs=-1, same data and parameters."""
+
+import logging
+import time
+
+import ray
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import average_precision_score
+from sklearn.model_selection import train_test_split
+
+from training.cli import DEFAULTS
+from training.data import synthetic_dataset
+from training.forest import train_forest
+
+logger = logging.getLogger("benchmarks.training_time")
+
+
+def compare_training(rows: int, seed: int = 0) -> dict:
+    data = synthetic_dataset(rows, fraud_rate=0.00172, seed=seed)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.features, data.labels, test_size=0.2, stratify=data.labels, random_state=seed
+    )
+    logger.info("== training %d trees on %d synthetic rows", DEFAULTS.n_estimators, len(y_train))
+
+    started = time.perf_counter()
+    sklearn_forest = RandomForestClassifier(
+        **DEFAULTS.sklearn_kwargs(), n_jobs=-1, random_state=seed
+    )
+    sklearn_forest.fit(x_train, y_train)
+    sklearn_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ray.init(logging_level=logging.WARNING)
+    ray_start_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ray_forest = train_forest(x_train, y_train, DEFAULTS, seed=seed)
+    ray_s = time.perf_counter() - started
+    ray.shutdown()
+
+    pr_auc = {
+        name: average_precision_score(y_test, forest.predict_proba(x_test)[:, 1])
+        for name, forest in (("sklearn", sklearn_forest), ("ray", ray_forest))
+    }
+    result = {
+        "rows": len(y_train),
+        "sklearn_n_jobs_-1_s": round(sklearn_s, 1),
+        "ray_parallel_s": round(ray_s, 1),
+        "ray_init_s": round(ray_start_s, 1),
+        "ratio_ray_to_sklearn": round(ray_s / sklearn_s, 3),
+        "pr_auc_sklearn": round(pr_auc["sklearn"], 4),
+        "pr_auc_ray": round(pr_auc["ray"], 4),
+        "pr_auc_difference": round(abs(pr_auc["sklearn"] - pr_auc["ray"]), 4),
+    }
+    logger.info("  %s", result)
+    return result
