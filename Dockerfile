@@ -1,0 +1,37 @@
+# Fraud scoring service image: code and the default model baked in (no runtime_env working_dir).
+# Ray's own image, so `ray start` (run by KubeRay), bash and the non-root `ray` user are there.
+ARG RAY_VERSION=2.60.0
+FROM rayproject/ray:${RAY_VERSION}-py311-cpu
+ARG RAY_VERSION
+
+# KubeRay's readiness probe for workers runs `wget localhost:8000/-/healthz`.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends wget bash \
+    && rm -rf /var/lib/apt/lists/*
+USER ray
+WORKDIR /home/ray/app
+
+# Dependencies first (a layer that only changes with uv.lock), exactly as locked.
+COPY --chown=ray:users pyproject.toml uv.lock ./
+RUN pip install --no-cache-dir uv \
+    && uv export --frozen --no-dev --no-emit-project --no-hashes -o /tmp/requirements.txt \
+    && uv pip install --system --no-cache -r /tmp/requirements.txt \
+    && python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')"
+
+# Then the code and the bundled model.
+COPY --chown=ray:users fraud_model/ fraud_model/
+COPY --chown=ray:users serve_app/ serve_app/
+COPY --chown=ray:users configs/ configs/
+COPY --chown=ray:users artifacts/default/ artifacts/default/
+COPY --chown=ray:users README.md ./
+RUN uv pip install --system --no-cache --no-deps -e .
+
+ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 \
+    RAY_SERVE_ENABLE_HA_PROXY=1 \
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
+    CMD wget -q -O /dev/null http://localhost:8000/api/v1/utils/health-check/ || exit 1
+# The production Serve config (host 0.0.0.0), rendered from configs/ by `python -m k8s.render`.
+CMD ["serve", "run", "configs/serve_config.production.yaml"]

@@ -1,0 +1,184 @@
+"""The container image and the KubeRay manifests, checked offline (no Docker, no cluster)."""
+
+import copy
+import re
+import tomllib
+
+import kubernetes_validate
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+from ray.serve.schema import ServeDeploySchema
+
+from k8s import render
+from serve_app.app import AppArgs
+from serve_app.model import FraudModel, ModelTuning
+from tests.conftest import PROJECT_ROOT
+
+CRD = PROJECT_ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
+DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
+
+
+def ray_pin() -> str:
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("ray[")]
+    return pin.split("==")[1]
+
+
+@pytest.fixture(scope="module")
+def rayservice() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "k8s" / "rayservice.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def serve_config(rayservice: dict) -> dict:
+    return yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+
+
+def test_generated_files_are_up_to_date() -> None:
+    for path, text in render.render().items():
+        assert path.read_text() == text, f"{path.name} is stale: run `python -m k8s.render`"
+
+
+def test_merge_overrides_by_key_and_by_name() -> None:
+    base = {"a": 1, "apps": [{"name": "x", "v": 1, "keep": True}, {"name": "y", "v": 2}]}
+    override = {"b": 2, "apps": [{"name": "x", "v": 10}]}
+    assert render.merge(base, override) == {
+        "a": 1, "b": 2, "apps": [{"name": "y", "v": 2}, {"name": "x", "v": 10, "keep": True}],
+    }  # fmt: skip
+
+
+def test_one_ray_version_everywhere(rayservice: dict) -> None:
+    assert re.search(r"^ARG RAY_VERSION=(\S+)$", DOCKERFILE, re.M).group(1) == ray_pin()
+    assert "FROM rayproject/ray:${RAY_VERSION}-py311" in DOCKERFILE
+    assert "ray.__version__ != '${RAY_VERSION}'" in DOCKERFILE  # the build fails on a mismatch
+    assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == ray_pin()
+
+
+def test_image_runs_as_non_root_with_wget_and_a_healthcheck() -> None:
+    users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
+    assert users[-1] not in ("root", "0")
+    assert re.search(r"apt-get install .*\bwget\b", DOCKERFILE)
+    assert "HEALTHCHECK" in DOCKERFILE
+    assert 'CMD ["serve", "run", "configs/serve_config.production.yaml"]' in DOCKERFILE
+    # Dependencies are installed from the lock before the code is copied (cached layer).
+    assert DOCKERFILE.index("uv.lock") < DOCKERFILE.index("COPY --chown=ray:users serve_app/")
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "tests/", ".env"} <= set(ignored)
+
+
+def strict(schema: object) -> object:
+    """Forbid unknown fields wherever the CRD lists properties (the API server would prune them)."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema.setdefault("additionalProperties", False)
+    elif isinstance(schema, list):
+        schema = [strict(item) for item in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def crd_validator() -> Draft7Validator:
+    if not CRD.exists():
+        pytest.skip(f"KubeRay CRD not found at {CRD}")
+    crd = yaml.load(CRD.read_text(), Loader=yaml.CSafeLoader)
+    (v1,) = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
+    return Draft7Validator(strict(v1["schema"]["openAPIV3Schema"]))
+
+
+def test_rayservice_matches_the_kuberay_crd(
+    rayservice: dict, crd_validator: Draft7Validator
+) -> None:
+    errors = [f"{list(e.path)}: {e.message}" for e in crd_validator.iter_errors(rayservice)]
+    assert errors == []
+
+
+def test_crd_check_catches_a_typo(rayservice: dict, crd_validator: Draft7Validator) -> None:
+    typo = copy.deepcopy(rayservice)
+    typo["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["minReplica"] = 1
+    assert any("minReplica" in e.message for e in crd_validator.iter_errors(typo))
+
+
+def test_rayservice_follows_the_operator_rules(rayservice: dict) -> None:
+    name = rayservice["metadata"]["name"]
+    assert len(name) <= 47 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
+    assert rayservice["spec"]["upgradeStrategy"]["type"] in (
+        "NewCluster", "NewClusterWithIncrementalUpgrade", "None"
+    )  # fmt: skip
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    assert cluster["enableInTreeAutoscaling"] is True and cluster["autoscalerOptions"]
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    for group in [head, *cluster["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        assert pod["serviceAccountName"] == "fraud-scoring"
+        (container,) = pod["containers"]
+        assert container["resources"]["requests"] == container["resources"]["limits"]
+        assert "ray stop" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+
+
+def test_serve_config_v2_is_valid_for_ray_and_for_the_app(serve_config: dict) -> None:
+    ServeDeploySchema.model_validate(serve_config)
+    (application,) = serve_config["applications"]
+    AppArgs.model_validate(application["args"])
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    ModelTuning.model_validate(model["user_config"])
+    assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000,
+                                            "request_timeout_s": 30}  # fmt: skip
+
+
+def test_serve_replicas_fit_the_ray_autoscaler_bounds(rayservice: dict, serve_config: dict) -> None:
+    (group,) = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    worker_cpus = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+    (application,) = serve_config["applications"]
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    scaling = model["autoscaling_config"]
+    replica_cpus = FraudModel.ray_actor_options["num_cpus"]  # the head has none (num-cpus: "0")
+    assert scaling["min_replicas"] * replica_cpus <= group["minReplicas"] * worker_cpus
+    assert scaling["max_replicas"] * replica_cpus <= group["maxReplicas"] * worker_cpus
+    assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+
+
+CLUSTER_DOCS = list(yaml.safe_load_all((PROJECT_ROOT / "k8s" / "cluster.yaml").read_text()))
+KUBERNETES_VERSION = "1.33"  # EKS
+
+
+@pytest.mark.parametrize("doc", CLUSTER_DOCS, ids=lambda doc: doc["kind"])
+def test_companions_match_the_kubernetes_schemas(doc: dict) -> None:
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)  # raises on any error
+
+
+def test_ingress_routes_only_the_api_to_the_serve_service(rayservice: dict) -> None:
+    (ingress,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
+    annotations = ingress["metadata"]["annotations"]
+    assert (
+        annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/api/v1/utils/health-check/"
+    )
+    backends = [path["backend"]["service"] for rule in ingress["spec"]["rules"]
+                for path in rule["http"]["paths"]]  # fmt: skip
+    assert backends == [
+        {"name": f"{rayservice['metadata']['name']}-serve-svc", "port": {"number": 8000}}
+    ]
+
+
+def test_service_account_uses_irsa_and_the_budget_selects_the_workers(rayservice: dict) -> None:
+    kinds = {doc["kind"]: doc for doc in CLUSTER_DOCS}
+    account = kinds["ServiceAccount"]
+    assert account["metadata"]["name"] == "fraud-scoring"
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    (group,) = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    worker_labels = group["template"]["metadata"]["labels"] | {"ray.io/node-type": "worker"}
+    selector = kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= worker_labels.items()
+    namespace = kinds["Namespace"]["metadata"]["name"]
+    assert {doc["metadata"].get("namespace", namespace) for doc in CLUSTER_DOCS} == {namespace}
+    assert rayservice["metadata"]["namespace"] == namespace
+
+
+def test_kubernetes_check_catches_a_typo() -> None:
+    (ingress,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
+    typo = copy.deepcopy(ingress)
+    typo["spec"]["ingressClass"] = typo["spec"].pop("ingressClassName")
+    with pytest.raises(kubernetes_validate.ValidationError, match="ingressClass"):
+        kubernetes_validate.validate(typo, KUBERNETES_VERSION, strict=True)
