@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from serve_app.cli import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HEALTH_PATH = "/api/v1/utils/health-check/"
 
@@ -23,14 +25,6 @@ PROXY_MODES: dict[str, dict[str, str]] = {
     "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
     "haproxy+throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -52,7 +46,7 @@ def seed_server(artifact: Path, workers: int = 2) -> Iterator[str]:
         "warning",
     ]
     env = os.environ | {"FRAUD_SEED_ARTIFACT": str(artifact)}
-    with _running(command, env, f"http://127.0.0.1:{port}") as url:
+    with running(command, env, f"http://127.0.0.1:{port}") as url:
         yield url
 
 
@@ -71,14 +65,17 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[str]:
         config_path = Path(workdir) / "serve_config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         env = os.environ | PROXY_MODES[mode] | {"RAY_ADDRESS": "local"}
-        with _running(["uv", "run", "fraud-serve", str(config_path)], env,
+        with running(["uv", "run", "fraud-serve", str(config_path)], env,
                       f"http://127.0.0.1:{port}") as url:  # fmt: skip
             yield url
 
 
 @contextlib.contextmanager
-def _running(command: list[str], env: dict, url: str, timeout_s: float = 180) -> Iterator[str]:
-    log_path = Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
+def running(
+    command: list[str], env: dict, url: str, timeout_s: float = 180, log_path: Path | None = None
+) -> Iterator[str]:
+    """Run `command` in its own process group until `url` is healthy; stop it afterwards."""
+    log_path = log_path or Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

@@ -5,7 +5,6 @@ import os
 # Before anything imports Ray: keep Ray's workers in this venv instead of a fresh `uv run` one.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,16 +14,11 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import save_artifact
 from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint
+from serve_app.cli import free_port
 from training.data import Dataset, synthetic_dataset
 from training.export import forest_to_onnx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

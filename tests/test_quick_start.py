@@ -1,20 +1,18 @@
 """The README's quick start is a contract: line 1 serves the bundled model, line 2 tests."""
 
-import json
 import os
 import re
 import shlex
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from benchmarks.servers import running
 from fraud_model.artifact import read_metadata
-from tests.conftest import PROJECT_ROOT, free_port
+from serve_app.cli import free_port
+from tests.conftest import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 
@@ -48,43 +46,18 @@ def test_line_one_serves_the_bundled_model(tmp_path: Path) -> None:
     config["http_options"]["port"] = port
     config_path = tmp_path / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [*argv, str(config_path)],
-        cwd=PROJECT_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ | {"RAY_ADDRESS": "local"},  # a private Ray, never the user's
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process, deadline_s=180)
-        fraud = real_fraud_row()
-        response = httpx.post(f"{url}/api/v1/predict", json=fraud, timeout=30)
+    env = os.environ | {"RAY_ADDRESS": "local"}  # a private Ray, never the user's
+    log = tmp_path / "serve.log"
+    with running([*argv, str(config_path)], env, url, log_path=log):
+        response = httpx.post(f"{url}/api/v1/predict", json=real_fraud_row(), timeout=30)
         assert response.status_code == 200, response.text
         body = response.json()
         bundled = read_metadata(PROJECT_ROOT / "artifacts" / "default")
         assert body["model_version"] == bundled.model_version
         assert body["threshold"] == bundled.threshold
         assert 0.0 <= body["fraud_probability"] <= 1.0
-    finally:
-        stop(process)
-        log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the serve command exited before serving"
-        try:
-            if httpx.get(f"{url}/api/v1/utils/health-check/", timeout=2).json() is True:
-                return
-        except (httpx.HTTPError, json.JSONDecodeError):
-            pass
-        time.sleep(1)
-    pytest.fail(f"{url} did not become healthy within {deadline_s} s")
+    assert "Traceback" not in log.read_text()
 
 
 def real_fraud_row() -> dict[str, float]:
@@ -93,14 +66,3 @@ def real_fraud_row() -> dict[str, float]:
     frame = pd.read_csv(PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz", nrows=700)
     row = frame[frame["Class"] == 1].iloc[0]
     return {name: float(row[name]) for name in frame.columns if name not in ("Time", "Class")}
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C, as a user would (serve run then shuts its Ray down); kill the group if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
