@@ -29,7 +29,6 @@ class Dataset:
     features: np.ndarray  # (n, 29) float32 in contract order
     labels: np.ndarray  # (n,) int8, 1 = fraud
     fingerprint: DataFingerprint
-    amounts: np.ndarray  # (n,) float64, the Amount column (for cost-aware reports)
 
     @property
     def fraud_rate(self) -> float:
@@ -92,7 +91,6 @@ def dataset_from_frame(frame: pd.DataFrame, *, source: str, sha256: str | None =
         features=features,
         labels=labels.to_numpy(dtype=np.int8),
         fingerprint=fingerprint,
-        amounts=columns["Amount"].to_numpy(dtype=np.float64),
     )
 
 
