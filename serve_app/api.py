@@ -1,22 +1,35 @@
-"""The HTTP API as a FastAPI app, built around anything with a `score` handle method."""
+"""The HTTP API as a FastAPI app, built around the FraudModel handle (or anything like it)."""
 
-from typing import Protocol
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
 
-from serve_app.errors import install_error_handlers
+from serve_app.body_limit import BodySizeLimit
+from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
+from serve_app.guards import api_key_guard, require_json
 from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
 from serve_app.settings import ServiceSettings
 
+logger = logging.getLogger(f"ray.serve.{__name__}")
+
 API_PREFIX = "/api/v1"
-
-
 DEFAULT_MAX_TRANSACTIONS = 1000
+DEFAULT_REQUEST_TIMEOUT_S = 2.0
+SINGLE_BODY_LIMIT = 16 * 1024  # one transaction is about 1 KiB of JSON
+BYTES_PER_TRANSACTION = 2 * 1024
+RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
 
 
-class ScoreHandle(Protocol):
-    """The part of the FraudModel DeploymentHandle that the API uses."""
+class ModelHandle(Protocol):
+    """The part of the FraudModel DeploymentHandle the API calls (`handle.<method>.remote()`)."""
 
     @property
     def score(self): ...  # one row; requests are batched together in the replica
@@ -24,11 +37,16 @@ class ScoreHandle(Protocol):
     @property
     def score_many(self): ...  # the rows of one request, scored together
 
+    @property
+    def describe(self): ...  # the serving model's metadata
+
 
 def create_api(
-    model: ScoreHandle,
+    model: ModelHandle,
     settings: ServiceSettings,
     max_transactions: int = DEFAULT_MAX_TRANSACTIONS,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    rejections: Rejections | None = None,
 ) -> FastAPI:
     api = FastAPI(
         title="Fraud scoring API",
@@ -38,36 +56,128 @@ def create_api(
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
     )
-    install_error_handlers(api)
+    install_error_handlers(api, rejections)
+    api.add_middleware(
+        BodySizeLimit,
+        limits={f"{API_PREFIX}/predict/batch": max_transactions * BYTES_PER_TRANSACTION},
+        default=SINGLE_BODY_LIMIT,
+    )
     if settings.cors_origins:
         api.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
         )
 
+    async def call_model(response: Awaitable[Any]) -> Any:
+        """Await the model with the end-to-end timeout; map Serve's failures to 503/504."""
+        try:
+            return await asyncio.wait_for(response, request_timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                504, "timeout", f"The model did not answer within {request_timeout_s:g} s"
+            ) from None
+        except BackPressureError:
+            raise ApiError(
+                503,
+                "overloaded",
+                "The model's queue is full; retry later",
+                retry_after=RETRY,
+            ) from None
+        except RayActorError:  # the replica died mid-request; Serve is replacing it
+            raise ApiError(
+                503,
+                "model_unavailable",
+                "The model replica failed; retry",
+                retry_after=RETRY,
+            ) from None
+        except ApiError:
+            raise
+        except Exception:
+            # Answered here, in the API's error shape: an exception escaping to Serve would
+            # become a plain-text 500.
+            logger.exception("The model call failed")
+            raise ApiError(500, "internal", "Internal error; it has been logged") from None
+
+    def log_prediction(answer: dict[str, Any], started: float, row: list[float]) -> None:
+        fields: dict[str, Any] = {
+            "model_version": answer["model_version"],
+            "fraud_probability": answer["fraud_probability"],
+            "is_fraud": answer["is_fraud"],
+            "latency_ms": elapsed_ms(started),
+        }
+        if settings.log_features:
+            fields["features"] = row
+        logger.info("prediction", extra=fields)
+
+    def log_batch(answers: list[dict[str, Any]], started: float) -> None:
+        # One line per request, not per row: a line per row costs more than scoring 1,000 rows.
+        scores = [answer["fraud_probability"] for answer in answers]
+        fields = {
+            "model_version": answers[0]["model_version"],
+            "transactions": len(answers),
+            "flagged": [index for index, answer in enumerate(answers) if answer["is_fraud"]],
+            "max_fraud_probability": max(scores),
+            "latency_ms": elapsed_ms(started),
+        }
+        logger.info("batch prediction", extra=fields)
+
+    guards = [Depends(api_key_guard(settings.api_keys))]
+    body_guards = [*guards, Depends(require_json)]
     router = APIRouter(prefix=API_PREFIX)
 
-    @router.post("/predict", response_model=Prediction, summary="Score one transaction")
-    async def predict(transaction: Transaction) -> Prediction:
-        score = await model.score.remote(transaction.feature_row())
-        return Prediction.model_validate(score)
+    @router.post(
+        "/predict",
+        response_model=Prediction,
+        response_model_exclude_none=True,
+        summary="Score one transaction",
+        dependencies=body_guards,
+        responses=ERROR_RESPONSES,
+    )
+    async def predict(transaction: Transaction) -> Any:
+        started = time.perf_counter()
+        row = transaction.feature_row()
+        answer = await call_model(model.score.remote(row))
+        if settings.log_predictions:
+            log_prediction(answer, started, row)
+        # Built by our own code from floats and bools: skip re-validating the response.
+        return JSONResponse(answer)
 
     BatchRequest = batch_request_model(max_transactions)
 
     @router.post(
         "/predict/batch",
         response_model=BatchPrediction,
+        response_model_exclude_none=True,
         summary=f"Score 1 to {max_transactions} transactions in one call, answers in order",
+        dependencies=body_guards,
+        responses=ERROR_RESPONSES,
     )
-    async def predict_batch(request: BatchRequest) -> BatchPrediction:  # type: ignore[valid-type]
+    async def predict_batch(request: BatchRequest) -> Any:  # type: ignore[valid-type]
+        started = time.perf_counter()
         rows = [transaction.feature_row() for transaction in request.transactions]
-        return BatchPrediction(predictions=await model.score_many.remote(rows))
+        answers = await call_model(model.score_many.remote(rows))
+        if settings.log_predictions:
+            log_batch(answers, started)
+        return JSONResponse({"predictions": answers})
 
-    @router.get("/utils/health-check/", summary="Liveness probe")
+    @router.get(
+        "/model",
+        summary="The serving model: version, training data, held-out metrics, threshold",
+        dependencies=guards,
+        responses={401: ERROR_RESPONSES[401]},
+    )
+    async def model_info() -> dict[str, Any]:
+        return await call_model(model.describe.remote())
+
+    @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:
         return True
 
     api.include_router(router)
     return api
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serve_app.app import PROJECT_ROOT
+from serve_app.loading import PROJECT_ROOT
 
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
 

@@ -1,19 +1,118 @@
-"""One error shape for the API: FastAPI's `{"detail": [{"type", "loc", "msg"}]}`."""
+"""One error shape for the whole API: `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's own).
+
+Status codes: 400 the body is not JSON (malformed, empty, nested too deeply); 401 no valid API
+key; 404/405 no such route or method; 413 body over the size limit; 415 not application/json;
+422 JSON that breaks the schema; 500 an unexpected error (no detail leaks); 503 overloaded or the
+model replica failed (with Retry-After); 504 the model did not answer in time.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from serve_app.body_limit import BodyTooLarge
+from serve_app.schemas import ErrorBody
+
+logger = logging.getLogger(f"ray.serve.{__name__}")
+
+# Documented on the endpoints (`responses=` in the routes).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "The body is not JSON: malformed, empty or nested too deeply.",
+        401: "An API key is required and none or a wrong one was sent.",
+        413: "The body is larger than the limit.",
+        415: "The content type is not application/json.",
+        422: "The JSON does not match the schema; `loc` names the field.",
+        503: "Overloaded, or the model replica failed: retry after Retry-After seconds.",
+        504: "The model did not answer within the request timeout.",
+    }.items()
+}
 
 
-async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    # FastAPI's default echoes each offending `input`: that leaks transaction data into responses
-    # and logs, and a NaN input cannot even be encoded as JSON (the request would end in a 500).
-    detail = [
-        {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
-        for item in error.errors()
-    ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+class Rejections(Protocol):
+    def rejected(self, reason: str) -> None: ...
 
 
-def install_error_handlers(api: FastAPI) -> None:
+class ApiError(Exception):
+    """An answer other than 200, in the API's error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        msg: str,
+        *,
+        loc: list[str | int] | None = None,
+        retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(msg)
+        self.status, self.kind, self.msg, self.loc = status, kind, msg, loc or []
+        self.headers = dict(headers or {})
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            status_code=self.status,
+            content={"detail": [{"type": self.kind, "loc": self.loc, "msg": self.msg}]},
+            headers=self.headers,
+        )
+
+
+def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -> None:
+    def count(reason: str) -> None:
+        if rejections is not None:
+            rejections.rejected(reason)
+
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        count(error.kind)
+        return error.response()
+
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each offending `input`: that leaks transaction data into
+        # responses and logs, and a NaN input cannot even be encoded as JSON (it ended in a 500).
+        detail = [
+            {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
+            for item in error.errors()
+        ]
+        if any(item["type"] == "json_invalid" for item in detail):
+            count("bad_json")
+            return JSONResponse(status_code=400, content={"detail": detail})
+        if detail and all(item["type"] == "missing" and item["loc"] == ["body"] for item in detail):
+            return await api_error(_, ApiError(400, "bad_json", "The body is empty", loc=["body"]))
+        count("invalid")
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, RecursionError):  # json's answer to deep nesting
+            answer = ApiError(400, "bad_json", "The JSON body is nested too deeply", loc=["body"])
+        elif isinstance(error.__cause__, BodyTooLarge):
+            answer = ApiError(413, "too_large", str(error.__cause__), loc=["body"])
+        else:
+            kind = {400: "bad_json", 404: "not_found", 405: "method_not_allowed"}
+            answer = ApiError(
+                error.status_code,
+                kind.get(error.status_code, "http_error"),
+                str(error.detail),
+                headers=error.headers,
+            )
+        if answer.status in (404, 405):
+            return answer.response()  # a wrong URL, not a refused request: not counted
+        return await api_error(request, answer)
+
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("Unexpected error on %s %s", request.method, request.url.path)
+        count("internal")
+        return ApiError(500, "internal", "Internal error; it has been logged").response()
+
+    api.add_exception_handler(ApiError, api_error)
     api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(HTTPException, http_error)
+    api.add_exception_handler(Exception, unexpected_error)

@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.api import DEFAULT_MAX_TRANSACTIONS, create_api
+from serve_app.api import DEFAULT_MAX_TRANSACTIONS, DEFAULT_REQUEST_TIMEOUT_S, create_api
+from serve_app.metrics import RequestMetrics
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -19,10 +20,14 @@ logger = logging.getLogger(f"ray.serve.{__name__}")
 @serve.ingress()
 class Ingress:
     def __init__(
-        self, model: DeploymentHandle, max_transactions_per_request: int = DEFAULT_MAX_TRANSACTIONS
+        self,
+        model: DeploymentHandle,
+        max_transactions_per_request: int = DEFAULT_MAX_TRANSACTIONS,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     ) -> None:
         self._model = model
         self._max_transactions = max_transactions_per_request
+        self._request_timeout_s = request_timeout_s
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
@@ -30,7 +35,13 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__: the app is built per replica from its own settings.
-        return create_api(self._model, self._settings, self._max_transactions)
+        return create_api(
+            self._model,
+            self._settings,
+            max_transactions=self._max_transactions,
+            request_timeout_s=self._request_timeout_s,
+            rejections=RequestMetrics(),
+        )
 
 
 def init_sentry(dsn: str) -> None:

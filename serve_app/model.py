@@ -1,18 +1,28 @@
-"""The FraudModel deployment: one loaded artifact per replica, scoring requests in batches."""
+"""The FraudModel deployment: one loaded artifact per replica, scoring requests in batches.
+
+The artifact, the threshold and the batching all live in `user_config`, so changing any of them
+retunes running replicas in place (`reconfigure`). A new artifact is loaded and verified beside
+the serving one and swapped in with one assignment: every request sees one whole model. If it
+cannot be loaded, the old one keeps serving and the failure shows in the logs, the
+`fraud_model_reload_failures` metric and `GET /api/v1/model`.
+"""
 
 import asyncio
 import logging
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import ray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from fraud_model.artifact import LoadedArtifact, load_artifact
+from fraud_model.artifact import ArtifactError, LoadedArtifact
 from fraud_model.engines import EngineName
 from fraud_model.features import FEATURE_DTYPE
+from serve_app.loading import open_artifact
+from serve_app.metrics import ModelMetrics
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
@@ -26,6 +36,11 @@ class ModelTuning(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    artifact_uri: str | None = Field(
+        None,
+        description="Model artifact (a path or s3:// URI) to hot-load; null = the app's "
+        "artifact_uri argument.",
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="Decision threshold; null = the artifact's own."
     )
@@ -33,34 +48,80 @@ class ModelTuning(BaseModel):
     batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
 
 
+@dataclass(frozen=True)
+class ServingModel:
+    """What a request is scored with; replaced as a whole, never changed in place."""
+
+    uri: str
+    artifact: LoadedArtifact
+    threshold: float
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 class FraudModel:
-    def __init__(self, artifact_path: str, engine: EngineName = "onnx") -> None:
-        # A bad artifact raises here, so the replica never reports healthy without a model.
-        self._artifact: LoadedArtifact | None = load_artifact(
-            Path(artifact_path), engine=engine, threads=replica_cpus()
-        )
-        self._threshold = self._artifact.metadata.threshold
-        logger.info(
-            "Loaded model %s from %s with the %s engine",
-            self._artifact.metadata.model_version,
-            artifact_path,
-            engine,
-        )
+    def __init__(self, artifact_uri: str, engine: EngineName = "onnx") -> None:
+        # The model is loaded by reconfigure(), which Serve calls right after this with the
+        # user_config: loading here too would load twice when user_config names another one.
+        self._default_uri = artifact_uri
+        self._engine: EngineName = engine
+        self._serving: ServingModel | None = None
+        self._last_reload_error: dict[str, str] | None = None
+        self._metrics = ModelMetrics()
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        tuning = ModelTuning.model_validate(user_config)
-        artifact = self._require_artifact()
-        self._threshold = (
-            artifact.metadata.threshold if tuning.threshold is None else tuning.threshold
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        try:
+            tuning = ModelTuning.model_validate(user_config)
+        except ValidationError as error:
+            self._refuse(f"invalid user_config: {error}", user_config.get("artifact_uri"))
+            return
+        uri = tuning.artifact_uri or self._default_uri
+        current = self._serving
+        artifact = current.artifact if current and current.uri == uri else None
+        if artifact is None:
+            try:
+                artifact = await asyncio.to_thread(open_artifact, uri, self._engine, replica_cpus())
+            except Exception as error:  # whatever failed, a reload never drops the old model
+                reason = str(error) if isinstance(error, ArtifactError) else repr(error)
+                self._refuse(reason, uri)
+                return
+        self._serving = ServingModel(
+            uri=uri,
+            artifact=artifact,
+            threshold=artifact.metadata.threshold if tuning.threshold is None else tuning.threshold,
         )
+        self._last_reload_error = None
         self.score.set_max_batch_size(tuning.max_batch_size)
         self.score.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
+        version = artifact.metadata.model_version
+        self._metrics.model_switched(
+            (current.artifact.metadata.model_version, self._engine) if current else None,
+            (version, self._engine),
+        )
         logger.info(
-            "Threshold %.6f, batches of up to %d requests waiting up to %.1f ms",
-            self._threshold,
+            "Serving model %s from %s (%s engine), threshold %.6f, batches of up to %d "
+            "requests waiting up to %.1f ms",
+            version,
+            uri,
+            self._engine,
+            self._serving.threshold,
             tuning.max_batch_size,
             tuning.batch_wait_timeout_s * 1000,
+        )
+
+    def _refuse(self, reason: str, uri: str | None) -> None:
+        if self._serving is None:
+            # Nothing to fall back to: fail the replica's start, with the reason.
+            raise RuntimeError(f"FraudModel cannot start: {reason}")
+        self._last_reload_error = {
+            "artifact_uri": str(uri),
+            "error": reason,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._metrics.reload_failed()
+        logger.error(
+            "Model reload refused, still serving %s: %s",
+            self._serving.artifact.metadata.model_version,
+            reason,
         )
 
     @serve.batch(
@@ -68,29 +129,54 @@ class FraudModel:
     )
     async def score(self, rows: list[list[float]]) -> list[dict[str, Any]]:
         """Score a batch of feature rows (contract order) in one vectorised call."""
-        # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
-        # accepting requests (and filling the next batch) meanwhile.
-        return await asyncio.to_thread(predictions, self._require_artifact(), self._threshold, rows)
+        return await self.score_many(rows)
 
     async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
         """Score the rows of one batch request together, in one vectorised call."""
-        return await asyncio.to_thread(predictions, self._require_artifact(), self._threshold, rows)
+        serving = self._require_model()
+        # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
+        # accepting requests (and filling the next batch) meanwhile.
+        answers = await asyncio.to_thread(predictions, serving, rows)
+        self._metrics.record_batch(
+            serving.artifact.metadata.model_version,
+            [answer["fraud_probability"] for answer in answers],
+            serving.threshold,
+        )
+        return answers
+
+    def describe(self) -> dict[str, Any]:
+        """The serving model's metadata, for GET /api/v1/model."""
+        serving = self._require_model()
+        metadata = serving.artifact.metadata
+        return {
+            "model_version": metadata.model_version,
+            "created_at": metadata.created_at.isoformat(),
+            "artifact_uri": serving.uri,
+            "engine": self._engine,
+            "threshold": serving.threshold,
+            "artifact_threshold": metadata.threshold,
+            "threshold_strategy": metadata.threshold_strategy,
+            "features": metadata.features,
+            "data": metadata.data.model_dump(),
+            "metrics": metadata.metrics,
+            "calibration": metadata.calibration.model_dump(),
+            "last_reload_error": self._last_reload_error,
+        }
 
     def check_health(self) -> None:
-        self._require_artifact()
+        self._require_model()
 
-    def _require_artifact(self) -> LoadedArtifact:
-        if self._artifact is None:
+    def _require_model(self) -> ServingModel:
+        if self._serving is None:
             raise RuntimeError("FraudModel replica has no model loaded")
-        return self._artifact
+        return self._serving
 
 
-def predictions(
-    artifact: LoadedArtifact, threshold: float, rows: list[list[float]]
-) -> list[dict[str, Any]]:
+def predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str, Any]]:
     """The API's answer for each feature row, from one vectorised model call."""
-    probabilities = artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
-    version = artifact.metadata.model_version
+    probabilities = serving.artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
+    version = serving.artifact.metadata.model_version
+    threshold = serving.threshold
     return [
         {
             "fraud_probability": float(p),

@@ -1,16 +1,27 @@
 """Request and response bodies of the HTTP API."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from fraud_model.features import FEATURE_NAMES
+
+# Input bounds. The real data's PCA components lie within about ±121 and its largest amount is
+# 25,691; values far outside are a broken client, not a transaction to score.
+MAX_ABS_COMPONENT = 1_000.0
+MAX_AMOUNT = 1_000_000.0
 
 _EXAMPLE = {name: 0.0 for name in FEATURE_NAMES} | {"V14": -0.31, "Amount": 149.62}
 
 
 class _TransactionBase(BaseModel):
-    # JSON numbers only: no numeric strings, no NaN or Infinity.
+    # JSON numbers only (no numeric strings, booleans, NaN or Infinity), and no unknown fields:
+    # a typo such as "v1" or "amount" is refused, never ignored.
     model_config = ConfigDict(
-        strict=True, allow_inf_nan=False, json_schema_extra={"examples": [_EXAMPLE]}
+        strict=True,
+        allow_inf_nan=False,
+        extra="forbid",
+        json_schema_extra={"examples": [_EXAMPLE]},
     )
 
     def feature_row(self) -> list[float]:
@@ -18,15 +29,23 @@ class _TransactionBase(BaseModel):
         return [float(getattr(self, name)) for name in FEATURE_NAMES]
 
 
-_FIELD_DESCRIPTIONS = {name: "PCA component of the card transaction" for name in FEATURE_NAMES[:-1]}
-_FIELD_DESCRIPTIONS["Amount"] = "Transaction amount"
+def _feature_field(name: str) -> tuple[type, Any]:
+    if name == "Amount":
+        return float, Field(ge=0, le=MAX_AMOUNT, description="Transaction amount")
+    return float, Field(
+        ge=-MAX_ABS_COMPONENT,
+        le=MAX_ABS_COMPONENT,
+        description="PCA component of the card transaction",
+    )
+
 
 # Generated from the feature contract, so the API can never drift from what the model reads.
 Transaction: type[_TransactionBase] = create_model(
     "Transaction",
     __base__=_TransactionBase,
-    __doc__="One card transaction: the 28 PCA components V1..V28 and the Amount.",
-    **{name: (float, Field(description=_FIELD_DESCRIPTIONS[name])) for name in FEATURE_NAMES},
+    __doc__="One card transaction: the 28 PCA components V1..V28 and the Amount. All fields "
+    "are required finite JSON numbers; unknown fields are refused.",
+    **{name: _feature_field(name) for name in FEATURE_NAMES},
 )
 
 
@@ -47,5 +66,18 @@ def batch_request_model(max_transactions: int) -> type[BaseModel]:
     """The batch body, `{"transactions": [...]}`, with the configured size limit."""
     return create_model(
         "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=max_transactions)),
     )
+
+
+class ErrorItem(BaseModel):
+    type: str = Field(description="Machine-readable kind, e.g. missing, extra_forbidden.")
+    loc: list[str | int] = Field(description="Where: e.g. ['body', 'V1'] or ['header'].")
+    msg: str = Field(description="What is wrong, naming the field or the limit.")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the API has this shape (FastAPI's validation-error shape)."""
+
+    detail: list[ErrorItem]

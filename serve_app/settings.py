@@ -18,6 +18,17 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    api_keys: list[SecretStr] = []
+    """API keys accepted on the predict and model endpoints (`Authorization: Bearer <key>` or
+    `X-API-Key`), as a JSON list. None by default: the API is open (e.g. behind a private ALB).
+    The health check never needs a key."""
+
+    log_predictions: bool = True
+    """One JSON log line per prediction: request id, model version, score, decision, latency."""
+
+    log_features: bool = False
+    """Add the raw transaction to those lines. For debugging only: it logs card data."""
+
     @field_validator("cors_origins")
     @classmethod
     def refuse_wildcard(cls, origins: list[str]) -> list[str]:

@@ -98,4 +98,50 @@ def serve_url(ray_cluster: str) -> Iterator[str]:
 
 
 def random_transactions(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, 29)).astype(np.float32)
+    rows = np.random.default_rng(seed).normal(size=(n, 29)).astype(np.float32)
+    rows[:, -1] = np.abs(rows[:, -1]) * 100  # Amount: never negative
+    return rows
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server mode) on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",  # never the developer's own AWS config or credentials
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process talks to the moto server through boto3's standard settings; returns them."""
+    env = S3_TEST_ENV | {"AWS_ENDPOINT_URL_S3": s3_endpoint}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def upload_artifact(artifact_dir: Path, bucket: str, prefix: str) -> str:
+    """Copy an artifact directory to s3://bucket/prefix (creating the bucket); returns the URI."""
+    import boto3
+
+    client = boto3.client("s3")
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)
+    for file in artifact_dir.iterdir():
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{file.name}", Body=file.read_bytes())
+    return f"s3://{bucket}/{prefix}"

@@ -2,18 +2,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from ray import serve
 
+from fraud_model.features import FEATURE_NAMES
 from serve_app.app import AppArgs, build_app
 from tests.conftest import PROJECT_ROOT
 
 
+def as_json(row: np.ndarray) -> dict[str, float]:
+    return {name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
+
+
+def shipped_config() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+
+
 def shipped_app_args(**overrides: object) -> AppArgs:
     """The args of configs/serve_config.yaml, as Serve would validate them, with overrides."""
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
-    (application,) = config["applications"]
+    (application,) = shipped_config()["applications"]
     return AppArgs.model_validate(application["args"] | overrides)
 
 
@@ -21,9 +30,10 @@ def shipped_app_args(**overrides: object) -> AppArgs:
 def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
     """The application as the shipped config builds it, on a tiny artifact; yields its base URL."""
     serve.run(
-        build_app(shipped_app_args(artifact_path=str(session_artifact))),
+        build_app(shipped_app_args(artifact_uri=str(session_artifact))),
         name="fraud",
         route_prefix="/",
+        logging_config=shipped_config()["logging_config"],
     )
     yield serve_url
     serve.delete("fraud")
@@ -33,3 +43,30 @@ def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
 def client(fraud_app: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fraud_app, timeout=30) as http:
         yield http
+
+
+def deploy_app(
+    name: str, args: dict, model_config: dict | None = None, *, wait: bool = True
+) -> str:
+    """Apply a Serve config for one more app, as `serve deploy` (and KubeRay) would; returns
+    its route prefix. `model_config` is FraudModel's entry in `deployments:`."""
+    from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
+    from ray.serve.schema import ServeDeploySchema
+
+    app = {
+        "name": name,
+        "route_prefix": f"/{name}",
+        "import_path": "serve_app.app:build_app",
+        "args": args,
+        "deployments": [{"name": "FraudModel", **(model_config or {})}],
+    }
+    config = ServeDeploySchema.model_validate({"applications": [app]})
+    _get_global_client().deploy_apps(config, _blocking=wait)
+    return f"/{name}"
+
+
+def replica_names(app: str, deployment: str = "FraudModel") -> set[str]:
+    import ray
+
+    actors = ray.util.list_named_actors(all_namespaces=True)
+    return {actor["name"] for actor in actors if f"{app}#{deployment}" in actor["name"]}

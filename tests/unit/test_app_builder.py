@@ -7,13 +7,20 @@ import yaml
 from pydantic import ValidationError
 
 from fraud_model.artifact import ArtifactHashMismatchError, ArtifactNotFoundError
-from serve_app.app import PROJECT_ROOT, AppArgs, build_app, resolve_artifact_path
+from serve_app.app import AppArgs, build_app
+from serve_app.loading import PROJECT_ROOT, resolve_local
 from serve_app.model import ModelTuning
 
 
 def test_unknown_config_args_are_refused() -> None:
-    with pytest.raises(ValidationError, match="artifact_pth"):
-        AppArgs.model_validate({"artifact_pth": "artifacts/default"})
+    with pytest.raises(ValidationError, match="artifact_path"):
+        AppArgs.model_validate({"artifact_path": "artifacts/default"})
+
+
+def test_remote_artifacts_are_left_to_the_replicas_to_verify() -> None:
+    app = build_app(AppArgs(artifact_uri="s3://models-bucket/fraud/v7"))
+    model = app._bound_deployment.init_args[0]._bound_deployment
+    assert model.init_kwargs["artifact_uri"] == "s3://models-bucket/fraud/v7"
 
 
 @pytest.mark.parametrize(
@@ -35,23 +42,24 @@ def test_shipped_config_tunes_the_model_consistently() -> None:
 
 
 def test_relative_artifact_paths_are_taken_from_the_project_root(tmp_path: Path) -> None:
-    assert resolve_artifact_path("artifacts/default") == PROJECT_ROOT / "artifacts" / "default"
-    assert resolve_artifact_path(str(tmp_path)) == tmp_path
+    assert resolve_local("artifacts/default") == PROJECT_ROOT / "artifacts" / "default"
+    assert resolve_local(str(tmp_path)) == tmp_path
+    assert resolve_local(f"file://{tmp_path}") == tmp_path
 
 
 def test_missing_artifact_fails_the_build(tmp_path: Path) -> None:
     with pytest.raises(ArtifactNotFoundError, match="No model artifact directory"):
-        build_app(AppArgs(artifact_path=str(tmp_path / "missing")))
+        build_app(AppArgs(artifact_uri=str(tmp_path / "missing")))
 
 
 def test_corrupt_artifact_fails_the_build(artifact_dir: Path) -> None:
     (artifact_dir / "model.joblib").write_bytes(b"corrupt")
     with pytest.raises(ArtifactHashMismatchError):
-        build_app(AppArgs(artifact_path=str(artifact_dir)))
+        build_app(AppArgs(artifact_uri=str(artifact_dir)))
 
 
 def test_model_replicas_hold_two_default_batches(artifact_dir: Path) -> None:
-    app = build_app(AppArgs(artifact_path=str(artifact_dir)))
+    app = build_app(AppArgs(artifact_uri=str(artifact_dir)))
     # Serve has no public accessor for a bound graph's nodes; the deployments themselves are public.
     model = app._bound_deployment.init_args[0]._bound_deployment
     assert model.name == "FraudModel"

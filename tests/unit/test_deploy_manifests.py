@@ -125,7 +125,7 @@ def test_serve_config_v2_is_valid_for_ray_and_for_the_app(serve_config: dict) ->
     model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
     ModelTuning.model_validate(model["user_config"])
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000,
-                                            "request_timeout_s": 30}  # fmt: skip
+                                            "request_timeout_s": 10}  # fmt: skip
 
 
 def test_serve_replicas_fit_the_ray_autoscaler_bounds(rayservice: dict, serve_config: dict) -> None:

@@ -12,7 +12,7 @@ from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from serve_app.api import create_api
 from serve_app.ingress import init_sentry
-from serve_app.model import predictions
+from serve_app.model import ServingModel, predictions
 from serve_app.settings import ServiceSettings
 
 
@@ -20,11 +20,12 @@ class InProcessModel:
     """Stands in for the FraudModel handle: same `score.remote(row)` call, scored right here."""
 
     def __init__(self, artifact_dir: Path) -> None:
-        self.artifact = load_artifact(artifact_dir)
+        artifact = load_artifact(artifact_dir)
+        self.serving = ServingModel(str(artifact_dir), artifact, artifact.metadata.threshold)
         self.score = self
 
     async def remote(self, row: list[float]) -> dict:
-        (prediction,) = predictions(self.artifact, self.artifact.metadata.threshold, [row])
+        (prediction,) = predictions(self.serving, [row])
         return prediction
 
 
@@ -97,3 +98,87 @@ def test_sentry_without_the_package_fails_loudly(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "sentry_sdk", None)  # import fails as if not installed
     with pytest.raises(RuntimeError, match="'sentry' extra"):
         init_sentry("https://key@sentry.example/1")
+
+
+def test_api_keys_come_from_the_environment_and_stay_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FRAUD_API_KEYS", '["k-one-123", "k-two-456"]')
+    settings = ServiceSettings()
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k-one-123", "k-two-456"]
+    assert "k-one-123" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong-key"}, 401),
+        ({"Authorization": "Basic k-two-456"}, 401),
+        ({"X-API-Key": "k-two-45"}, 401),  # a prefix of a key is not the key
+        ({"Authorization": "Bearer k-two-456"}, 200),
+        ({"Authorization": "bearer k-one-123"}, 200),
+        ({"X-API-Key": "k-one-123"}, 200),
+    ],
+)
+def test_predict_needs_a_valid_api_key_when_keys_are_set(
+    artifact_dir: Path, headers: dict, status: int
+) -> None:
+    api = client(artifact_dir, api_keys=["k-one-123", "k-two-456"])
+    response = api.post("/api/v1/predict", json=TRANSACTION, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json() == {
+            "detail": [
+                {
+                    "type": "unauthorized",
+                    "loc": ["header", "authorization"],
+                    "msg": "A valid API key is required",
+                }
+            ]
+        }
+
+
+def test_auth_is_checked_before_the_body(artifact_dir: Path) -> None:
+    """Without a key, a caller learns nothing about the schema, not even from a bad body."""
+    api = client(artifact_dir, api_keys=["k-one-123"])
+    response = api.post("/api/v1/predict/batch", json={"transactions": "nonsense"})
+    assert response.status_code == 401
+
+
+def test_health_check_never_needs_a_key(artifact_dir: Path) -> None:
+    api = client(artifact_dir, api_keys=["k-one-123"])
+    assert api.get("/api/v1/utils/health-check/").json() is True
+    assert api.get("/api/v1/model").status_code == 401
+
+
+def test_the_api_is_open_without_configured_keys(artifact_dir: Path) -> None:
+    assert client(artifact_dir).post("/api/v1/predict", json=TRANSACTION).status_code == 200
+
+
+def prediction_records(caplog: pytest.LogCaptureFixture) -> list:
+    return [record for record in caplog.records if record.getMessage() == "prediction"]
+
+
+def test_predictions_are_logged_without_features_by_default(
+    artifact_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="ray.serve.serve_app.api"):
+        answer = client(artifact_dir).post("/api/v1/predict", json=TRANSACTION).json()
+    (record,) = prediction_records(caplog)
+    assert record.model_version == answer["model_version"]
+    assert record.fraud_probability == answer["fraud_probability"]
+    assert record.is_fraud == answer["is_fraud"]
+    assert record.latency_ms >= 0
+    assert not hasattr(record, "features")
+
+
+def test_features_are_logged_only_with_the_debug_setting(
+    artifact_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="ray.serve.serve_app.api"):
+        client(artifact_dir, log_features=True).post("/api/v1/predict", json=TRANSACTION)
+        client(artifact_dir, log_predictions=False).post("/api/v1/predict", json=TRANSACTION)
+    (record,) = prediction_records(caplog)
+    assert record.features == [0.5] * len(FEATURE_NAMES)

@@ -1,0 +1,126 @@
+"""What an operator sees: the model endpoint, request ids, JSON prediction logs without card
+data, and Prometheus metrics on Ray's metrics endpoint."""
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+
+from fraud_model.artifact import read_metadata
+from fraud_model.features import FEATURE_NAMES
+from tests.conftest import random_transactions
+from tests.serve.conftest import as_json
+
+pytestmark = [pytest.mark.ray, pytest.mark.serve]
+
+
+def serve_log_dir() -> Path:
+    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+
+
+def json_log_records(pattern: str) -> list[dict]:
+    records = []
+    for file in serve_log_dir().glob(pattern):
+        for line in file.read_text().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+    return records
+
+
+def wait_for(condition, timeout_s: float = 60, every_s: float = 1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(every_s)
+
+
+def test_model_endpoint_describes_the_serving_model(
+    client: httpx.Client, session_artifact: Path
+) -> None:
+    metadata = read_metadata(session_artifact)
+    info = client.get("/api/v1/model").json()
+    assert info["model_version"] == metadata.model_version
+    assert info["created_at"] == metadata.created_at.isoformat()
+    assert info["engine"] == "onnx"
+    assert info["threshold"] == metadata.threshold
+    assert info["features"] == list(FEATURE_NAMES)
+    assert info["data"]["sha256"] == metadata.data.sha256
+    assert info["metrics"] == metadata.metrics
+    assert info["last_reload_error"] is None
+
+
+def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
+    client: httpx.Client, session_artifact: Path
+) -> None:
+    request_id = f"checkout-{uuid.uuid4()}"
+    row = as_json(random_transactions(1, seed=5)[0])
+    response = client.post("/api/v1/predict", json=row, headers={"X-Request-ID": request_id})
+    assert response.headers["x-request-id"] == request_id
+    answer = response.json()
+
+    def logged() -> list[dict]:
+        return [
+            record
+            for record in json_log_records("replica_fraud_Ingress_*.log")
+            if record.get("request_id") == request_id and record["message"] == "prediction"
+        ]
+
+    (record,) = wait_for(logged)
+    assert record["model_version"] == answer["model_version"]
+    assert record["fraud_probability"] == answer["fraud_probability"]
+    assert record["is_fraud"] == answer["is_fraud"]
+    assert 0 < record["latency_ms"] < 30_000
+    assert "features" not in record
+
+
+def test_transaction_values_never_reach_the_logs(client: httpx.Client) -> None:
+    marker = 4321.987654321
+    good = as_json(random_transactions(1, seed=6)[0]) | {"Amount": marker}
+    assert client.post("/api/v1/predict", json=good).status_code == 200
+    assert client.post("/api/v1/predict", json=good | {"V1": "x"}).status_code == 422
+    batch = {"transactions": [good, good | {"V2": None}]}
+    assert client.post("/api/v1/predict/batch", json=batch).status_code == 422
+    time.sleep(2)  # let the replicas flush their log handlers
+    logs = "".join(file.read_text() for file in serve_log_dir().glob("*.log"))
+    assert "4321.98" not in logs
+
+
+def metrics_text() -> str:
+    port = ray._private.worker._global_node.metrics_export_port
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
+    rows = random_transactions(40, seed=8)
+    rows[::4, 13] -= 4.0
+    for row in rows:
+        assert client.post("/api/v1/predict", json=as_json(row)).status_code == 200
+    batch = {"transactions": [as_json(row) for row in rows[:10]]}
+    assert client.post("/api/v1/predict/batch", json=batch).status_code == 200
+    assert client.post("/api/v1/predict", json={"V1": 1.0}).status_code == 422
+
+    expected = [
+        "ray_fraud_predictions_total{",
+        'decision="legit"',
+        "ray_fraud_score_bucket{",
+        "ray_fraud_model_batch_size_bucket{",
+        "ray_fraud_model_info{",
+        'engine="onnx"',
+        "ray_fraud_rejected_requests_total{",
+        'reason="invalid"',
+        "ray_serve_num_http_requests",  # Ray's own, on the same endpoint
+    ]
+
+    def all_there() -> bool:
+        text = metrics_text()
+        return all(name in text for name in expected)
+
+    assert wait_for(all_there, timeout_s=90, every_s=3), [
+        name for name in expected if name not in metrics_text()
+    ]

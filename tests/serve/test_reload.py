@@ -1,0 +1,201 @@
+"""Hot model reload through FraudModel's user_config, and a bad model at start.
+
+A good artifact switches atomically (each answer is wholly from one model, named in the
+answer); a missing, corrupt or tampered one is refused while the old model keeps serving, and
+the refusal shows in GET /api/v1/model. A bad artifact at start fails the deploy with its reason.
+"""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from ray import serve
+from sklearn.ensemble import RandomForestClassifier
+
+from fraud_model.artifact import load_artifact
+from tests.conftest import random_transactions, upload_artifact, write_artifact
+from tests.serve.conftest import as_json, deploy_app, replica_names
+from training.data import Dataset
+
+pytestmark = [pytest.mark.ray, pytest.mark.serve]
+
+ROWS = random_transactions(16, seed=11)
+
+
+@pytest.fixture(scope="module")
+def second_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
+    forest = RandomForestClassifier(n_estimators=7, max_depth=5, random_state=1)
+    forest.fit(tiny_dataset.features, tiny_dataset.labels)
+    path = tmp_path_factory.mktemp("reload") / "second"
+    write_artifact(path, forest, tiny_dataset, threshold=0.02)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reload_app(serve_url: str, session_artifact: Path) -> str:
+    deploy_app("reload", {"artifact_uri": str(session_artifact)})
+    yield f"{serve_url}/reload"
+    serve.delete("reload")
+
+
+def expected_scores(artifact_dir: Path) -> dict[str, np.ndarray]:
+    artifact = load_artifact(artifact_dir)
+    return {artifact.metadata.model_version: artifact.fraud_probability(ROWS)}
+
+
+def retune(session_artifact: Path, artifact_uri: str | None) -> None:
+    deploy_app(
+        "reload",
+        {"artifact_uri": str(session_artifact)},
+        {"user_config": {"artifact_uri": artifact_uri}},
+    )
+
+
+def model_info(base: str) -> dict:
+    return httpx.get(f"{base}/api/v1/model", timeout=30).json()
+
+
+def test_a_good_artifact_switches_atomically_without_a_restart(
+    reload_app: str, session_artifact: Path, second_artifact: Path
+) -> None:
+    expected = expected_scores(session_artifact) | expected_scores(second_artifact)
+    old_version, new_version = expected
+    replicas = replica_names("reload")
+    answers: list[tuple[int, dict]] = []
+    stop = threading.Event()
+
+    def keep_scoring() -> None:
+        with httpx.Client(base_url=reload_app, timeout=30) as http:
+            while not stop.is_set():
+                for index, row in enumerate(ROWS):
+                    response = http.post("/api/v1/predict", json=as_json(row))
+                    answers.append((index, response.json() | {"status": response.status_code}))
+
+    traffic = threading.Thread(target=keep_scoring)
+    traffic.start()
+    try:
+        retune(session_artifact, str(second_artifact))
+        stop.wait(1.0)  # traffic keeps flowing after the switch
+    finally:
+        stop.set()
+        traffic.join()
+
+    assert replica_names("reload") == replicas  # reloaded in place, no new replica
+    seen = {answer["model_version"] for _, answer in answers}
+    assert seen == {old_version, new_version}
+    for index, answer in answers:
+        assert answer["status"] == 200
+        # A whole model: the score is exactly what the model named in the answer gives.
+        assert answer["fraud_probability"] == pytest.approx(
+            expected[answer["model_version"]][index], abs=1e-12
+        )
+    info = model_info(reload_app)
+    assert info["model_version"] == new_version
+    assert info["artifact_uri"] == str(second_artifact)
+    assert info["threshold"] == 0.02 and info["last_reload_error"] is None
+
+
+def corrupt_copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    onnx = target / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")
+    return target
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "reason"),
+    [
+        (lambda good, tmp: tmp / "does-not-exist", "No model artifact directory"),
+        (lambda good, tmp: corrupt_copy(good, tmp / "tampered"), "sha256"),
+        (lambda good, tmp: tmp, "metadata.json is missing"),
+    ],
+    ids=["missing", "tampered", "not-an-artifact"],
+)
+def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
+    reload_app: str,
+    session_artifact: Path,
+    second_artifact: Path,
+    tmp_path: Path,
+    make_bad,
+    reason: str,
+) -> None:
+    retune(session_artifact, str(second_artifact))
+    serving = model_info(reload_app)["model_version"]
+
+    bad = make_bad(second_artifact, tmp_path)
+    retune(session_artifact, str(bad))
+
+    info = model_info(reload_app)
+    assert info["model_version"] == serving
+    assert info["last_reload_error"]["artifact_uri"] == str(bad)
+    assert reason in info["last_reload_error"]["error"]
+    response = httpx.post(f"{reload_app}/api/v1/predict", json=as_json(ROWS[0]), timeout=30)
+    assert response.status_code == 200 and response.json()["model_version"] == serving
+
+    retune(session_artifact, str(second_artifact))  # a good config clears the error
+    assert model_info(reload_app)["last_reload_error"] is None
+
+
+def test_a_bad_artifact_at_start_fails_the_deploy_with_its_reason(
+    serve_url: str, session_artifact: Path, tmp_path: Path
+) -> None:
+    bad = corrupt_copy(session_artifact, tmp_path / "tampered")
+    deploy_app(
+        "bad-start",
+        {"artifact_uri": str(session_artifact)},
+        {"user_config": {"artifact_uri": str(bad)}},
+        wait=False,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            app = serve.status().applications.get("bad-start")
+            if app is not None and app.status == "DEPLOY_FAILED":
+                break
+            time.sleep(1)
+        model = app.deployments["FraudModel"]
+        assert app.status == "DEPLOY_FAILED"
+        # `serve status` (and the RayService status on KubeRay) carries the reason.
+        assert "FraudModel cannot start" in model.message
+        assert "sha256" in model.message
+    finally:
+        serve.delete("bad-start")
+
+
+def test_replicas_load_and_hot_reload_artifacts_from_s3(
+    serve_url: str,
+    session_artifact: Path,
+    second_artifact: Path,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    first_uri = upload_artifact(session_artifact, "fraud-models", "v1")
+    second_uri = upload_artifact(second_artifact, "fraud-models", "v2")
+    # The replicas get the same standard AWS settings as a pod with IRSA would (here: moto's).
+    replica_env = s3_env | {"FRAUD_ARTIFACT_CACHE": str(tmp_path / "cache")}
+    model_config = {"ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": replica_env}}}
+    deploy_app("s3", {"artifact_uri": first_uri}, model_config)
+    base = f"{serve_url}/s3"
+    try:
+        ((version, scores),) = expected_scores(session_artifact).items()
+        answer = httpx.post(f"{base}/api/v1/predict", json=as_json(ROWS[3]), timeout=30).json()
+        assert answer["model_version"] == version
+        assert answer["fraud_probability"] == pytest.approx(scores[3], abs=1e-12)
+        assert model_info(base)["artifact_uri"] == first_uri
+
+        deploy_app(
+            "s3",
+            {"artifact_uri": first_uri},
+            model_config | {"user_config": {"artifact_uri": second_uri}},
+        )
+        ((new_version, _),) = expected_scores(second_artifact).items()
+        assert model_info(base)["model_version"] == new_version
+        assert model_info(base)["artifact_uri"] == second_uri
+        cached = {path.parent.parent.name for path in (tmp_path / "cache").rglob("metadata.json")}
+        assert cached == {"v1", "v2"}
+    finally:
+        serve.delete("s3")
