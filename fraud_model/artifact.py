@@ -22,6 +22,7 @@ import joblib
 import numpy as np
 from pydantic import ValidationError
 
+from fraud_model.drift import reference_bins
 from fraud_model.engines import (
     PARITY_TOLERANCE,
     EngineName,
@@ -29,13 +30,20 @@ from fraud_model.engines import (
     ScoringEngine,
     SklearnEngine,
 )
+from fraud_model.explain import TREES_FILE, ForestExplainer, save_trees
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
-from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint, Parity
+from fraud_model.metadata import (
+    ArtifactMetadata,
+    Calibration,
+    DataFingerprint,
+    Parity,
+    ScoreBins,
+)
 from fraud_model.prior import adjust_to_prior
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT_VERSION = 2
+ARTIFACT_FORMAT_VERSION = 3
 METADATA_FILE = "metadata.json"
 MODEL_FILES: dict[EngineName, str] = {"onnx": "model.onnx", "sklearn": "model.joblib"}
 PROBE_FILE = "parity_probe.npz"
@@ -85,6 +93,10 @@ class LoadedArtifact:
         calibration = self.metadata.calibration
         return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
 
+    def load_explainer(self) -> ForestExplainer:
+        """The trees as arrays (hash-checked with the rest), for reason codes; no unpickling."""
+        return ForestExplainer.load(self.path / self.metadata.explainer_file)
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -121,11 +133,16 @@ def save_artifact(
     training_params: dict[str, Any],
     data: DataFingerprint,
     metrics: dict[str, Any],
+    score_bins: ScoreBins | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    report_file: str | None = None,
     overwrite: bool = False,
 ) -> ArtifactMetadata:
-    """Write the forest (sklearn and ONNX), the parity probe and the metadata, atomically.
+    """Write the forest (sklearn, ONNX and plain arrays), the parity probe, any extra files
+    (the training report) and the metadata, atomically.
 
-    Raises ArtifactParityError, leaving nothing behind, if the two engines disagree on `probe`.
+    `score_bins`: the drift reference (default: the probe rows' served scores).
+    Raises ArtifactParityError, leaving nothing behind, if the engines disagree.
     """
     final = Path(output_dir)
     if final.exists() and not overwrite:
@@ -151,6 +168,15 @@ def save_artifact(
         (staging / MODEL_FILES["onnx"]).write_bytes(onnx_model)
         joblib.dump(model, staging / MODEL_FILES["sklearn"], compress=3)
         np.savez(staging / PROBE_FILE, features=probe, sklearn_scores=sklearn_scores)
+        save_trees(model, staging / TREES_FILE)
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        if score_bins is None:
+            probe_scores = adjust_to_prior(
+                sklearn_scores, calibration.training_prior, calibration.production_prior
+            )
+            edges, shares = reference_bins(probe_scores)
+            score_bins = ScoreBins(edges=edges, shares=shares)
         files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
         created_at = datetime.now(UTC).replace(microsecond=0)
         onnx_sha = files[MODEL_FILES["onnx"]]
@@ -165,6 +191,9 @@ def save_artifact(
                 max_abs_diff=max_diff,
                 tolerance=PARITY_TOLERANCE,
             ),
+            explainer_file=TREES_FILE,
+            score_bins=score_bins,
+            report_file=report_file,
             files=files,
             features=list(FEATURE_NAMES),
             threshold=threshold,
@@ -280,7 +309,9 @@ def _check_features(features: list[str], metadata_path: Path) -> None:
 
 
 def _check_files(root: Path, metadata: ArtifactMetadata) -> None:
-    referenced = [*metadata.engines.values(), metadata.parity.probe_file]
+    referenced = [*metadata.engines.values(), metadata.parity.probe_file, metadata.explainer_file]
+    if metadata.report_file is not None:
+        referenced.append(metadata.report_file)
     unhashed = [name for name in referenced if name not in metadata.files]
     if unhashed:
         raise ArtifactMetadataError(f"{unhashed} have no sha256 in 'files'")

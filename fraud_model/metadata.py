@@ -39,6 +39,13 @@ class Parity(_Strict):
     tolerance: float = Field(gt=0)
 
 
+class ScoreBins(_Strict):
+    """Held-out served scores in fixed bins: the reference for live score drift (PSI)."""
+
+    edges: list[float] = Field(description="Inner bin edges; a score s is in bin searchsorted.")
+    shares: list[float] = Field(description="Share of the reference scores in each bin.")
+
+
 class ArtifactMetadata(_Strict):
     format_version: int
     model_version: str
@@ -47,6 +54,9 @@ class ArtifactMetadata(_Strict):
         description="Model file of each scoring engine."
     )
     parity: Parity
+    explainer_file: str = Field(description="The trees as plain arrays, for reason codes.")
+    score_bins: ScoreBins
+    report_file: str | None = Field(None, description="The training report, if one was made.")
     files: dict[str, str] = Field(description="sha256 of every file of the artifact but this one.")
     features: list[str]
     threshold: float = Field(ge=0, le=1, description="Decision threshold on fraud_probability.")

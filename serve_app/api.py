@@ -4,9 +4,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
@@ -25,6 +25,14 @@ DEFAULT_MAX_TRANSACTIONS = 1000
 DEFAULT_REQUEST_TIMEOUT_S = 2.0
 SINGLE_BODY_LIMIT = 16 * 1024  # one transaction is about 1 KiB of JSON
 BYTES_PER_TRANSACTION = 2 * 1024
+Explain = Annotated[
+    bool,
+    Query(
+        description="Add each feature's contribution to the score (reason codes). About 15 "
+        "times the cost of plain scoring (0.26 ms against 0.017 ms for one row on the bundled "
+        "model): leave it off on the checkout path."
+    ),
+]
 RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
 
 
@@ -36,6 +44,9 @@ class ModelHandle(Protocol):
 
     @property
     def score_many(self): ...  # the rows of one request, scored together
+
+    @property
+    def explain_many(self): ...  # scores with each feature's contribution
 
     @property
     def describe(self): ...  # the serving model's metadata
@@ -135,10 +146,13 @@ def create_api(
         dependencies=body_guards,
         responses=ERROR_RESPONSES,
     )
-    async def predict(transaction: Transaction) -> Any:
+    async def predict(transaction: Transaction, explain: Explain = False) -> Any:
         started = time.perf_counter()
         row = transaction.feature_row()
-        answer = await call_model(model.score.remote(row))
+        if explain:
+            (answer,) = await call_model(model.explain_many.remote([row]))
+        else:
+            answer = await call_model(model.score.remote(row))
         if settings.log_predictions:
             log_prediction(answer, started, row)
         # Built by our own code from floats and bools: skip re-validating the response.
@@ -154,10 +168,14 @@ def create_api(
         dependencies=body_guards,
         responses=ERROR_RESPONSES,
     )
-    async def predict_batch(request: BatchRequest) -> Any:  # type: ignore[valid-type]
+    async def predict_batch(
+        request: BatchRequest,  # type: ignore[valid-type]
+        explain: Explain = False,
+    ) -> Any:
         started = time.perf_counter()
         rows = [transaction.feature_row() for transaction in request.transactions]
-        answers = await call_model(model.score_many.remote(rows))
+        method = model.explain_many if explain else model.score_many
+        answers = await call_model(method.remote(rows))
         if settings.log_predictions:
             log_batch(answers, started)
         return JSONResponse({"predictions": answers})

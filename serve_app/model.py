@@ -19,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from fraud_model.artifact import ArtifactError, LoadedArtifact
+from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.engines import EngineName
+from fraud_model.explain import ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
+from fraud_model.metadata import ScoreBins
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
 
@@ -55,6 +58,26 @@ class ServingModel:
     uri: str
     artifact: LoadedArtifact
     threshold: float
+    explainer: ForestExplainer | None = None  # loaded with the artifact; reason codes only
+
+
+class ScoreDrift:
+    """Live served scores in the artifact's reference bins, and their PSI against it."""
+
+    MIN_SCORES = 200  # below this, PSI measures the sample's noise, not drift
+
+    def __init__(self, bins: ScoreBins) -> None:
+        self.bins = bins
+        self.counts = np.zeros(len(bins.shares), dtype=np.int64)
+
+    def add(self, scores: np.ndarray) -> float | None:
+        self.counts += bin_counts(self.bins.edges, scores)
+        return self.psi()
+
+    def psi(self) -> float | None:
+        if self.counts.sum() < self.MIN_SCORES:
+            return None
+        return population_stability_index(self.bins.shares, self.counts)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -65,6 +88,7 @@ class FraudModel:
         self._default_uri = artifact_uri
         self._engine: EngineName = engine
         self._serving: ServingModel | None = None
+        self._drift: ScoreDrift | None = None
         self._last_reload_error: dict[str, str] | None = None
         self._metrics = ModelMetrics()
 
@@ -76,10 +100,11 @@ class FraudModel:
             return
         uri = tuning.artifact_uri or self._default_uri
         current = self._serving
-        artifact = current.artifact if current and current.uri == uri else None
+        same = current is not None and current.uri == uri
+        artifact, explainer = (current.artifact, current.explainer) if same else (None, None)
         if artifact is None:
             try:
-                artifact = await asyncio.to_thread(open_artifact, uri, self._engine, replica_cpus())
+                artifact, explainer = await asyncio.to_thread(self._open, uri)
             except Exception as error:  # whatever failed, a reload never drops the old model
                 reason = str(error) if isinstance(error, ArtifactError) else repr(error)
                 self._refuse(reason, uri)
@@ -88,7 +113,10 @@ class FraudModel:
             uri=uri,
             artifact=artifact,
             threshold=artifact.metadata.threshold if tuning.threshold is None else tuning.threshold,
+            explainer=explainer,
         )
+        if not same:
+            self._drift = ScoreDrift(artifact.metadata.score_bins)
         self._last_reload_error = None
         self.score.set_max_batch_size(tuning.max_batch_size)
         self.score.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
@@ -107,6 +135,10 @@ class FraudModel:
             tuning.max_batch_size,
             tuning.batch_wait_timeout_s * 1000,
         )
+
+    def _open(self, uri: str) -> tuple[LoadedArtifact, ForestExplainer]:
+        artifact = open_artifact(uri, self._engine, replica_cpus())
+        return artifact, artifact.load_explainer()
 
     def _refuse(self, reason: str, uri: str | None) -> None:
         if self._serving is None:
@@ -137,12 +169,24 @@ class FraudModel:
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
         answers = await asyncio.to_thread(predictions, serving, rows)
-        self._metrics.record_batch(
-            serving.artifact.metadata.model_version,
-            [answer["fraud_probability"] for answer in answers],
-            serving.threshold,
-        )
+        self._record(serving, answers)
         return answers
+
+    async def explain_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        """Scores with each feature's contribution (reason codes). About 15 times the cost of
+        plain scoring (benchmarks/explain_cost.py), so only on request."""
+        serving = self._require_model()
+        answers = await asyncio.to_thread(explained_predictions, serving, rows)
+        self._record(serving, answers)
+        return answers
+
+    def _record(self, serving: ServingModel, answers: list[dict[str, Any]]) -> None:
+        version = serving.artifact.metadata.model_version
+        scores = [answer["fraud_probability"] for answer in answers]
+        self._metrics.record_batch(version, scores, serving.threshold)
+        psi = self._drift.add(np.asarray(scores)) if self._drift is not None else None
+        if psi is not None:
+            self._metrics.score_drift(version, psi)
 
     def describe(self) -> dict[str, Any]:
         """The serving model's metadata, for GET /api/v1/model."""
@@ -161,6 +205,16 @@ class FraudModel:
             "metrics": metadata.metrics,
             "calibration": metadata.calibration.model_dump(),
             "last_reload_error": self._last_reload_error,
+            "score_drift": self._drift_summary(),
+        }
+
+    def _drift_summary(self) -> dict[str, Any] | None:
+        if self._drift is None:
+            return None
+        return {
+            "scores_seen": int(self._drift.counts.sum()),
+            "psi": self._drift.psi(),  # null until MIN_SCORES scores were seen
+            "min_scores": ScoreDrift.MIN_SCORES,
         }
 
     def check_health(self) -> None:
@@ -185,6 +239,26 @@ def predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str
             "model_version": version,
         }
         for p in probabilities
+    ]
+
+
+def explained_predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str, Any]]:
+    """predictions() plus, per row, every feature's contribution, largest first.
+
+    `base + sum(contributions)` is the forest's probability (the ONNX engine's fraud_probability
+    agrees within the artifact's parity tolerance).
+    """
+    if serving.explainer is None:
+        raise RuntimeError("this model was loaded without its trees file")
+    features = np.asarray(rows, dtype=FEATURE_DTYPE)
+    calibration = serving.artifact.metadata.calibration
+    explanation, _ = serving.explainer.served(
+        features, calibration.training_prior, calibration.production_prior
+    )
+    reasons = top_reasons(explanation, features, k=features.shape[1])
+    return [
+        answer | {"explanation": {"base": explanation.base, "contributions": row_reasons}}
+        for answer, row_reasons in zip(predictions(serving, rows), reasons, strict=True)
     ]
 
 

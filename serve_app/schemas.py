@@ -49,6 +49,22 @@ Transaction: type[_TransactionBase] = create_model(
 )
 
 
+class Contribution(BaseModel):
+    feature: str
+    value: float = Field(description="The transaction's value of this feature.")
+    contribution: float = Field(
+        description="How far this feature moved fraud_probability (positive: towards fraud)."
+    )
+
+
+class Explanation(BaseModel):
+    base: float = Field(description="fraud_probability before any feature is looked at.")
+    contributions: list[Contribution] = Field(
+        description="Every feature, largest absolute contribution first. base + the sum of "
+        "all contributions = fraud_probability (within the engines' parity tolerance, 1e-5)."
+    )
+
+
 class Prediction(BaseModel):
     fraud_probability: float = Field(
         ge=0, le=1, description="Probability of fraud at the production fraud rate."
@@ -56,6 +72,9 @@ class Prediction(BaseModel):
     is_fraud: bool = Field(description="fraud_probability >= threshold")
     threshold: float = Field(description="Decision threshold of the serving model.")
     model_version: str = Field(description="Version of the model artifact that scored this.")
+    explanation: Explanation | None = Field(
+        None, description="Reason codes, only with ?explain=true."
+    )
 
 
 class BatchPrediction(BaseModel):

@@ -11,6 +11,7 @@ from training.data import (
     load_transactions,
     synthetic_dataset,
 )
+from training.evaluate import DEFAULT_REVIEW_COST
 from training.forest import ForestParams
 from training.pipeline import TrainingOptions, train_and_export
 
@@ -119,9 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--threshold-strategy",
-        choices=["best_f1", "target_precision"],
+        choices=["best_f1", "target_precision", "min_cost"],
         default="best_f1",
-        help="how to choose the decision threshold on the validation split",
+        help="how to choose the decision threshold on the validation split (min_cost: lowest "
+        "expected cost, a missed fraud costing its Amount and a flagged one --review-cost)",
+    )
+    run.add_argument(
+        "--review-cost",
+        type=float,
+        default=DEFAULT_REVIEW_COST,
+        help="cost of reviewing one flagged transaction (min_cost and the report's cost curve)",
     )
     run.add_argument(
         "--target-precision",
@@ -132,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-tasks", type=int, help="Ray tasks to build trees in (default: cluster CPUs)"
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         production_fraud_rate=args.production_fraud_rate,
         threshold_strategy=args.threshold_strategy,
         target_precision=args.target_precision,
+        review_cost=args.review_cost,
         num_tasks=args.num_tasks,
     )
     try:
@@ -178,14 +188,36 @@ def main(argv: list[str] | None = None) -> int:
     import ray  # imported here so `--help` and data errors answer without loading Ray
 
     ray.init(logging_level=logging.WARNING)  # RAY_ADDRESS, if set, selects an existing cluster
+    progress = tree_progress_bar(params.n_estimators, disable=args.no_progress)
     try:
-        metadata = train_and_export(dataset, params, options, args.output, overwrite=args.overwrite)
+        metadata = train_and_export(
+            dataset,
+            params,
+            options,
+            args.output,
+            overwrite=args.overwrite,
+            on_progress=progress.update_to,
+        )
     finally:
+        progress.close()
         ray.shutdown()
     logger.info("Artifact %s written to %s", metadata.model_version, args.output)
     for line in summarise(metadata.metrics, metadata.threshold):
         logger.info(line)
     return 0
+
+
+def tree_progress_bar(total: int, disable: bool = False):
+    """A tqdm bar fed by train_forest's on_progress(done, total); silent when not a terminal."""
+    from tqdm import tqdm
+
+    class TreeProgress(tqdm):
+        def update_to(self, done: int, total: int) -> None:
+            self.total = total
+            self.update(done - self.n)
+
+    # disable=None: tqdm turns itself off when stderr is not a TTY (CI logs, pipes).
+    return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable or None)
 
 
 def summarise(metrics: dict, threshold: float) -> list[str]:

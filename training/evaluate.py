@@ -15,7 +15,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-ThresholdStrategy = Literal["best_f1", "target_precision"]
+ThresholdStrategy = Literal["best_f1", "target_precision", "min_cost"]
+DEFAULT_REVIEW_COST = 5.0
 
 
 def prevalence_weights(labels: np.ndarray, target_rate: float | None) -> np.ndarray | None:
@@ -54,6 +55,51 @@ def evaluate(
     }
 
 
+def cost_curve(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    amounts: np.ndarray,
+    review_cost: float,
+    target_rate: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected cost per transaction of flagging `score >= t`, for every candidate t.
+
+    A missed fraud costs its amount; every flagged transaction costs `review_cost` (someone looks
+    at it, fraud or not). With `target_rate`, non-fraud rows are re-weighted to that fraud rate,
+    so the cost is per live transaction. The last candidate, +inf, flags nothing.
+    """
+    weights = prevalence_weights(labels, target_rate)
+    weights = np.ones(len(labels)) if weights is None else weights
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    caught = np.cumsum(np.where(labels[order] == 1, amounts[order] * weights[order], 0.0))
+    flagged = np.cumsum(weights[order])
+    # Only the last row of each run of equal scores is a distinct threshold.
+    last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    total_fraud = caught[-1]
+    costs = (total_fraud - caught[last_of_run]) + review_cost * flagged[last_of_run]
+    thresholds = np.r_[sorted_scores[last_of_run], np.inf]
+    costs = np.r_[costs, total_fraud] / weights.sum()
+    return thresholds, costs
+
+
+def expected_cost(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    amounts: np.ndarray,
+    threshold: float,
+    review_cost: float,
+    target_rate: float | None = None,
+) -> float:
+    """Expected cost per transaction of flagging `score >= threshold` (see cost_curve)."""
+    weights = prevalence_weights(labels, target_rate)
+    weights = np.ones(len(labels)) if weights is None else weights
+    flagged = scores >= threshold
+    missed = (labels == 1) & ~flagged
+    total = np.sum(weights * amounts * missed) + review_cost * np.sum(weights * flagged)
+    return float(total / weights.sum())
+
+
 def choose_threshold(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -61,13 +107,20 @@ def choose_threshold(
     strategy: ThresholdStrategy = "best_f1",
     target_precision: float | None = None,
     target_rate: float | None = None,
+    amounts: np.ndarray | None = None,
+    review_cost: float = DEFAULT_REVIEW_COST,
 ) -> float:
     """Pick a threshold on validation scores.
 
     best_f1: the threshold with the highest F1. target_precision: the lowest threshold (so the
     highest recall) whose precision reaches `target_precision`, or the most precise one if none
-    does.
+    does. min_cost: the lowest expected cost (see cost_curve; needs `amounts`).
     """
+    if strategy == "min_cost":
+        if amounts is None:
+            raise ValueError("strategy 'min_cost' needs the transactions' amounts")
+        thresholds, costs = cost_curve(labels, scores, amounts, review_cost, target_rate)
+        return float(thresholds[int(np.argmin(costs))])
     weights = prevalence_weights(labels, target_rate)
     precision, recall, thresholds = precision_recall_curve(labels, scores, sample_weight=weights)
     # The curve's last point (precision 1, recall 0) has no threshold.

@@ -10,12 +10,22 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fraud_model.artifact import save_artifact
-from fraud_model.metadata import ArtifactMetadata, Calibration
+from fraud_model.drift import reference_bins
+from fraud_model.features import FEATURE_NAMES
+from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
 from fraud_model.prior import adjust_to_prior
 from training.data import PRODUCTION_FRAUD_RATE, Dataset
-from training.evaluate import ThresholdStrategy, choose_threshold, evaluate
+from training.evaluate import (
+    DEFAULT_REVIEW_COST,
+    ThresholdStrategy,
+    choose_threshold,
+    evaluate,
+    expected_cost,
+    prevalence_weights,
+)
 from training.export import forest_to_onnx
 from training.forest import ForestParams, train_forest
+from training.report import REPORT_FILE, Split, build_report
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +38,7 @@ class TrainingOptions:
     production_fraud_rate: float = PRODUCTION_FRAUD_RATE
     threshold_strategy: ThresholdStrategy = "best_f1"
     target_precision: float | None = None
+    review_cost: float = DEFAULT_REVIEW_COST  # per flagged transaction, for min_cost and reports
     num_tasks: int | None = None
 
 
@@ -82,22 +93,52 @@ def train_and_export(
         raw = forest.predict_proba(features)[:, 1]
         return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
 
+    amount = FEATURE_NAMES.index("Amount")
+    validation = Split(y_val, score(x_val), x_val[:, amount])
+    test = Split(y_test, score(x_test), x_test[:, amount])
     threshold = choose_threshold(
-        y_val,
-        score(x_val),
+        validation.labels,
+        validation.scores,
         strategy=options.threshold_strategy,
         target_precision=options.target_precision,
         target_rate=options.production_fraud_rate,
+        amounts=validation.amounts,
+        review_cost=options.review_cost,
     )
-    test_scores = score(x_test)
     metrics = {
-        "test": evaluate(y_test, test_scores, threshold),
+        "test": evaluate(y_test, test.scores, threshold),
         "test_at_production_rate": evaluate(
-            y_test, test_scores, threshold, target_rate=options.production_fraud_rate
+            y_test, test.scores, threshold, target_rate=options.production_fraud_rate
         ),
+        "expected_cost_per_transaction": expected_cost(
+            test.labels,
+            test.scores,
+            test.amounts,
+            threshold,
+            options.review_cost,
+            options.production_fraud_rate,
+        ),
+        "review_cost": options.review_cost,
         "train_seconds": round(train_seconds, 2),
         "split_rows": {"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
     }
+    report = build_report(
+        validation=validation,
+        test=test,
+        threshold=threshold,
+        strategy=_describe_strategy(options),
+        review_cost=options.review_cost,
+        production_rate=options.production_fraud_rate,
+        importances=forest.feature_importances_,
+        metrics=metrics,
+        summary={
+            "Data": f"{dataset.fingerprint.source} ({dataset.fingerprint.rows} rows, "
+            f"{dataset.fingerprint.fraud_count} frauds, sha256 {dataset.fingerprint.sha256[:12]})",
+            "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items()),
+            "Split": f"fit {len(y_fit)}, validation {len(y_val)}, test {len(y_test)} "
+            f"(seed {options.seed})",
+        },
+    )
     return save_artifact(
         output_dir,
         forest,
@@ -109,8 +150,19 @@ def train_and_export(
         training_params={"forest": asdict(params), "options": asdict(options)},
         data=dataset.fingerprint,
         metrics=metrics,
+        score_bins=live_score_bins(test, options.production_fraud_rate),
+        extra_files=report,
+        report_file=REPORT_FILE,
         overwrite=overwrite,
     )
+
+
+def live_score_bins(test: Split, production_rate: float) -> ScoreBins:
+    """The drift reference: held-out scores as live traffic would have them (fraud at the
+    production rate)."""
+    weights = prevalence_weights(test.labels, production_rate)
+    edges, shares = reference_bins(test.scores, weights)
+    return ScoreBins(edges=edges, shares=shares)
 
 
 def parity_probe(features: np.ndarray, labels: np.ndarray, per_class: int = 256) -> np.ndarray:
@@ -119,6 +171,8 @@ def parity_probe(features: np.ndarray, labels: np.ndarray, per_class: int = 256)
 
 
 def _describe_strategy(options: TrainingOptions) -> str:
+    if options.threshold_strategy == "min_cost":
+        return f"min_cost (review cost {options.review_cost:g}) on validation at production rate"
     if options.threshold_strategy == "target_precision":
         return f"target_precision={options.target_precision} on validation at production rate"
     return "best_f1 on validation at production rate"

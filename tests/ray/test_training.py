@@ -71,6 +71,27 @@ def test_pipeline_writes_an_evaluated_artifact(ray_cluster: str, tmp_path: Path)
     assert metadata.training_params["forest"]["n_estimators"] == 20
 
 
+def test_the_report_is_written_into_the_artifact_and_hashed(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    dataset = synthetic_dataset(4_000, fraud_rate=0.04, seed=2)
+    options = TrainingOptions(seed=2, threshold_strategy="min_cost", review_cost=3.0)
+    metadata = train_and_export(
+        dataset, ForestParams(n_estimators=10, max_depth=8), options, tmp_path / "model"
+    )
+    assert metadata.report_file == "report.md"
+    report = (tmp_path / "model" / "report.md").read_text()
+    assert "min_cost (review cost 3)" in report and "| held-out test |" in report
+    images = [name for name in metadata.files if name.endswith(".png")]
+    assert len(images) == 5
+    for name in images:
+        assert f"]({name})" in report  # linked from the report
+        assert (tmp_path / "model" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metadata.metrics["expected_cost_per_transaction"] > 0
+    # The drift reference describes live traffic: fraud-level scores are rare in it.
+    assert sum(metadata.score_bins.shares) == pytest.approx(1.0)
+
+
 def test_served_probabilities_match_the_production_fraud_rate(
     ray_cluster: str, tmp_path: Path
 ) -> None:

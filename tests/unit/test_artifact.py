@@ -21,6 +21,7 @@ from fraud_model.artifact import (
     load_artifact,
     sha256_file,
 )
+from fraud_model.explain import TREES_FILE
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.prior import adjust_to_prior
 from tests.conftest import random_transactions, write_artifact
@@ -53,9 +54,10 @@ def test_round_trip_keeps_metadata_and_both_engines_score_as_the_forest(
         np.testing.assert_allclose(loaded.fraud_probability(x), expected, rtol=1e-5, atol=1e-7)
 
     meta = loaded.metadata
-    assert meta.format_version == 2
+    assert meta.format_version == 3
     assert meta.features == list(FEATURE_NAMES)
-    assert set(meta.files) == {ONNX, JOBLIB, PROBE_FILE}
+    assert set(meta.files) == {ONNX, JOBLIB, PROBE_FILE, TREES_FILE}
+    assert len(meta.score_bins.shares) == len(meta.score_bins.edges) + 1
     assert meta.files[ONNX] == sha256_file(artifact_dir / ONNX)
     assert meta.model_version.endswith(meta.files[ONNX][:8])
     assert meta.parity.rows == 200 and meta.parity.max_abs_diff <= 1e-5

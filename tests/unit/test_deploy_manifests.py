@@ -25,9 +25,10 @@ def ray_pin() -> str:
     return pin.split("==")[1]
 
 
-@pytest.fixture(scope="module")
-def rayservice() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "k8s" / "rayservice.yaml").read_text())
+# Every RayService variant passes every check below.
+@pytest.fixture(scope="module", params=["rayservice.yaml", "rayservice.gcs-ft.yaml"])
+def rayservice(request: pytest.FixtureRequest) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "k8s" / request.param).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +183,15 @@ def test_kubernetes_check_catches_a_typo() -> None:
     typo["spec"]["ingressClass"] = typo["spec"].pop("ingressClassName")
     with pytest.raises(kubernetes_validate.ValidationError, match="ingressClass"):
         kubernetes_validate.validate(typo, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_gcs_ft_variant_differs_only_by_its_redis_options() -> None:
+    base, variant = (
+        yaml.safe_load((PROJECT_ROOT / "k8s" / name).read_text())
+        for name in ("rayservice.yaml", "rayservice.gcs-ft.yaml")
+    )
+    options = variant["spec"]["rayClusterConfig"].pop("gcsFaultToleranceOptions")
+    assert variant == base
+    assert options["redisAddress"].endswith(":6379")
+    # The password comes from a Secret, never from the manifest.
+    assert set(options["redisPassword"]) == {"valueFrom"}

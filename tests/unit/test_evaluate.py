@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from training.evaluate import choose_threshold, evaluate, prevalence_weights
+from training.evaluate import (
+    choose_threshold,
+    cost_curve,
+    evaluate,
+    expected_cost,
+    prevalence_weights,
+)
 
 LABELS = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1])
 SCORES = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
@@ -48,3 +54,46 @@ def test_precision_at_production_rate_counts_false_alarms_as_live_traffic_would(
     assert metrics["precision"] == pytest.approx(3 / (3 + fp))
     assert metrics["recall"] == pytest.approx(1.0)
     assert metrics["roc_auc"] == pytest.approx(evaluate(LABELS, SCORES, 0.6)["roc_auc"])
+
+
+def test_cost_curve_on_a_hand_computed_example() -> None:
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.1])
+    amounts = np.array([100.0, 50.0, 20.0, 10.0])
+    thresholds, costs = cost_curve(labels, scores, amounts, review_cost=5.0)
+    np.testing.assert_array_equal(thresholds, [0.9, 0.8, 0.3, 0.1, np.inf])
+    # t=0.9: miss the 20 fraud, review 1 -> 25; t=0.8: 20 + 10; t=0.3: 0 + 15; t=0.1: 20;
+    # flag nothing: miss 120. Per transaction (4 rows):
+    np.testing.assert_allclose(costs, np.array([25, 30, 15, 20, 120]) / 4)
+    threshold = choose_threshold(
+        labels, scores, strategy="min_cost", amounts=amounts, review_cost=5.0
+    )
+    assert threshold == 0.3
+    for candidate, curve_cost in zip(thresholds, costs, strict=True):
+        assert expected_cost(labels, scores, amounts, candidate, 5.0) == pytest.approx(curve_cost)
+
+
+def test_min_cost_beats_best_f1_on_expected_cost() -> None:
+    """Frauds vary in amount; the cost-aware threshold catches the expensive ones."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    labels = (rng.random(n) < 0.02).astype(int)
+    amounts = rng.lognormal(3.5, 1.2, size=n)
+    # A noisy score, a little higher for expensive frauds (as real fraud often is).
+    scores = np.clip(rng.normal(0.2 + 0.35 * labels, 0.15) + 0.02 * np.log(amounts), 0, 1)
+    validation, test = slice(0, n // 2), slice(n // 2, n)
+    chosen = {
+        strategy: choose_threshold(
+            labels[validation],
+            scores[validation],
+            strategy=strategy,
+            amounts=amounts[validation],
+            review_cost=2.0,
+        )
+        for strategy in ("best_f1", "min_cost")
+    }
+
+    def cost(threshold: float) -> float:
+        return expected_cost(labels[test], scores[test], amounts[test], threshold, 2.0)
+
+    assert cost(chosen["min_cost"]) < cost(chosen["best_f1"])

@@ -1,0 +1,133 @@
+"""Reason codes: how much each feature moved a transaction's score, from the forest's own paths.
+
+The Saabas / "treeinterpreter" decomposition: walking a tree from its root to the row's leaf,
+each split changes the node's fraud probability, and that change is credited to the split's
+feature. The root's value is the tree's bias. Averaged over the trees:
+
+    raw score = base + sum(contributions)        (exactly, up to float rounding)
+
+Serving runs ONNX and never unpickles, so training saves the trees as plain arrays (`trees.npz`,
+hash-checked like every artifact file) and this module walks them with numpy, all trees and all
+rows at once, one tree level per step.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
+from fraud_model.prior import adjust_to_prior
+
+TREES_FILE = "trees.npz"
+_LEAF = -1
+
+
+def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
+    """All trees of a fitted sklearn forest as flat arrays (children are global node indices)."""
+    left, right, feature, threshold, fraud, roots = [], [], [], [], [], []
+    offset = 0
+    for estimator in forest.estimators_:
+        tree = estimator.tree_
+        values = tree.value[:, 0, :]
+        roots.append(offset)
+        # Children point into the concatenation; leaves keep -1.
+        left.append(np.where(tree.children_left == _LEAF, _LEAF, tree.children_left + offset))
+        right.append(np.where(tree.children_right == _LEAF, _LEAF, tree.children_right + offset))
+        feature.append(tree.feature)
+        threshold.append(tree.threshold)
+        fraud.append(values[:, 1] / values.sum(axis=1))  # what predict_proba reads at a node
+        offset += tree.node_count
+    return {
+        "left": np.concatenate(left).astype(np.int64),
+        "right": np.concatenate(right).astype(np.int64),
+        "feature": np.concatenate(feature).astype(np.int64),
+        "threshold": np.concatenate(threshold).astype(np.float64),
+        "fraud_fraction": np.concatenate(fraud).astype(np.float64),
+        "roots": np.asarray(roots, dtype=np.int64),
+    }
+
+
+def save_trees(forest: Any, path: Path) -> None:
+    np.savez(path, **forest_arrays(forest))
+
+
+@dataclass(frozen=True)
+class Explanation:
+    base: float  # the forest's mean score before any split
+    contributions: np.ndarray  # (rows, features); base + row sum = the score
+
+
+class ForestExplainer:
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.left, self.right = arrays["left"], arrays["right"]
+        self.feature, self.threshold = arrays["feature"], arrays["threshold"]
+        self.fraud_fraction, self.roots = arrays["fraud_fraction"], arrays["roots"]
+        self.base = float(self.fraud_fraction[self.roots].mean())
+
+    @classmethod
+    def load(cls, path: Path) -> "ForestExplainer":
+        with np.load(path, allow_pickle=False) as data:
+            return cls({name: data[name] for name in data.files})
+
+    def raw(self, features: np.ndarray) -> Explanation:
+        """Contributions to the forest's raw P(fraud) (mean of the trees' leaf values)."""
+        # sklearn compares float32 inputs (as doubles) with float64 thresholds: do the same.
+        x = np.asarray(features, dtype=FEATURE_DTYPE).astype(np.float64)
+        n_rows, n_features = x.shape
+        n_trees = len(self.roots)
+        nodes = np.repeat(self.roots[:, None], n_rows, axis=1)  # (trees, rows)
+        totals = np.zeros(n_rows * n_features)
+        while True:
+            tree_index, row = np.nonzero(self.left[nodes] != _LEAF)  # rows not yet at a leaf
+            if row.size == 0:
+                break
+            node = nodes[tree_index, row]
+            split = self.feature[node]
+            goes_left = x[row, split] <= self.threshold[node]
+            child = np.where(goes_left, self.left[node], self.right[node])
+            change = self.fraud_fraction[child] - self.fraud_fraction[node]
+            totals += np.bincount(row * n_features + split, change, minlength=totals.size)
+            nodes[tree_index, row] = child
+        return Explanation(self.base, totals.reshape(n_rows, n_features) / n_trees)
+
+    def served(self, features: np.ndarray, training_prior: float, production_prior: float):
+        """Contributions on the served scale (fraud_probability after the prior correction).
+
+        The correction is monotone but not linear, so each row's raw contributions are scaled by
+        one factor, (served - served base) / (raw - raw base): signs and ranking are kept and
+        `served base + sum = fraud_probability` holds exactly.
+        """
+        raw = self.raw(features)
+        scores = raw.base + raw.contributions.sum(axis=1)
+        base = float(adjust_to_prior(np.asarray([raw.base]), training_prior, production_prior)[0])
+        served = adjust_to_prior(scores, training_prior, production_prior)
+        moved = scores - raw.base
+        tiny = np.abs(moved) < 1e-12
+        # A row whose contributions cancel out: use the correction's local slope instead.
+        step = 1e-6
+        slope = (
+            adjust_to_prior(np.asarray([raw.base + step]), training_prior, production_prior)[0]
+            - base
+        ) / step
+        factor = np.where(tiny, slope, (served - base) / np.where(tiny, 1.0, moved))
+        return Explanation(base, raw.contributions * factor[:, None]), served
+
+
+def top_reasons(
+    explanation: Explanation, features: np.ndarray, k: int = 5
+) -> list[list[dict[str, Any]]]:
+    """Per row, the k features with the largest absolute contribution, largest first."""
+    order = np.argsort(-np.abs(explanation.contributions), axis=1)[:, :k]
+    return [
+        [
+            {
+                "feature": FEATURE_NAMES[column],
+                "value": float(features[row, column]),
+                "contribution": float(explanation.contributions[row, column]),
+            }
+            for column in order[row]
+        ]
+        for row in range(len(order))
+    ]

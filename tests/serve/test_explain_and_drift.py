@@ -1,0 +1,59 @@
+"""Reason codes and score drift, over real HTTP."""
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from fraud_model.artifact import load_artifact
+from fraud_model.features import FEATURE_NAMES
+from tests.conftest import random_transactions
+from tests.serve.conftest import as_json
+
+pytestmark = [pytest.mark.ray, pytest.mark.serve]
+
+
+def test_explain_adds_contributions_that_sum_to_the_score(client: httpx.Client) -> None:
+    rows = random_transactions(6, seed=31)
+    rows[:3, 13] -= 4.0
+    for row in rows:
+        plain = client.post("/api/v1/predict", json=as_json(row)).json()
+        explained = client.post("/api/v1/predict?explain=true", json=as_json(row)).json()
+        assert "explanation" not in plain
+        assert explained["fraud_probability"] == plain["fraud_probability"]
+        explanation = explained["explanation"]
+        contributions = explanation["contributions"]
+        assert sorted(c["feature"] for c in contributions) == sorted(FEATURE_NAMES)
+        sizes = [abs(c["contribution"]) for c in contributions]
+        assert sizes == sorted(sizes, reverse=True)
+        total = explanation["base"] + sum(c["contribution"] for c in contributions)
+        # Exact for the forest; the ONNX score agrees within the parity tolerance.
+        assert total == pytest.approx(plain["fraud_probability"], abs=1e-5)
+        by_name = {c["feature"]: c["value"] for c in contributions}
+        assert by_name["V14"] == pytest.approx(float(row[13]), rel=1e-6)
+
+
+def test_batch_explain_matches_single_explain(client: httpx.Client) -> None:
+    rows = random_transactions(5, seed=32)
+    body = {"transactions": [as_json(row) for row in rows]}
+    batch = client.post("/api/v1/predict/batch?explain=true", json=body).json()["predictions"]
+    for row, answer in zip(rows, batch, strict=True):
+        single = client.post("/api/v1/predict?explain=true", json=as_json(row)).json()
+        assert answer == single
+
+
+def test_score_drift_is_tracked_against_the_artifact_s_reference(
+    client: httpx.Client, session_artifact: Path
+) -> None:
+    before = client.get("/api/v1/model").json()["score_drift"]
+    # Traffic unlike the reference: every row pushed towards the fraud pattern.
+    rows = random_transactions(300, seed=33)
+    rows[:, 13] -= 5.0
+    body = {"transactions": [as_json(row) for row in rows]}
+    assert client.post("/api/v1/predict/batch", json=body).status_code == 200
+    after = client.get("/api/v1/model").json()["score_drift"]
+    assert after["scores_seen"] >= before["scores_seen"] + 300
+    assert after["psi"] > 0.25  # "the inputs have moved"
+    scores = load_artifact(session_artifact).fraud_probability(rows)
+    assert np.mean(scores) > 0.01  # the pushed rows do score high
