@@ -33,5 +33,7 @@ ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 \
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD wget -q -O /dev/null http://localhost:8000/api/v1/utils/health-check/ || exit 1
-# The production Serve config (host 0.0.0.0), rendered from configs/ by `python -m k8s.render`.
+# The production Serve config (host 0.0.0.0, model from S3 through the standard AWS credential
+# chain), rendered from configs/ by `python -m k8s.render`. On KubeRay, the RayService's
+# serveConfigV2 (the same file) is what runs; this command is for a plain `docker run`.
 CMD ["serve", "run", "configs/serve_config.production.yaml"]

@@ -5,14 +5,16 @@ Rule of thumb: < 0.1 stable, 0.1-0.25 worth a look, > 0.25 the inputs or the fra
 moved. The bins are fixed at training time and stored in the artifact: deciles of the held-out
 scores (weighted to the production fraud rate, so they describe live traffic, not a fraud-rich
 test set), plus one edge per decade from 1e-5 to 0.1 so the rare high scores, where decisions
-are made, get bins of their own.
+are made, get bins of their own. Tied scores cannot be split: when most live scores are exactly
+0 (common with a class-balanced forest), those deciles merge into one bin and the artifact has
+fewer edges. Bin i holds edges[i-1] <= score < edges[i]; the first and last bins are open.
+
+Only numpy: the serving side imports this next to onnxruntime, without sklearn.
 """
 
 import numpy as np
 
 PSI_EPSILON = 1e-4  # stands in for an empty bin's share, so the logarithm stays finite
-
-
 DECADE_EDGES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -40,12 +42,20 @@ def bin_counts(edges: list[float], scores: np.ndarray) -> np.ndarray:
 
 def population_stability_index(
     reference_shares: list[float] | np.ndarray,
-    live_counts: np.ndarray,
+    live_counts: list[int] | np.ndarray,
     epsilon: float = PSI_EPSILON,
 ) -> float:
+    """PSI of live scores (counts per bin) against the reference (share per bin, same bins).
+
+    A share of 0 on either side counts as `epsilon`, so an empty bin adds a large but finite
+    term. No live scores at all gives 0: there is nothing to compare yet.
+    """
     expected = np.clip(np.asarray(reference_shares, dtype=np.float64), epsilon, None)
-    total = live_counts.sum()
+    counts = np.asarray(live_counts, dtype=np.float64)
+    if counts.shape != expected.shape:
+        raise ValueError(f"{counts.shape[0]} live bins against {expected.shape[0]} reference bins")
+    total = counts.sum()
     if total == 0:
         return 0.0
-    actual = np.clip(live_counts / total, epsilon, None)
+    actual = np.clip(counts / total, epsilon, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))

@@ -8,7 +8,7 @@ feature. The root's value is the tree's bias. Averaged over the trees:
 
 Serving runs ONNX and never unpickles, so training saves the trees as plain arrays (`trees.npz`,
 hash-checked like every artifact file) and this module walks them with numpy, all trees and all
-rows at once, one tree level per step.
+rows at once, one tree level per step (no Python loop over rows or trees).
 """
 
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ _LEAF = -1
 
 def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
     """All trees of a fitted sklearn forest as flat arrays (children are global node indices)."""
+    if list(forest.classes_) != [0, 1]:
+        raise ValueError(f"Expected a binary forest with classes [0, 1], got {forest.classes_}")
     left, right, feature, threshold, fraud, roots = [], [], [], [], [], []
     offset = 0
     for estimator in forest.estimators_:
@@ -37,7 +39,8 @@ def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
         right.append(np.where(tree.children_right == _LEAF, _LEAF, tree.children_right + offset))
         feature.append(tree.feature)
         threshold.append(tree.threshold)
-        fraud.append(values[:, 1] / values.sum(axis=1))  # what predict_proba reads at a node
+        # Normalised as a tree's predict_proba normalises its leaf (values may be weighted).
+        fraud.append(values[:, 1] / values.sum(axis=1))
         offset += tree.node_count
     return {
         "left": np.concatenate(left).astype(np.int64),
@@ -50,6 +53,7 @@ def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
 
 
 def save_trees(forest: Any, path: Path) -> None:
+    """Write forest_arrays() as an .npz of plain numeric arrays (loadable without pickle)."""
     np.savez(path, **forest_arrays(forest))
 
 
@@ -60,6 +64,8 @@ class Explanation:
 
 
 class ForestExplainer:
+    """Saabas contributions of a forest saved by save_trees(), for batches of (n, 29) rows."""
+
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.left, self.right = arrays["left"], arrays["right"]
         self.feature, self.threshold = arrays["feature"], arrays["threshold"]
@@ -68,6 +74,7 @@ class ForestExplainer:
 
     @classmethod
     def load(cls, path: Path) -> "ForestExplainer":
+        """Read a trees file; plain arrays only (allow_pickle=False)."""
         with np.load(path, allow_pickle=False) as data:
             return cls({name: data[name] for name in data.files})
 
@@ -75,29 +82,37 @@ class ForestExplainer:
         """Contributions to the forest's raw P(fraud) (mean of the trees' leaf values)."""
         # sklearn compares float32 inputs (as doubles) with float64 thresholds: do the same.
         x = np.asarray(features, dtype=FEATURE_DTYPE).astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"Expected (n, {len(FEATURE_NAMES)}) features, got {x.shape}")
         n_rows, n_features = x.shape
         n_trees = len(self.roots)
-        nodes = np.repeat(self.roots[:, None], n_rows, axis=1)  # (trees, rows)
+        # Every (tree, row) pair walks down together, one level per step; pairs drop out as
+        # their row reaches its leaf in that tree.
+        node = np.repeat(self.roots, n_rows)
+        row = np.tile(np.arange(n_rows), n_trees)
         totals = np.zeros(n_rows * n_features)
         while True:
-            tree_index, row = np.nonzero(self.left[nodes] != _LEAF)  # rows not yet at a leaf
-            if row.size == 0:
+            inner = self.left[node] != _LEAF
+            node, row = node[inner], row[inner]
+            if node.size == 0:
                 break
-            node = nodes[tree_index, row]
             split = self.feature[node]
             goes_left = x[row, split] <= self.threshold[node]
             child = np.where(goes_left, self.left[node], self.right[node])
             change = self.fraud_fraction[child] - self.fraud_fraction[node]
             totals += np.bincount(row * n_features + split, change, minlength=totals.size)
-            nodes[tree_index, row] = child
+            node = child
         return Explanation(self.base, totals.reshape(n_rows, n_features) / n_trees)
 
-    def served(self, features: np.ndarray, training_prior: float, production_prior: float):
+    def served(
+        self, features: np.ndarray, training_prior: float, production_prior: float
+    ) -> tuple[Explanation, np.ndarray]:
         """Contributions on the served scale (fraud_probability after the prior correction).
 
         The correction is monotone but not linear, so each row's raw contributions are scaled by
         one factor, (served - served base) / (raw - raw base): signs and ranking are kept and
-        `served base + sum = fraud_probability` holds exactly.
+        `served base + sum = fraud_probability` holds exactly. Returns the explanation and the
+        served fraud_probability of each row.
         """
         raw = self.raw(features)
         scores = raw.base + raw.contributions.sum(axis=1)
@@ -118,8 +133,12 @@ class ForestExplainer:
 def top_reasons(
     explanation: Explanation, features: np.ndarray, k: int = 5
 ) -> list[list[dict[str, Any]]]:
-    """Per row, the k features with the largest absolute contribution, largest first."""
-    order = np.argsort(-np.abs(explanation.contributions), axis=1)[:, :k]
+    """Per row, the k features with the largest absolute contribution, largest first.
+
+    Each is {"feature": name, "value": the row's value, "contribution": signed, > 0 = towards
+    fraud}, on the scale of `explanation` (raw() or served()).
+    """
+    order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")[:, :k]
     return [
         [
             {

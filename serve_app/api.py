@@ -103,8 +103,6 @@ def create_api(
                 "The model replica failed; retry",
                 retry_after=RETRY,
             ) from None
-        except ApiError:
-            raise
         except Exception:
             # Answered here, in the API's error shape: an exception escaping to Serve would
             # become a plain-text 500.

@@ -7,6 +7,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,8 +36,14 @@ def tiny_forest(tiny_dataset: Dataset) -> RandomForestClassifier:
 
 
 def write_artifact(
-    path: Path, model: RandomForestClassifier, dataset: Dataset, threshold: float = 0.5
+    path: Path,
+    model: RandomForestClassifier,
+    dataset: Dataset,
+    threshold: float = 0.5,
+    **save_options: Any,
 ) -> ArtifactMetadata:
+    """save_artifact with test defaults; `save_options` (score_bins, extra_files, report_file,
+    overwrite) are passed through."""
     return save_artifact(
         path,
         model,
@@ -48,6 +55,7 @@ def write_artifact(
         training_params={"n_estimators": model.n_estimators},
         data=DataFingerprint(**dataset.fingerprint.model_dump()),
         metrics={},
+        **save_options,
     )
 
 

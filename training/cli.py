@@ -4,6 +4,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from training.data import (
     PRODUCTION_FRAUD_RATE,
@@ -140,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-tasks", type=int, help="Ray tasks to build trees in (default: cluster CPUs)"
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (there is none anyway when stderr is not a terminal)",
+    )
     return parser
 
 
@@ -185,19 +190,23 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("Invalid training data: %s", error)
         return 2
 
-    import ray  # imported here so `--help` and data errors answer without loading Ray
+    # Imported here so `--help` and data errors answer without loading Ray.
+    import ray
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     ray.init(logging_level=logging.WARNING)  # RAY_ADDRESS, if set, selects an existing cluster
-    progress = tree_progress_bar(params.n_estimators, disable=args.no_progress)
+    progress = tree_progress_bar(params.n_estimators, disable=True if args.no_progress else None)
     try:
-        metadata = train_and_export(
-            dataset,
-            params,
-            options,
-            args.output,
-            overwrite=args.overwrite,
-            on_progress=progress.update_to,
-        )
+        # Log lines go through tqdm.write, above the bar, instead of through it.
+        with logging_redirect_tqdm():
+            metadata = train_and_export(
+                dataset,
+                params,
+                options,
+                args.output,
+                overwrite=args.overwrite,
+                on_progress=progress.update_to,
+            )
     finally:
         progress.close()
         ray.shutdown()
@@ -207,8 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def tree_progress_bar(total: int, disable: bool = False):
-    """A tqdm bar fed by train_forest's on_progress(done, total); silent when not a terminal."""
+def tree_progress_bar(total: int, *, disable: bool | None = None, file: TextIO | None = None):
+    """A tqdm bar fed by train_forest's on_progress(done, total), as `bar.update_to`.
+
+    disable=None (the default) turns it off when the output (stderr) is not a terminal: CI logs
+    and pipes get the "Trees built" log lines only.
+    """
     from tqdm import tqdm
 
     class TreeProgress(tqdm):
@@ -216,8 +229,7 @@ def tree_progress_bar(total: int, disable: bool = False):
             self.total = total
             self.update(done - self.n)
 
-    # disable=None: tqdm turns itself off when stderr is not a TTY (CI logs, pipes).
-    return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable or None)
+    return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable, file=file)
 
 
 def summarise(metrics: dict, threshold: float) -> list[str]:

@@ -65,8 +65,13 @@ def cost_curve(
     """Expected cost per transaction of flagging `score >= t`, for every candidate t.
 
     A missed fraud costs its amount; every flagged transaction costs `review_cost` (someone looks
-    at it, fraud or not). With `target_rate`, non-fraud rows are re-weighted to that fraud rate,
-    so the cost is per live transaction. The last candidate, +inf, flags nothing.
+    at it, fraud or not). The unit is the currency of `Amount` per transaction scored. With
+    `target_rate`, non-fraud rows are re-weighted to that fraud rate (prevalence_weights), so it
+    is the cost per live transaction.
+
+    Returns (thresholds, costs), thresholds strictly decreasing: first, if every score is below
+    1, the next float above the highest score (flags nothing, yet is still a valid probability
+    threshold), then every distinct score.
     """
     weights = prevalence_weights(labels, target_rate)
     weights = np.ones(len(labels)) if weights is None else weights
@@ -78,9 +83,11 @@ def cost_curve(
     last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
     total_fraud = caught[-1]
     costs = (total_fraud - caught[last_of_run]) + review_cost * flagged[last_of_run]
-    thresholds = np.r_[sorted_scores[last_of_run], np.inf]
-    costs = np.r_[costs, total_fraud] / weights.sum()
-    return thresholds, costs
+    thresholds = sorted_scores[last_of_run].astype(np.float64)
+    if thresholds[0] < 1.0:
+        thresholds = np.r_[np.nextafter(thresholds[0], np.inf), thresholds]
+        costs = np.r_[total_fraud, costs]
+    return thresholds, costs / weights.sum()
 
 
 def expected_cost(
@@ -91,7 +98,7 @@ def expected_cost(
     review_cost: float,
     target_rate: float | None = None,
 ) -> float:
-    """Expected cost per transaction of flagging `score >= threshold` (see cost_curve)."""
+    """Expected cost per transaction of flagging `score >= threshold` (unit: see cost_curve)."""
     weights = prevalence_weights(labels, target_rate)
     weights = np.ones(len(labels)) if weights is None else weights
     flagged = scores >= threshold
@@ -114,7 +121,8 @@ def choose_threshold(
 
     best_f1: the threshold with the highest F1. target_precision: the lowest threshold (so the
     highest recall) whose precision reaches `target_precision`, or the most precise one if none
-    does. min_cost: the lowest expected cost (see cost_curve; needs `amounts`).
+    does. min_cost: the lowest expected cost (see cost_curve; needs `amounts`), the highest
+    such threshold on a tie. Always a threshold in [0, 1].
     """
     if strategy == "min_cost":
         if amounts is None:

@@ -133,10 +133,12 @@ def train_and_export(
         metrics=metrics,
         summary={
             "Data": f"{dataset.fingerprint.source} ({dataset.fingerprint.rows} rows, "
-            f"{dataset.fingerprint.fraud_count} frauds, sha256 {dataset.fingerprint.sha256[:12]})",
+            f"{dataset.fingerprint.fraud_count} frauds), sha256 `{dataset.fingerprint.sha256}`",
             "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items()),
             "Split": f"fit {len(y_fit)}, validation {len(y_val)}, test {len(y_test)} "
-            f"(seed {options.seed})",
+            f"(stratified, seed {options.seed})",
+            "Calibration": f"the trees saw fraud at {calibration.training_prior:g}; served "
+            f"probabilities are at the production rate {calibration.production_prior:g}",
         },
     )
     return save_artifact(

@@ -1,4 +1,9 @@
-"""The training report: `report.md` and its plots, written into the artifact with the model."""
+"""The training report: `report.md` and its plots, written into the artifact with the model.
+
+Plots are drawn on matplotlib Figures rendered by the Agg canvas directly: no pyplot, so no
+global backend, no window and nothing left open. matplotlib is imported only when a report is
+built.
+"""
 
 import io
 from dataclasses import dataclass
@@ -18,6 +23,20 @@ PLOTS = {
     "threshold": "report_threshold.png",
     "importances": "report_feature_importances.png",
 }
+
+# Plot key -> (alt text, caption in report.md).
+PLOT_CAPTIONS = {
+    "pr": ("Precision-recall", "Precision-recall on the test split, as tested and at the "
+           "production fraud rate"),
+    "roc": ("ROC", "ROC curve on the test split"),
+    "scores": ("Score distributions", "Served fraud_probability of each class on the test "
+               "split (log scales)"),
+    "threshold": ("Threshold trade-offs", "Precision, recall and expected cost against the "
+                  "threshold (validation split, production rate), with the chosen threshold "
+                  "and the cheapest one"),
+    "importances": ("Feature importances", "Top 15 feature importances (mean decrease in "
+                    "impurity)"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,10 +58,10 @@ def build_report(
     metrics: dict[str, Any],
     summary: dict[str, str],
 ) -> dict[str, bytes]:
-    """File name -> content, for save_artifact(extra_files=...)."""
-    import matplotlib
+    """File name -> content (report.md and five PNGs), for save_artifact(extra_files=...).
 
-    matplotlib.use("Agg")  # files only, never a window
+    `summary`: label -> text lines at the top of the report (data, forest, split, ...).
+    """
     plots = {
         PLOTS["pr"]: _precision_recall(test, production_rate),
         PLOTS["roc"]: _roc(test),
@@ -57,18 +76,18 @@ def build_report(
 
 
 def _figure():
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    figure = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(figure)  # renders PNGs without pyplot's global state
+    return figure, figure.subplots()
 
 
 def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -125,11 +144,15 @@ def _threshold_tradeoffs(
     axes.set(xscale="log", xlabel="threshold on fraud_probability", ylabel="share",
              title="Threshold trade-offs (validation, production rate)")  # fmt: skip
     cost_axes = axes.twinx()
-    finite = np.isfinite(thresholds)
-    cost_axes.plot(thresholds[finite], costs[finite], color="tab:red", label="expected cost")
-    cost_axes.set_ylabel(f"expected cost per transaction (review {review_cost:g})")
+    cost_axes.plot(thresholds, costs, color="tab:red", label="expected cost")
+    cheapest = int(np.argmin(costs))
+    cost_axes.plot(thresholds[cheapest], costs[cheapest], "o", color="tab:red",
+                   label=f"lowest cost, at {thresholds[cheapest]:.3g}")  # fmt: skip
+    # Log scale: flagging everything costs orders of magnitude more than the minimum.
+    cost_axes.set(yscale="log", ylabel=f"expected cost per transaction (review {review_cost:g})")
     lines = axes.get_legend_handles_labels()[0] + cost_axes.get_legend_handles_labels()[0]
-    axes.legend(lines, [line.get_label() for line in lines], loc="center left")
+    axes.legend(lines, [line.get_label() for line in lines], loc="upper center",
+                bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize="small")  # fmt: skip
     return _png(figure)
 
 
@@ -162,32 +185,32 @@ def _markdown(
         ),
     ]
     cm = metrics["test"]["confusion_matrix"]
+    live = metrics["test_at_production_rate"]["confusion_matrix"]
     cost = metrics.get("expected_cost_per_transaction")
     lines = [
         "# Training report",
         "",
         *(f"- **{key}:** {value}" for key, value in summary.items()),
-        f"- **Decision threshold:** {threshold:.6f} ({strategy})",
-        f"- **Review cost used for cost curves:** {review_cost:g} per flagged transaction",
+        f"- **Decision threshold:** `fraud_probability >= {threshold:.6f}` ({strategy})",
+        f"- **Review cost:** {review_cost:g} per flagged transaction (min_cost and the cost curve)",
         "",
         "## Held-out metrics",
         "",
         *table,
         "",
-        f"Confusion matrix (test): tn={cm['tn']:.0f} fp={cm['fp']:.0f} fn={cm['fn']:.0f} "
-        f"tp={cm['tp']:.0f}.",
+        f"Confusion matrix (test, as tested): tn={cm['tn']:.0f} fp={cm['fp']:.0f} "
+        f"fn={cm['fn']:.0f} tp={cm['tp']:.0f}. Re-weighted to the production rate (non-fraud "
+        f"rows count as many live ones): tn={live['tn']:.1f} fp={live['fp']:.1f} "
+        f"fn={live['fn']:.0f} tp={live['tp']:.0f}.",
     ]
     if cost is not None:
-        lines += ["", f"Expected cost per live transaction at the threshold (test): {cost:.4f}."]
-    lines += [
-        "",
-        "## Plots",
-        "",
-        f"![Precision-recall]({PLOTS['pr']})",
-        f"![ROC]({PLOTS['roc']})",
-        f"![Score distributions]({PLOTS['scores']})",
-        f"![Threshold trade-offs]({PLOTS['threshold']})",
-        f"![Feature importances]({PLOTS['importances']})",
-        "",
-    ]
+        lines += [
+            "",
+            f"Expected cost at the threshold (test, per live transaction, in the unit of "
+            f"`Amount`): {cost:.4f}. A missed fraud costs its `Amount`, a flagged transaction "
+            f"the review cost.",
+        ]
+    lines += ["", "## Plots", ""]
+    for key, (alt, caption) in PLOT_CAPTIONS.items():
+        lines += [f"**{caption}**", "", f"![{alt}]({PLOTS[key]})", ""]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from fraud_model.artifact import load_artifact
+from fraud_model.artifact import load_artifact, sha256_file
 from tests.conftest import PROJECT_ROOT, random_transactions
 from training.data import Dataset, synthetic_dataset
 from training.forest import ForestParams, train_forest
@@ -84,10 +84,14 @@ def test_the_report_is_written_into_the_artifact_and_hashed(
     assert "min_cost (review cost 3)" in report and "| held-out test |" in report
     images = [name for name in metadata.files if name.endswith(".png")]
     assert len(images) == 5
+    for name in [*images, "report.md"]:
+        assert metadata.files[name] == sha256_file(tmp_path / "model" / name)  # hashed
     for name in images:
         assert f"]({name})" in report  # linked from the report
         assert (tmp_path / "model" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metadata.metrics["expected_cost_per_transaction"] > 0
+    assert metadata.metrics["review_cost"] == 3.0
+    assert metadata.threshold_strategy.startswith("min_cost")
     # The drift reference describes live traffic: fraud-level scores are rare in it.
     assert sum(metadata.score_bins.shares) == pytest.approx(1.0)
 

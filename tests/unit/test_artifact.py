@@ -136,7 +136,7 @@ def test_missing_metadata(artifact_dir: Path) -> None:
         load_artifact(artifact_dir)
 
 
-@pytest.mark.parametrize("name", [ONNX, JOBLIB, PROBE_FILE])
+@pytest.mark.parametrize("name", [ONNX, JOBLIB, PROBE_FILE, TREES_FILE])
 def test_missing_file(artifact_dir: Path, name: str) -> None:
     (artifact_dir / name).unlink()
     with pytest.raises(ArtifactFileMissingError, match=f"{name} is listed"):
@@ -223,4 +223,43 @@ def test_file_names_cannot_escape_the_artifact(artifact_dir: Path) -> None:
     files = json.loads((artifact_dir / METADATA_FILE).read_text())["files"]
     edit_metadata(artifact_dir, files=files | {"../secret": "0" * 64})
     with pytest.raises(ArtifactMetadataError, match="not a plain file name"):
+        load_artifact(artifact_dir)
+
+
+def test_report_files_are_hashed_and_checked_like_the_model(
+    tmp_path: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+) -> None:
+    report = {"report.md": b"# Training report\n![ROC](report_roc.png)\n", "report_roc.png": b"png"}
+    metadata = write_artifact(
+        tmp_path / "model", tiny_forest, tiny_dataset, extra_files=report, report_file="report.md"
+    )
+    assert metadata.report_file == "report.md"
+    for name, content in report.items():
+        assert (tmp_path / "model" / name).read_bytes() == content
+        assert metadata.files[name] == sha256_file(tmp_path / "model" / name)
+    (tmp_path / "model" / "report_roc.png").write_bytes(b"another picture")
+    with pytest.raises(ArtifactHashMismatchError, match=r"report_roc\.png has sha256"):
+        load_artifact(tmp_path / "model")
+
+
+def test_a_report_file_without_a_hash_is_refused(artifact_dir: Path) -> None:
+    edit_metadata(artifact_dir, report_file="report.md")
+    with pytest.raises(ArtifactMetadataError, match=r"\['report.md'\] have no sha256"):
+        load_artifact(artifact_dir)
+
+
+def test_the_trees_file_is_hash_checked_and_explains_the_saved_forest(
+    artifact_dir: Path, tiny_forest: RandomForestClassifier
+) -> None:
+    loaded = load_artifact(artifact_dir)
+    rows = random_transactions(50)
+    explanation = loaded.load_explainer().raw(rows)
+    np.testing.assert_allclose(
+        explanation.base + explanation.contributions.sum(axis=1),
+        tiny_forest.predict_proba(rows)[:, 1],
+        atol=1e-9,
+    )
+    with (artifact_dir / TREES_FILE).open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ArtifactHashMismatchError, match=f"{TREES_FILE} has sha256"):
         load_artifact(artifact_dir)

@@ -1,6 +1,8 @@
+import io
+
 import pytest
 
-from training.cli import DEFAULTS, build_parser, forest_params
+from training.cli import DEFAULTS, build_parser, forest_params, tree_progress_bar
 from training.forest import ForestParams
 
 
@@ -38,3 +40,32 @@ def test_max_features_forms(value: str, parsed: object) -> None:
 def test_unknown_class_weight_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         parse("--class-weight", "heavy")
+
+
+def test_the_progress_bar_follows_train_forest_s_callback() -> None:
+    output = io.StringIO()
+    bar = tree_progress_bar(12, disable=False, file=output)
+    for built in (3, 6, 12):  # one call per finished Ray task
+        bar.update_to(built, 12)
+    bar.close()
+    assert bar.n == 12
+    assert "Building trees" in output.getvalue() and "12/12" in output.getvalue()
+
+
+def test_the_progress_bar_is_off_when_not_a_terminal_or_asked() -> None:
+    output = io.StringIO()  # not a TTY, like CI logs or a pipe
+    bar = tree_progress_bar(12, file=output)
+    bar.update_to(12, 12)
+    bar.close()
+    assert bar.disable and output.getvalue() == ""
+    args = build_parser().parse_args(["--synthetic", "10", "--output", "x", "--no-progress"])
+    assert args.no_progress
+
+
+def test_min_cost_options_parse() -> None:
+    args = build_parser().parse_args(
+        ["--synthetic", "10", "--output", "x", "--threshold-strategy", "min_cost",
+         "--review-cost", "2.5"]
+    )  # fmt: skip
+    assert (args.threshold_strategy, args.review_cost) == ("min_cost", 2.5)
+    assert build_parser().parse_args(["--synthetic", "10", "--output", "x"]).review_cost == 5.0

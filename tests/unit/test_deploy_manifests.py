@@ -185,13 +185,34 @@ def test_kubernetes_check_catches_a_typo() -> None:
         kubernetes_validate.validate(typo, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_gcs_ft_variant_differs_only_by_its_redis_options() -> None:
+def test_the_gcs_ft_variant_adds_only_redis_options_that_kuberay_accepts() -> None:
     base, variant = (
         yaml.safe_load((PROJECT_ROOT / "k8s" / name).read_text())
         for name in ("rayservice.yaml", "rayservice.gcs-ft.yaml")
     )
-    options = variant["spec"]["rayClusterConfig"].pop("gcsFaultToleranceOptions")
-    assert variant == base
-    assert options["redisAddress"].endswith(":6379")
+    cluster = variant["spec"]["rayClusterConfig"]
+    options = cluster.pop("gcsFaultToleranceOptions")
+    head_spec = cluster["headGroupSpec"]
+    (head,) = head_spec["template"]["spec"]["containers"]
+    redis_env = [env for env in head["env"] if env["name"].startswith("RAY_REDIS_")]
+    head["env"] = [env for env in head["env"] if env not in redis_env]
+    assert variant == base  # nothing else differs
+
+    assert options["backend"] == "redis"
+    # ElastiCache takes an AUTH token only over TLS, and Ray must be able to verify its
+    # certificate (Amazon's public root, in the image's system bundle).
+    assert re.fullmatch(r"rediss://[a-z0-9.-]+:6379", options["redisAddress"])
+    assert redis_env == [
+        {"name": "RAY_REDIS_CA_CERT", "value": "/etc/ssl/certs/ca-certificates.crt"}
+    ]
     # The password comes from a Secret, never from the manifest.
-    assert set(options["redisPassword"]) == {"valueFrom"}
+    assert options["redisPassword"] == {
+        "valueFrom": {"secretKeyRef": {"name": "fraud-scoring-redis", "key": "password"}}
+    }
+    # KubeRay refuses these beside gcsFaultToleranceOptions (it sets them itself).
+    assert not {env["name"] for env in head["env"]} & {
+        "RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"
+    }  # fmt: skip
+    assert not {"redis-password", "redis-username"} & set(head_spec["rayStartParams"])
+    annotations = variant["metadata"].get("annotations", {})
+    assert not {"ray.io/ft-enabled", "ray.io/external-storage-namespace"} & set(annotations)

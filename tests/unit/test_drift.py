@@ -1,11 +1,14 @@
 """The PSI of live scores against the reference bins."""
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from fraud_model.drift import bin_counts, population_stability_index, reference_bins
+from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -55,3 +58,42 @@ def test_tied_scores_merge_their_edges() -> None:
     edges, shares = reference_bins(np.array([0.0] * 90 + [0.5] * 10))
     assert all(a < b for a, b in itertools.pairwise(edges))
     assert sum(shares) == pytest.approx(1.0)
+
+
+def test_live_counts_in_the_reference_proportions_give_exactly_zero() -> None:
+    shares = [0.7, 0.2, 0.09, 0.01]
+    assert population_stability_index(shares, np.array([700, 200, 90, 10])) == pytest.approx(
+        0.0, abs=1e-12
+    )
+    assert population_stability_index(shares, [1400, 400, 180, 20]) == pytest.approx(
+        0.0, abs=1e-12
+    )  # plain lists work too
+
+
+def test_an_empty_bin_counts_as_epsilon_on_a_hand_computed_example() -> None:
+    # All live scores in the first bin; the second bin is empty live.
+    psi = population_stability_index([0.5, 0.5], np.array([100, 0]), epsilon=1e-4)
+    expected = (1.0 - 0.5) * np.log(1.0 / 0.5) + (1e-4 - 0.5) * np.log(1e-4 / 0.5)
+    assert psi == pytest.approx(expected)
+    assert psi > 0.25
+    # A bin empty on both sides adds nothing.
+    assert population_stability_index([0.5, 0.5, 0.0], np.array([50, 50, 0])) == pytest.approx(
+        0.0, abs=1e-12
+    )
+
+
+def test_bins_that_do_not_match_the_reference_are_an_error() -> None:
+    with pytest.raises(ValueError, match="3 live bins against 2 reference bins"):
+        population_stability_index([0.5, 0.5], np.array([1, 2, 3]))
+
+
+def test_drift_imports_neither_sklearn_nor_matplotlib() -> None:
+    """The serving side imports it beside onnxruntime only."""
+    code = (
+        "import sys, fraud_model.drift, fraud_model.explain; "
+        "print(sorted({'sklearn', 'matplotlib'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
+    assert result.stdout.strip() == "[]"

@@ -61,16 +61,43 @@ def test_cost_curve_on_a_hand_computed_example() -> None:
     scores = np.array([0.9, 0.8, 0.3, 0.1])
     amounts = np.array([100.0, 50.0, 20.0, 10.0])
     thresholds, costs = cost_curve(labels, scores, amounts, review_cost=5.0)
-    np.testing.assert_array_equal(thresholds, [0.9, 0.8, 0.3, 0.1, np.inf])
-    # t=0.9: miss the 20 fraud, review 1 -> 25; t=0.8: 20 + 10; t=0.3: 0 + 15; t=0.1: 20;
-    # flag nothing: miss 120. Per transaction (4 rows):
-    np.testing.assert_allclose(costs, np.array([25, 30, 15, 20, 120]) / 4)
+    # First "flag nothing": just above the top score, so still a valid threshold.
+    np.testing.assert_array_equal(thresholds, [np.nextafter(0.9, 1), 0.9, 0.8, 0.3, 0.1])
+    # Flag nothing: miss 120; t=0.9: miss the 20 fraud, review 1 -> 25; t=0.8: 20 + 10;
+    # t=0.3: 0 + 15; t=0.1: 20. Per transaction (4 rows):
+    np.testing.assert_allclose(costs, np.array([120, 25, 30, 15, 20]) / 4)
     threshold = choose_threshold(
         labels, scores, strategy="min_cost", amounts=amounts, review_cost=5.0
     )
     assert threshold == 0.3
     for candidate, curve_cost in zip(thresholds, costs, strict=True):
         assert expected_cost(labels, scores, amounts, candidate, 5.0) == pytest.approx(curve_cost)
+
+
+def test_cost_at_the_production_rate_counts_each_false_alarm_as_many_live_ones() -> None:
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.1])
+    amounts = np.array([100.0, 50.0, 20.0, 10.0])
+    # At a 10 % fraud rate the 2 non-fraud rows stand for 18 transactions (weight 9 each).
+    thresholds, costs = cost_curve(labels, scores, amounts, review_cost=5.0, target_rate=0.1)
+    # t=0.8: miss 20, review 1 fraud + 1 non-fraud of weight 9 -> 70, over 20 transactions.
+    assert costs[thresholds == 0.8][0] == pytest.approx((20 + 5 * (1 + 9)) / 20)
+    assert expected_cost(labels, scores, amounts, 0.8, 5.0, target_rate=0.1) == pytest.approx(
+        costs[thresholds == 0.8][0]
+    )
+
+
+def test_min_cost_may_flag_nothing_and_still_gives_a_probability() -> None:
+    # Reviews cost more than any fraud: the cheapest rule flags nothing.
+    labels, scores, amounts = np.array([1, 0]), np.array([0.7, 0.2]), np.array([3.0, 1.0])
+    threshold = choose_threshold(
+        labels, scores, strategy="min_cost", amounts=amounts, review_cost=50.0
+    )
+    assert 0.7 < threshold <= 1.0
+    assert not np.any(scores >= threshold)
+    # Scores of exactly 1 leave no threshold in [0, 1] above them: no such candidate.
+    thresholds, _ = cost_curve(np.array([1, 0]), np.array([1.0, 0.2]), amounts, 50.0)
+    assert thresholds.max() == 1.0
 
 
 def test_min_cost_beats_best_f1_on_expected_cost() -> None:

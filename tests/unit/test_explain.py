@@ -77,3 +77,89 @@ def test_top_reasons_are_the_largest_contributions_with_their_values(
 def test_the_trees_file_loads_without_pickle(explainer: ForestExplainer, tmp_path: Path) -> None:
     with np.load(tmp_path / "trees.npz", allow_pickle=False) as data:
         assert all(data[name].dtype != object for name in data.files)
+
+
+def test_rows_exactly_on_split_thresholds_follow_sklearn(
+    explainer: ForestExplainer, deep_forest: RandomForestClassifier
+) -> None:
+    """float64 rows set to the thresholds themselves: sklearn rounds X to float32 first, and a
+    float32 value can land on either side of the float64 threshold. The explainer must too."""
+    rng = np.random.default_rng(5)
+    internal = explainer.left != -1
+    rows = rng.normal(size=(500, len(FEATURE_NAMES)))
+    for column in range(len(FEATURE_NAMES)):
+        thresholds = explainer.threshold[internal & (explainer.feature == column)]
+        if thresholds.size:
+            rows[:, column] = rng.choice(thresholds, size=len(rows))
+    # The float32 rounding moves some of these rows to the other child.
+    assert np.any(rows.astype(np.float32).astype(np.float64) > rows)
+    explanation = explainer.raw(rows)
+    np.testing.assert_allclose(
+        explanation.base + explanation.contributions.sum(axis=1),
+        deep_forest.predict_proba(rows)[:, 1],
+        atol=1e-9,
+    )
+
+
+def test_contributions_of_two_hand_built_stumps() -> None:
+    """Tree 1 splits V1 at 0 (fraud share 0.5 -> 0.5 left, 0.8 right); tree 2 splits Amount at
+    100 (0.5 -> 0.2 left, 0.9 right). Children are global node indices, as save_trees writes."""
+    explainer = ForestExplainer(
+        {
+            "left": np.array([1, -1, -1, 4, -1, -1]),
+            "right": np.array([2, -1, -1, 5, -1, -1]),
+            "feature": np.array([0, -2, -2, 28, -2, -2]),
+            "threshold": np.array([0.0, -2, -2, 100.0, -2, -2]),
+            "fraud_fraction": np.array([0.5, 0.5, 0.8, 0.5, 0.2, 0.9]),
+            "roots": np.array([0, 3]),
+        }
+    )
+    rows = np.zeros((3, len(FEATURE_NAMES)))
+    rows[0, [0, 28]] = [1.0, 500.0]  # right, right
+    rows[1, [0, 28]] = [-1.0, 5.0]  # left, left
+    rows[2, [0, 28]] = [-1.0, 100.0]  # left, left (Amount <= 100)
+    explanation = explainer.raw(rows)
+    assert explanation.base == 0.5
+    np.testing.assert_allclose(explanation.contributions[:, 0], [0.15, 0.0, 0.0])
+    np.testing.assert_allclose(explanation.contributions[:, 28], [0.2, -0.15, -0.15])
+    assert np.count_nonzero(explanation.contributions[:, 1:28]) == 0
+    # V1 pushes up as much as Amount pushes down: the score is the base, and the served scale
+    # cannot divide by the move. Contributions keep their signs and still add up.
+    cancelling = np.zeros((1, len(FEATURE_NAMES)))
+    cancelling[0, [0, 28]] = [1.0, 5.0]
+    explanation, served = explainer.served(cancelling, 0.5, 0.00172)
+    assert explanation.contributions[0, 0] > 0 > explanation.contributions[0, 28]
+    assert explanation.base + explanation.contributions.sum() == pytest.approx(served[0], abs=1e-12)
+    assert served[0] == pytest.approx(adjust_to_prior(np.array([0.5]), 0.5, 0.00172)[0])
+
+
+def test_a_tree_that_is_a_single_leaf_only_adds_to_the_base() -> None:
+    # Tree 1: a stump on V1 (0.5 -> 0.5 / 0.8); tree 2: one leaf of 0.2 (a pure bootstrap sample).
+    explainer = ForestExplainer(
+        {
+            "left": np.array([1, -1, -1, -1]),
+            "right": np.array([2, -1, -1, -1]),
+            "feature": np.array([0, -2, -2, -2]),
+            "threshold": np.array([0.0, -2, -2, -2]),
+            "fraud_fraction": np.array([0.5, 0.5, 0.8, 0.2]),
+            "roots": np.array([0, 3]),
+        }
+    )
+    rows = np.zeros((2, len(FEATURE_NAMES)))
+    rows[:, 0] = [1.0, -1.0]
+    explanation = explainer.raw(rows)
+    assert explanation.base == pytest.approx(0.35)
+    np.testing.assert_allclose(explanation.contributions[:, 0], [0.15, 0.0])
+    assert np.count_nonzero(explanation.contributions[:, 1:]) == 0
+
+
+def test_only_binary_forests_of_the_feature_contract_are_explained(
+    explainer: ForestExplainer, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    three_classes = RandomForestClassifier(n_estimators=2, random_state=0).fit(
+        tiny_dataset.features[:30], np.arange(30) % 3
+    )
+    with pytest.raises(ValueError, match="binary forest"):
+        save_trees(three_classes, tmp_path / "trees.npz")
+    with pytest.raises(ValueError, match=r"Expected \(n, 29\) features"):
+        explainer.raw(np.zeros((2, 10)))

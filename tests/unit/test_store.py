@@ -1,65 +1,128 @@
-"""Artifacts from S3, against a real S3 API (moto's server on 127.0.0.1): downloaded once into
-the cache, verified by sha256 before use, and refused with the URI and reason when broken."""
+"""Artifacts from S3, against a real S3 API (moto's server on 127.0.0.1, from tests/conftest.py):
+downloaded once into the cache, verified by sha256 before use, refused with the URI and reason
+when broken, and nothing half-written left behind."""
 
 import json
+import logging
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import (
-    ArtifactError,
+    METADATA_FILE,
     ArtifactFileMissingError,
     ArtifactHashMismatchError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
     load_artifact,
+    read_metadata,
 )
-from fraud_model.store import fetch_artifact, is_remote, parse_s3_uri
-from serve_app.loading import locate_artifact
-from tests.conftest import random_transactions, upload_artifact, write_artifact
+from fraud_model.store import (
+    ArtifactDownloadError,
+    InvalidArtifactUriError,
+    fetch_artifact,
+    is_remote,
+    parse_s3_uri,
+)
+from tests.conftest import PROJECT_ROOT, random_transactions, upload_artifact, write_artifact
+from training.data import Dataset
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
 
-def cache_entries(cache: Path) -> list[str]:
-    return sorted(str(path.relative_to(cache)) for path in cache.rglob("*") if path.is_dir())
+def leftovers(cache: Path) -> list[str]:
+    """Everything in the cache, as relative paths."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) if cache.exists() else []
+
+
+def model_files(artifact_dir: Path) -> list[str]:
+    return list(json.loads((artifact_dir / METADATA_FILE).read_text())["files"])
 
 
 def test_an_s3_artifact_is_downloaded_verified_and_scores_like_the_local_one(
-    artifact_dir: Path, tmp_path: Path
+    artifact_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-logged-secret-7f3a")
     uri = upload_artifact(artifact_dir, "models", "fraud/v1")
-    local = fetch_artifact(uri, cache_dir=tmp_path / "cache")
-    version = load_artifact(artifact_dir).metadata.model_version
+    with caplog.at_level(logging.INFO, logger="fraud_model.store"):
+        local = fetch_artifact(uri, cache_dir=tmp_path / "cache")
+
+    version = read_metadata(artifact_dir).model_version
     assert local.parent == tmp_path / "cache" / "models" / "fraud" / "v1"
     assert local.name.startswith(f"{version}-")
+    assert read_metadata(local) == read_metadata(artifact_dir)
     rows = random_transactions(50)
     np.testing.assert_array_equal(
         load_artifact(local).fraud_probability(rows),
         load_artifact(artifact_dir).fraud_probability(rows),
     )
+    entry = f"models/fraud/v1/{local.name}"
+    files = [f"{entry}/{name}" for name in [METADATA_FILE, *model_files(artifact_dir)]]
+    expected = ["models", "models/fraud", "models/fraud/v1", entry, *files]
+    assert leftovers(tmp_path / "cache") == sorted(expected)  # and no staging directory
+
+    messages = [record.getMessage() for record in caplog.records]
+    size = sum(file.stat().st_size for file in artifact_dir.iterdir())
+    assert any(m.startswith(f"Downloading artifact {uri}") for m in messages)
+    assert any(f"verified artifact {uri}: {size} bytes in " in m for m in messages)
+    assert not any("never-logged-secret" in m for m in messages)
+
+
+def test_an_empty_prefix_and_a_trailing_slash_name_the_same_artifact(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="root-models")
+    for file in artifact_dir.iterdir():
+        client.put_object(Bucket="root-models", Key=file.name, Body=file.read_bytes())
+    at_root = fetch_artifact("s3://root-models", cache_dir=tmp_path)
+    assert at_root.parent == tmp_path / "root-models"
+    assert fetch_artifact("s3://root-models/", cache_dir=tmp_path) == at_root
+    read_metadata(at_root)
+
+    uri = upload_artifact(artifact_dir, "models", "fraud/slash")
+    assert fetch_artifact(uri + "/", cache_dir=tmp_path) == fetch_artifact(uri, cache_dir=tmp_path)
 
 
 def test_a_cached_version_is_not_downloaded_again(artifact_dir: Path, tmp_path: Path) -> None:
     uri = upload_artifact(artifact_dir, "models", "fraud/cached")
     first = fetch_artifact(uri, cache_dir=tmp_path)
-    # With the model gone from the bucket, only the cached copy can satisfy the second fetch.
-    boto3.client("s3").delete_object(Bucket="models", Key="fraud/cached/model.onnx")
+    # With every model file gone from the bucket, only the cache can satisfy the second fetch.
+    client = boto3.client("s3")
+    for name in model_files(artifact_dir):
+        client.delete_object(Bucket="models", Key=f"fraud/cached/{name}")
     assert fetch_artifact(uri, cache_dir=tmp_path) == first
+    read_metadata(first)
 
 
 def test_a_new_model_under_the_same_uri_is_fetched(
-    artifact_dir: Path, tmp_path: Path, tiny_forest, tiny_dataset
+    artifact_dir: Path,
+    tmp_path: Path,
+    tiny_forest: RandomForestClassifier,
+    tiny_dataset: Dataset,
 ) -> None:
     uri = upload_artifact(artifact_dir, "models", "fraud/current")
     first = fetch_artifact(uri, cache_dir=tmp_path / "cache")
+    # Same forest, new threshold: possibly the same model_version, but not the same artifact.
     newer = write_artifact(tmp_path / "newer", tiny_forest, tiny_dataset, threshold=0.3)
     upload_artifact(tmp_path / "newer", "models", "fraud/current")
     second = fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert second != first and second.name.startswith(newer.model_version)
     assert load_artifact(second).metadata.threshold == 0.3
+    assert load_artifact(first).metadata.threshold == 0.5  # the old copy is left intact
 
 
 def test_a_tampered_object_is_refused_and_leaves_nothing_in_the_cache(
@@ -71,7 +134,40 @@ def test_a_tampered_object_is_refused_and_leaves_nothing_in_the_cache(
     )
     with pytest.raises(ArtifactHashMismatchError, match=r"s3://models/fraud/tampered: .*sha256"):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
-    assert cache_entries(tmp_path / "cache") == ["models", "models/fraud", "models/fraud/tampered"]
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_damaged_cached_copy_is_downloaded_again(artifact_dir: Path, tmp_path: Path) -> None:
+    uri = upload_artifact(artifact_dir, "models", "fraud/damaged")
+    cached = fetch_artifact(uri, cache_dir=tmp_path)
+    (cached / "model.onnx").write_bytes(b"bit rot")
+    assert fetch_artifact(uri, cache_dir=tmp_path) == cached
+    read_metadata(cached)  # healed: every hash matches again
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]
+
+
+def test_replicas_fetching_at_once_share_one_verified_copy(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    uri = upload_artifact(artifact_dir, "models", "fraud/race")
+    start, results, errors = threading.Barrier(4), [], []
+
+    def replica() -> None:
+        start.wait()
+        try:
+            results.append(fetch_artifact(uri, cache_dir=tmp_path / "cache"))
+        except Exception as error:  # reported below, with the others
+            errors.append(error)
+
+    threads = [threading.Thread(target=replica) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and len(results) == 4 and len(set(results)) == 1
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["models"]  # no staging left
+    assert [p.name for p in results[0].parent.iterdir()] == [results[0].name]
+    read_metadata(results[0])
 
 
 @pytest.mark.parametrize(
@@ -87,22 +183,38 @@ def test_missing_pieces_are_named(
 ) -> None:
     upload_artifact(artifact_dir, "models", "fraud/partial")
     boto3.client("s3").delete_object(Bucket="models", Key="fraud/partial/model.onnx")
-    with pytest.raises(error, match=message):
-        fetch_artifact(uri, cache_dir=tmp_path)
+    with pytest.raises(error, match=f"{uri}: .*{message}"):
+        fetch_artifact(uri, cache_dir=tmp_path / "cache")
+    assert leftovers(tmp_path / "cache") == []
 
 
 @pytest.mark.parametrize(
-    "bad", [{"files": {"../evil": "0" * 64}}, {"model_version": "../../etc"}, {"files": None}]
+    "bad",
+    [
+        {"files": {"../evil": "0" * 64}},
+        {"files": {"": "0" * 64}},
+        {"files": {METADATA_FILE: "0" * 64}},
+        {"model_version": "../../etc"},
+        {"files": None},
+    ],
 )
 def test_metadata_naming_paths_outside_the_cache_is_refused(
     artifact_dir: Path, tmp_path: Path, bad: dict
 ) -> None:
-    metadata = json.loads((artifact_dir / "metadata.json").read_text()) | bad
-    (artifact_dir / "metadata.json").write_text(json.dumps(metadata))
+    metadata = json.loads((artifact_dir / METADATA_FILE).read_text()) | bad
+    (artifact_dir / METADATA_FILE).write_text(json.dumps(metadata))
     uri = upload_artifact(artifact_dir, "models", "fraud/evil")
     with pytest.raises(ArtifactMetadataError, match="s3://models/fraud/evil"):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "evil").exists() and not (tmp_path / "etc").exists()
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_metadata_that_is_not_json_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
+    (artifact_dir / METADATA_FILE).write_text("{not json")
+    uri = upload_artifact(artifact_dir, "models", "fraud/garbled")
+    with pytest.raises(ArtifactMetadataError, match=r"s3://models/fraud/garbled: metadata\.json"):
+        fetch_artifact(uri, cache_dir=tmp_path)
 
 
 def test_without_credentials_the_error_says_so(
@@ -111,15 +223,80 @@ def test_without_credentials_the_error_says_so(
     uri = upload_artifact(artifact_dir, "models", "fraud/nocreds")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(ArtifactError, match=r"s3://models/fraud/nocreds: .*credentials"):
+    with pytest.raises(ArtifactDownloadError, match=r"s3://models/fraud/nocreds: .*credentials"):
         fetch_artifact(uri, cache_dir=tmp_path)
 
 
-def test_uris_are_told_apart(artifact_dir: Path) -> None:
-    assert is_remote("s3://bucket/prefix") and not is_remote(str(artifact_dir))
+@contextmanager
+def iam_enforced(endpoint: str) -> Iterator[None]:
+    """Make the moto server check IAM policies (it does not by default), then stop again."""
+
+    def reset_auth(count: str) -> None:
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
+            headers={"Content-Type": "text/plain"},
+        )  # fmt: skip
+        urllib.request.urlopen(request, timeout=10).close()
+
+    reset_auth("0")
+    try:
+        yield
+    finally:
+        reset_auth("inf")
+
+
+def test_a_role_without_read_access_is_told_so(
+    artifact_dir: Path, tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = upload_artifact(artifact_dir, "models", "fraud/denied")
+    iam = boto3.client("iam", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"])
+    user = f"no-s3-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)  # no policy at all: every S3 call is denied
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    with (
+        iam_enforced(s3_env["AWS_ENDPOINT_URL_S3"]),
+        pytest.raises(ArtifactDownloadError, match=r"fraud/denied: access to .* denied"),
+    ):
+        fetch_artifact(uri, cache_dir=tmp_path / "cache")
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_uris_are_told_apart() -> None:
+    assert is_remote("s3://bucket/prefix")
+    assert not is_remote("artifacts/default") and not is_remote("file:///models/v1")
     assert parse_s3_uri("s3://bucket/a/b/") == ("bucket", "a/b")
     assert parse_s3_uri("s3://bucket") == ("bucket", "")
-    assert locate_artifact(str(artifact_dir)) == artifact_dir
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://", "s3:///fraud", "s3://../fraud", "s3://models/../../etc", "s3://models/a//b",
+     "s3://models/./a", "gs://models/fraud", "S3://models/fraud"],
+)  # fmt: skip
+def test_malformed_or_unsupported_uris_are_refused(uri: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArtifactUriError, match=f"'{uri}'"):
+        fetch_artifact(uri, cache_dir=tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_local_paths_pass_through_unchanged(artifact_dir: Path, tmp_path: Path) -> None:
+    assert fetch_artifact(str(artifact_dir), cache_dir=tmp_path / "cache") == artifact_dir
+    assert fetch_artifact(f"file://{artifact_dir}") == artifact_dir
+    assert fetch_artifact("artifacts/default") == Path("artifacts/default")  # caller resolves
+    assert fetch_artifact("file://artifacts/default") == Path("artifacts/default")
+    assert fetch_artifact(str(tmp_path / "absent")) == tmp_path / "absent"  # caller verifies
+    assert not (tmp_path / "cache").exists()
+
+
+def test_local_paths_never_import_boto3(artifact_dir: Path) -> None:
+    code = (
+        "import sys; from fraud_model.store import fetch_artifact; "
+        f"fetch_artifact({str(artifact_dir)!r}); fetch_artifact('file://x'); "
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
 
 
 def test_the_default_cache_follows_the_environment(
@@ -127,4 +304,4 @@ def test_the_default_cache_follows_the_environment(
 ) -> None:
     monkeypatch.setenv("FRAUD_ARTIFACT_CACHE", str(tmp_path / "env-cache"))
     uri = upload_artifact(artifact_dir, "models", "fraud/env")
-    assert locate_artifact(uri).is_relative_to(tmp_path / "env-cache")
+    assert fetch_artifact(uri).is_relative_to(tmp_path / "env-cache")
