@@ -26,11 +26,8 @@ class NoopModel:
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        return [NOOP_ANSWER] * len(rows)
-
-    async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        return [NOOP_ANSWER] * len(rows)
+    async def score_many(self, requests: list[list[list[float]]]) -> list[list[dict[str, Any]]]:
+        return [[NOOP_ANSWER] * len(rows) for rows in requests]
 
 
 def build_noop_app(args: dict[str, Any]) -> Application:

@@ -25,7 +25,8 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import numpy as np
 import pandas as pd
 
-from benchmarks.servers import PROJECT_ROOT, PROXY_MODES, seed_server, serve_server
+from benchmarks.cpu import per_request_ms, session_cpu_seconds
+from benchmarks.servers import PROJECT_ROOT, PROXY_MODES, Server, seed_server, serve_server
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 
@@ -45,30 +46,44 @@ def real_rows(n: int) -> list[dict[str, float]]:
     return frame[list(FEATURE_NAMES)].astype(float).to_dict(orient="records")
 
 
-def drive(url: str, bodies: Path, concurrency: int, duration: float, repeats: int) -> dict:
-    """Median of `repeats` load runs from a separate process."""
+def drive(
+    server: Server, path: str, bodies: Path, concurrency: int, duration: float, repeats: int
+) -> dict:
+    """Median of `repeats` load runs from a separate process, and the server's CPU time per
+    request over all of them (total, and by process)."""
     runs = []
+    cpu_before = session_cpu_seconds(server.session_id)
     for _ in range(repeats):
         output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.load", "--url", url, "--body", str(bodies),
-             "--concurrency", str(concurrency), "--duration", str(duration)],
+            [sys.executable, "-m", "benchmarks.load", "--url", server.url + path, "--body",
+             str(bodies), "--concurrency", str(concurrency), "--duration", str(duration)],
             capture_output=True, text=True, check=True, cwd=PROJECT_ROOT,
         ).stdout  # fmt: skip
         runs.append(json.loads(output))
+    cpu_ms = per_request_ms(
+        cpu_before, session_cpu_seconds(server.session_id), sum(run["requests"] for run in runs)
+    )
     median = {
         key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms")
     }
-    return median | {"errors": sum(run["errors"] for run in runs)}
+    return median | {
+        "errors": sum(run["errors"] for run in runs),
+        "client": runs[0]["client"],
+        "cpu_ms_per_request": round(sum(cpu_ms.values()), 3),
+        "cpu_ms_by_process": cpu_ms,
+    }
 
 
-def http_suite(url: str, files: dict[str, Path], args: argparse.Namespace, batch: bool) -> dict:
+def http_suite(
+    server: Server, files: dict[str, Path], args: argparse.Namespace, batch: bool
+) -> dict:
     results = {
-        f"c{c}": drive(f"{url}/api/v1/predict", files["single"], c, args.duration, args.repeats)
+        f"c{c}": drive(server, "/api/v1/predict", files["single"], c, args.duration, args.repeats)
         for c in args.concurrency
     }
     if batch:
         result = drive(
-            f"{url}/api/v1/predict/batch", files["batch"], 2, args.duration, args.repeats
+            server, "/api/v1/predict/batch", files["batch"], 2, args.duration, args.repeats
         )
         results["batch1000_c2"] = result | {"tx_per_s": result["rps"] * 1000}
     return results
@@ -116,17 +131,17 @@ def main() -> int:
         files["batch"].write_text(json.dumps([{"transactions": real_rows(1000)}]))
 
         logger.info("== seed design (FastAPI + uvicorn, 2 workers, sklearn per request)")
-        with seed_server(ARTIFACT) as url:
-            results["seed"] = http_suite(url, files, args, batch=False)
+        with seed_server(ARTIFACT) as server:
+            results["seed"] = http_suite(server, files, args, batch=False)
         log_suite("seed", results["seed"])
         for mode in args.modes.split(","):
             logger.info("== this service, Serve mode %s", mode)
-            with serve_server(mode) as url:
-                results[mode] = http_suite(url, files, args, batch=True)
+            with serve_server(mode) as server:
+                results[mode] = http_suite(server, files, args, batch=True)
             log_suite(mode, results[mode])
             if not args.no_noop:
-                with serve_server(mode, application=NOOP_APP) as url:
-                    noop = {"c32": drive(f"{url}/api/v1/predict", files["single"], 32,
+                with serve_server(mode, application=NOOP_APP) as server:
+                    noop = {"c32": drive(server, "/api/v1/predict", files["single"], 32,
                                          args.duration, args.repeats)}  # fmt: skip
                 results[f"{mode}/noop"] = noop
                 log_suite(f"{mode}/noop", noop)
@@ -142,7 +157,10 @@ def main() -> int:
 
 def log_suite(name: str, suite: dict) -> None:
     for key, figures in suite.items():
-        logger.info("  %-22s %-14s %s", name, key, figures)
+        shown = {key: value for key, value in figures.items() if key != "cpu_ms_by_process"}
+        logger.info("  %-22s %-14s %s", name, key, shown)
+        top = list(figures["cpu_ms_by_process"].items())[:4]
+        logger.info("  %-22s %-14s CPU ms/request by process: %s", "", "", top)
 
 
 def summarise(results: dict, modes: list[str]) -> None:
@@ -157,6 +175,10 @@ def summarise(results: dict, modes: list[str]) -> None:
                 ours[level]["p50_ms"] / seed[level]["p50_ms"],
                 ours[level]["p99_ms"] / seed[level]["p99_ms"],
                 seed[level]["errors"], ours[level]["errors"],
+            )  # fmt: skip
+            logger.info(
+                "  %-20s %-5s CPU ms per request: seed %.2f, ours %.2f", mode, level,
+                seed[level]["cpu_ms_per_request"], ours[level]["cpu_ms_per_request"],
             )  # fmt: skip
         if f"{mode}/noop" in results:
             noop = results[f"{mode}/noop"]["c32"]["rps"]

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import yaml
@@ -27,8 +28,13 @@ PROXY_MODES: dict[str, dict[str, str]] = {
 }
 
 
+class Server(NamedTuple):
+    url: str
+    session_id: int  # every process of the server (Ray's included) is in this session
+
+
 @contextlib.contextmanager
-def seed_server(artifact: Path, workers: int = 2) -> Iterator[str]:
+def seed_server(artifact: Path, workers: int = 2) -> Iterator[Server]:
     """The seed design: uvicorn with `workers` processes, sklearn per request."""
     port = free_port()
     command = [
@@ -46,12 +52,12 @@ def seed_server(artifact: Path, workers: int = 2) -> Iterator[str]:
         "warning",
     ]
     env = os.environ | {"FRAUD_SEED_ARTIFACT": str(artifact)}
-    with running(command, env, f"http://127.0.0.1:{port}") as url:
-        yield url
+    with running(command, env, f"http://127.0.0.1:{port}") as server:
+        yield server
 
 
 @contextlib.contextmanager
-def serve_server(mode: str, application: dict | None = None) -> Iterator[str]:
+def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]:
     """This service as the README starts it (`uv run fraud-serve CONFIG`) on a free port.
 
     `application` replaces the shipped config's application (for the no-op model).
@@ -66,14 +72,14 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[str]:
         config_path.write_text(yaml.safe_dump(config))
         env = os.environ | PROXY_MODES[mode] | {"RAY_ADDRESS": "local"}
         with running(["uv", "run", "fraud-serve", str(config_path)], env,
-                      f"http://127.0.0.1:{port}") as url:  # fmt: skip
-            yield url
+                      f"http://127.0.0.1:{port}") as server:  # fmt: skip
+            yield server
 
 
 @contextlib.contextmanager
 def running(
     command: list[str], env: dict, url: str, timeout_s: float = 180, log_path: Path | None = None
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """Run `command` in its own process group until `url` is healthy; stop it afterwards."""
     log_path = log_path or Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
     with log_path.open("w") as log:
@@ -81,7 +87,7 @@ def running(
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             wait_until_healthy(url, process, timeout_s, log_path)
-            yield url
+            yield Server(url, process.pid)  # a new session's id is its first process's pid
         finally:
             stop(process)
 

@@ -21,6 +21,7 @@ from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 from fraud_model.prior import adjust_to_prior
 
 TREES_FILE = "trees.npz"
+DEFAULT_TOP_K = 5  # reason codes listed per transaction unless asked otherwise
 _LEAF = -1
 
 
@@ -131,22 +132,33 @@ class ForestExplainer:
 
 
 def top_reasons(
-    explanation: Explanation, features: np.ndarray, k: int = 5
-) -> list[list[dict[str, Any]]]:
-    """Per row, the k features with the largest absolute contribution, largest first.
+    explanation: Explanation, features: np.ndarray, k: int = DEFAULT_TOP_K
+) -> list[dict[str, Any]]:
+    """Per row, the k features with the largest absolute contribution, and the rest summed.
 
-    Each is {"feature": name, "value": the row's value, "contribution": signed, > 0 = towards
-    fraud}, on the scale of `explanation` (raw() or served()).
+    Each row is {"contributions": [...], "other": float}. A contribution is {"feature": name,
+    "value": the row's value, "contribution": signed, > 0 = towards fraud}, largest first;
+    "other" is the summed contribution of the features left out (0.0 when k covers them all),
+    so `base + sum(contributions) + other` is still the row's score. On the scale of
+    `explanation` (raw() or served()).
     """
-    order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")[:, :k]
+    contributions = explanation.contributions
+    if not 1 <= k <= contributions.shape[1]:
+        raise ValueError(f"k must be in 1..{contributions.shape[1]}, got {k}")
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
+    top, rest = order[:, :k], order[:, k:]
+    other = np.take_along_axis(contributions, rest, axis=1).sum(axis=1)
     return [
-        [
-            {
-                "feature": FEATURE_NAMES[column],
-                "value": float(features[row, column]),
-                "contribution": float(explanation.contributions[row, column]),
-            }
-            for column in order[row]
-        ]
+        {
+            "contributions": [
+                {
+                    "feature": FEATURE_NAMES[column],
+                    "value": float(features[row, column]),
+                    "contribution": float(contributions[row, column]),
+                }
+                for column in top[row]
+            ],
+            "other": float(other[row]),
+        }
         for row in range(len(order))
     ]

@@ -29,6 +29,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "The body is larger than the limit.",
         415: "The content type is not application/json.",
         422: "The JSON does not match the schema; `loc` names the field.",
+        500: "An unexpected error; it has been logged, and no detail is sent.",
         503: "Overloaded, or the model replica failed: retry after Retry-After seconds.",
         504: "The model did not answer within the request timeout.",
     }.items()

@@ -1,7 +1,11 @@
-"""Request checks that run before a body is scored: content type and API key."""
+"""Request checks that run before a body is scored: content type and API key.
+
+Both are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread,
+and that thread hop cost more than the rest of the request (docs/BENCHMARKS.md).
+"""
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from pydantic import SecretStr
@@ -9,7 +13,7 @@ from pydantic import SecretStr
 from serve_app.errors import ApiError
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON (a missing type is refused too: see FastAPI's
     strict content type, which guards against cross-site form posts)."""
     content_type = request.headers.get("content-type", "")
@@ -24,12 +28,12 @@ def require_json(request: Request) -> None:
         )
 
 
-def api_key_guard(keys: list[SecretStr]) -> Callable[[Request], None]:
+def api_key_guard(keys: list[SecretStr]) -> Callable[[Request], Awaitable[None]]:
     """A dependency accepting `Authorization: Bearer <key>` or `X-API-Key: <key>`; no keys
     configured = open. The comparison takes the same time wherever a wrong key differs."""
     accepted = [key.get_secret_value().encode() for key in keys]
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         if not accepted:
             return
         offered = presented_key(request)

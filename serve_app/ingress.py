@@ -1,6 +1,8 @@
 """The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
 
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
@@ -12,6 +14,27 @@ from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
+
+
+# Single transactions that arrive together (under load, many per event-loop turn) go to the
+# model as one request: each handle call costs far more than scoring a row (docs/BENCHMARKS.md).
+COALESCE_MAX_ROWS = 64
+
+
+class CoalescingModelHandle:
+    """The FraudModel handle as create_api calls it, with `score.remote(row)` calls that arrive
+    together sent as one `score_many` request. A lone request goes at once: nothing waits."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+        self.score = SimpleNamespace(remote=self._score_rows)
+        self.score_many = handle.score_many
+        self.explain_many = handle.explain_many
+        self.describe = handle.describe
+
+    @serve.batch(max_batch_size=COALESCE_MAX_ROWS, batch_wait_timeout_s=0.0)
+    async def _score_rows(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        return await self._handle.score_many.remote(rows)
 
 
 # The ingress only parses JSON and awaits the model: let it hold many requests at once. With
@@ -36,7 +59,7 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__: the app is built per replica from its own settings.
         return create_api(
-            self._model,
+            CoalescingModelHandle(self._model),
             self._settings,
             max_transactions=self._max_transactions,
             request_timeout_s=self._request_timeout_s,
@@ -51,5 +74,11 @@ def init_sentry(dsn: str) -> None:
         raise RuntimeError(
             "FRAUD_SENTRY_DSN is set but sentry-sdk is not installed; install the 'sentry' extra"
         ) from error
-    sentry_sdk.init(dsn=dsn, send_default_pii=False, traces_sample_rate=0.0)
+    # No PII, and no local variables in exception frames: those would carry transaction values.
+    sentry_sdk.init(
+        dsn=dsn,
+        send_default_pii=False,
+        include_local_variables=False,
+        traces_sample_rate=0.0,
+    )
     logger.info("Sentry error reporting enabled")

@@ -62,7 +62,10 @@ class ModelMetrics:
     def model_switched(self, old: tuple[str, str] | None, new: tuple[str, str]) -> None:
         if old is not None and old != new:
             self._model_info.set(0, tags={"model_version": old[0], "engine": old[1]})
-        self._model_info.set(1, tags={"model_version": new[0], "engine": new[1]})
+        self.serving(*new)
+
+    def serving(self, model_version: str, engine: str) -> None:
+        self._model_info.set(1, tags={"model_version": model_version, "engine": engine})
 
     def reload_failed(self) -> None:
         self._reload_failures.inc()

@@ -21,7 +21,7 @@ from ray import serve
 from fraud_model.artifact import ArtifactError, LoadedArtifact
 from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.engines import EngineName
-from fraud_model.explain import ForestExplainer, top_reasons
+from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
 from serve_app.loading import open_artifact
@@ -118,8 +118,8 @@ class FraudModel:
         if not same:
             self._drift = ScoreDrift(artifact.metadata.score_bins)
         self._last_reload_error = None
-        self.score.set_max_batch_size(tuning.max_batch_size)
-        self.score.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
+        self.score_many.set_max_batch_size(tuning.max_batch_size)
+        self.score_many.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
         version = artifact.metadata.model_version
         self._metrics.model_switched(
             (current.artifact.metadata.model_version, self._engine) if current else None,
@@ -141,17 +141,25 @@ class FraudModel:
         return artifact, artifact.load_explainer()
 
     def _refuse(self, reason: str, uri: str | None) -> None:
+        uri = uri or self._default_uri  # what this config would have loaded
         if self._serving is None:
-            # Nothing to fall back to: fail the replica's start, with the reason.
-            raise RuntimeError(f"FraudModel cannot start: {reason}")
+            # Nothing to fall back to: fail the replica's start, naming the artifact and reason.
+            # A new replica (restart, autoscaling) after a refused reload ends here too, until
+            # the operator fixes the config's artifact_uri.
+            raise RuntimeError(
+                f"FraudModel cannot start: artifact {uri} refused: {reason}. "
+                "Fix FraudModel's user_config (artifact_uri) or the artifact, then redeploy."
+            )
         self._last_reload_error = {
-            "artifact_uri": str(uri),
+            "artifact_uri": uri,
             "error": reason,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self._metrics.reload_failed()
         logger.error(
-            "Model reload refused, still serving %s: %s",
+            "Model reload of %s refused, still serving %s: %s. New replicas will fail to start "
+            "until the config names a good artifact.",
+            uri,
             self._serving.artifact.metadata.model_version,
             reason,
         )
@@ -159,24 +167,25 @@ class FraudModel:
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        """Score a batch of feature rows (contract order) in one vectorised call."""
-        return await self.score_many(rows)
-
-    async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        """Score the rows of one batch request together, in one vectorised call."""
+    async def score_many(self, requests: list[list[list[float]]]) -> list[list[dict[str, Any]]]:
+        """Score the feature rows (contract order) of each request; the rows of every request
+        in a batch go through the model in one vectorised call."""
         serving = self._require_model()
+        rows = [row for request in requests for row in request]
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
         answers = await asyncio.to_thread(predictions, serving, rows)
         self._record(serving, answers)
-        return answers
+        return split_by_request(answers, [len(request) for request in requests])
 
-    async def explain_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        """Scores with each feature's contribution (reason codes). About 15 times the cost of
-        plain scoring (benchmarks/explain_cost.py), so only on request."""
+    async def explain_many(
+        self, rows: list[list[float]], top_k: int = DEFAULT_TOP_K
+    ) -> list[dict[str, Any]]:
+        """Scores with the top_k features' contributions and the rest's sum (reason codes).
+        About 8 to 10 times the cost of plain scoring (benchmarks/explain_cost.py), so only on
+        request."""
         serving = self._require_model()
-        answers = await asyncio.to_thread(explained_predictions, serving, rows)
+        answers = await asyncio.to_thread(explained_predictions, serving, rows, top_k)
         self._record(serving, answers)
         return answers
 
@@ -218,7 +227,10 @@ class FraudModel:
         }
 
     def check_health(self) -> None:
-        self._require_model()
+        serving = self._require_model()
+        # Serve calls this every few seconds: re-assert the model-info gauge, which a single
+        # set() at load time did not always get exported (seen on a fraud-serve scrape).
+        self._metrics.serving(serving.artifact.metadata.model_version, self._engine)
 
     def _require_model(self) -> ServingModel:
         if self._serving is None:
@@ -242,11 +254,20 @@ def predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str
     ]
 
 
-def explained_predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str, Any]]:
-    """predictions() plus, per row, every feature's contribution, largest first.
+def split_by_request(answers: list[Any], sizes: list[int]) -> list[list[Any]]:
+    """`answers` cut back into one list per request, of the given sizes, in order."""
+    ends = np.cumsum(sizes).tolist()
+    return [answers[end - size : end] for size, end in zip(sizes, ends, strict=True)]
 
-    `base + sum(contributions)` is the forest's probability (the ONNX engine's fraud_probability
-    agrees within the artifact's parity tolerance).
+
+def explained_predictions(
+    serving: ServingModel, rows: list[list[float]], top_k: int = DEFAULT_TOP_K
+) -> list[dict[str, Any]]:
+    """predictions() plus, per row, the top_k features' contributions, largest first, and
+    `other`, the summed contribution of the rest.
+
+    `base + sum(contributions) + other` is the forest's probability (the ONNX engine's
+    fraud_probability agrees within the artifact's parity tolerance).
     """
     if serving.explainer is None:
         raise RuntimeError("this model was loaded without its trees file")
@@ -255,9 +276,9 @@ def explained_predictions(serving: ServingModel, rows: list[list[float]]) -> lis
     explanation, _ = serving.explainer.served(
         features, calibration.training_prior, calibration.production_prior
     )
-    reasons = top_reasons(explanation, features, k=features.shape[1])
+    reasons = top_reasons(explanation, features, k=top_k)
     return [
-        answer | {"explanation": {"base": explanation.base, "contributions": row_reasons}}
+        answer | {"explanation": {"base": explanation.base, **row_reasons}}
         for answer, row_reasons in zip(predictions(serving, rows), reasons, strict=True)
     ]
 

@@ -60,8 +60,12 @@ class Contribution(BaseModel):
 class Explanation(BaseModel):
     base: float = Field(description="fraud_probability before any feature is looked at.")
     contributions: list[Contribution] = Field(
-        description="Every feature, largest absolute contribution first. base + the sum of "
-        "all contributions = fraud_probability (within the engines' parity tolerance, 1e-5)."
+        description="The top_k features by absolute contribution, largest first."
+    )
+    other: float = Field(
+        description="The summed contribution of the features not listed (0 when top_k covers "
+        "all 29). base + the sum of contributions + other = fraud_probability (within the "
+        "engines' parity tolerance, 1e-5)."
     )
 
 

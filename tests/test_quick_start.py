@@ -3,6 +3,7 @@
 import os
 import re
 import shlex
+import uuid
 from pathlib import Path
 
 import httpx
@@ -50,8 +51,16 @@ def test_line_one_serves_the_bundled_model(tmp_path: Path) -> None:
     env = os.environ | {"RAY_ADDRESS": "local"}  # a private Ray, never the user's
     log = tmp_path / "serve.log"
     with running([*argv, str(config_path)], env, url, log_path=log):
-        response = httpx.post(f"{url}/api/v1/predict", json=real_fraud_row(), timeout=30)
+        request_id = f"quick-start-{uuid.uuid4()}"
+        response = httpx.post(
+            f"{url}/api/v1/predict",
+            json=real_fraud_row(),
+            headers={"X-Request-ID": request_id},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
+        # HAProxy in front of the replicas passes the client's request id through and back.
+        assert response.headers.get("x-request-id") == request_id
         body = response.json()
         bundled = read_metadata(PROJECT_ROOT / "artifacts" / "default")
         assert body["model_version"] == bundled.model_version

@@ -1,3 +1,4 @@
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,34 @@ def deploy_app(
     config = ServeDeploySchema.model_validate({"applications": [app]})
     _get_global_client().deploy_apps(config, _blocking=wait)
     return f"/{name}"
+
+
+def wait_for(condition, timeout_s: float = 60, every_s: float = 1):
+    """Polls `condition` until it is truthy or the time is up; returns its last result."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(every_s)
+
+
+def metrics_text() -> str:
+    """Ray's Prometheus metrics endpoint on the test cluster's node."""
+    import ray
+
+    port = ray._private.worker._global_node.metrics_export_port
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def metric_value(name: str, **tags: str) -> float:
+    """The sum of a metric's samples whose labels include `tags` (0 if none is exported yet)."""
+    wanted = [f'{key}="{value}"' for key, value in tags.items()]
+    total = 0.0
+    for line in metrics_text().splitlines():
+        if line.startswith(f"{name}{{") and all(tag in line for tag in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def replica_names(app: str, deployment: str = "FraudModel") -> set[str]:

@@ -145,9 +145,15 @@ def test_unknown_routes_and_methods_use_the_same_error_shape(client: httpx.Clien
 
 def test_error_responses_are_documented_in_the_openapi_spec(client: httpx.Client) -> None:
     spec = client.get("/api/v1/openapi.json").json()
-    for path in ("/api/v1/predict", "/api/v1/predict/batch"):
-        responses = spec["paths"][path]["post"]["responses"]
-        assert {"400", "413", "415", "422", "503", "504"} <= set(responses)
-        assert responses["413"]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/ErrorBody"
-        }
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    documented = {
+        ("post", "/api/v1/predict"): {"400", "401", "413", "415", "422", "500", "503", "504"},
+        ("post", "/api/v1/predict/batch"): {"400", "401", "413", "415", "422", "500", "503", "504"},
+        ("get", "/api/v1/model"): {"401", "500", "503", "504"},
+    }
+    for (method, path), statuses in documented.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert statuses <= set(responses), (path, sorted(responses))
+        for status in statuses:
+            assert responses[status]["content"]["application/json"]["schema"] == error_body
+            assert responses[status]["description"]

@@ -19,28 +19,53 @@ def test_explain_adds_contributions_that_sum_to_the_score(client: httpx.Client) 
     rows[:3, 13] -= 4.0
     for row in rows:
         plain = client.post("/api/v1/predict", json=as_json(row)).json()
-        explained = client.post("/api/v1/predict?explain=true", json=as_json(row)).json()
         assert "explanation" not in plain
-        assert explained["fraud_probability"] == plain["fraud_probability"]
-        explanation = explained["explanation"]
-        contributions = explanation["contributions"]
+        every = client.post("/api/v1/predict?explain=true&top_k=29", json=as_json(row)).json()
+        assert every["fraud_probability"] == plain["fraud_probability"]
+        contributions = every["explanation"]["contributions"]
         assert sorted(c["feature"] for c in contributions) == sorted(FEATURE_NAMES)
-        sizes = [abs(c["contribution"]) for c in contributions]
-        assert sizes == sorted(sizes, reverse=True)
-        total = explanation["base"] + sum(c["contribution"] for c in contributions)
-        # Exact for the forest; the ONNX score agrees within the parity tolerance.
-        assert total == pytest.approx(plain["fraud_probability"], abs=1e-5)
+        assert every["explanation"]["other"] == 0.0
         by_name = {c["feature"]: c["value"] for c in contributions}
         assert by_name["V14"] == pytest.approx(float(row[13]), rel=1e-6)
+        for query, k in (
+            ("explain=true", 5),
+            ("explain=true&top_k=3", 3),
+            ("explain=true&top_k=29", 29),
+        ):
+            explained = client.post(f"/api/v1/predict?{query}", json=as_json(row)).json()
+            assert explained["fraud_probability"] == plain["fraud_probability"]
+            explanation = explained["explanation"]
+            listed = explanation["contributions"]
+            assert len(listed) == k
+            # The top k of every feature's contributions, largest first.
+            assert listed == contributions[:k]
+            sizes = [abs(c["contribution"]) for c in listed]
+            assert sizes == sorted(sizes, reverse=True)
+            rest = sum(c["contribution"] for c in contributions[k:])
+            assert explanation["other"] == pytest.approx(rest, abs=1e-12)
+            total = explanation["base"] + sum(c["contribution"] for c in listed)
+            # Exact for the forest; the ONNX score agrees within the parity tolerance.
+            assert total + explanation["other"] == pytest.approx(
+                plain["fraud_probability"], abs=1e-5
+            )
+
+
+@pytest.mark.parametrize("top_k", ["0", "30", "x"])
+def test_top_k_outside_one_to_29_is_refused(client: httpx.Client, top_k: str) -> None:
+    row = as_json(random_transactions(1, seed=34)[0])
+    response = client.post(f"/api/v1/predict?explain=true&top_k={top_k}", json=row)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "top_k"]
 
 
 def test_batch_explain_matches_single_explain(client: httpx.Client) -> None:
     rows = random_transactions(5, seed=32)
     body = {"transactions": [as_json(row) for row in rows]}
-    batch = client.post("/api/v1/predict/batch?explain=true", json=body).json()["predictions"]
-    for row, answer in zip(rows, batch, strict=True):
-        single = client.post("/api/v1/predict?explain=true", json=as_json(row)).json()
-        assert answer == single
+    for query in ("explain=true", "explain=true&top_k=2"):
+        batch = client.post(f"/api/v1/predict/batch?{query}", json=body).json()["predictions"]
+        for row, answer in zip(rows, batch, strict=True):
+            single = client.post(f"/api/v1/predict?{query}", json=as_json(row)).json()
+            assert answer == single
 
 
 def test_score_drift_is_tracked_against_the_artifact_s_reference(

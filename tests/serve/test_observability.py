@@ -12,8 +12,9 @@ import ray
 
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
+from serve_app.model import ScoreDrift
 from tests.conftest import random_transactions
-from tests.serve.conftest import as_json
+from tests.serve.conftest import as_json, metrics_text, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -29,15 +30,6 @@ def json_log_records(pattern: str) -> list[dict]:
             if line.startswith("{"):
                 records.append(json.loads(line))
     return records
-
-
-def wait_for(condition, timeout_s: float = 60, every_s: float = 1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(every_s)
 
 
 def test_model_endpoint_describes_the_serving_model(
@@ -91,11 +83,6 @@ def test_transaction_values_never_reach_the_logs(client: httpx.Client) -> None:
     assert "4321.98" not in logs
 
 
-def metrics_text() -> str:
-    port = ray._private.worker._global_node.metrics_export_port
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-
-
 def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
     rows = random_transactions(40, seed=8)
     rows[::4, 13] -= 4.0
@@ -103,6 +90,10 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
         assert client.post("/api/v1/predict", json=as_json(row)).status_code == 200
     batch = {"transactions": [as_json(row) for row in rows[:10]]}
     assert client.post("/api/v1/predict/batch", json=batch).status_code == 200
+    # One request, so one replica: enough scores for it to set the drift gauge.
+    enough = random_transactions(ScoreDrift.MIN_SCORES + 50, seed=9)
+    drift_batch = {"transactions": [as_json(row) for row in enough]}
+    assert client.post("/api/v1/predict/batch", json=drift_batch).status_code == 200
     assert client.post("/api/v1/predict", json={"V1": 1.0}).status_code == 422
 
     expected = [
@@ -114,6 +105,7 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
         'engine="onnx"',
         "ray_fraud_rejected_requests_total{",
         'reason="invalid"',
+        "ray_fraud_score_psi{",  # the score drift gauge
         "ray_serve_num_http_requests",  # Ray's own, on the same endpoint
     ]
 
@@ -124,3 +116,9 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
     assert wait_for(all_there, timeout_s=90, every_s=3), [
         name for name in expected if name not in metrics_text()
     ]
+    psi_values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text().splitlines()
+        if line.startswith("ray_fraud_score_psi{")
+    ]
+    assert psi_values and all(value >= 0 for value in psi_values)

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 
 import httpx
@@ -24,26 +25,38 @@ ROWS = random_transactions(50, seed=21)
 CLIENT_TIMEOUT_S = 30  # far above the service's own 2 s timeout: a hang would show as an error
 
 
-async def burst(url: str, requests: int, concurrency: int) -> list[httpx.Response]:
-    """`requests` POSTs, `concurrency` at a time; a client-side timeout raises (= a hang)."""
+async def burst(
+    url: str, requests: int, concurrency: int, rows_per_request: int = 1
+) -> list[httpx.Response]:
+    """`requests` POSTs, `concurrency` at a time; a client-side timeout raises (= a hang).
+
+    One row per request goes to /predict; more go to /predict/batch, request i holding rows
+    i*n .. i*n+n-1 (cycling through ROWS)."""
     limits = httpx.Limits(max_connections=concurrency)
+
+    def post(http: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+        if rows_per_request == 1:
+            return http.post(f"{url}/api/v1/predict", json=as_json(ROWS[i % len(ROWS)]))
+        rows = [ROWS[(i * rows_per_request + k) % len(ROWS)] for k in range(rows_per_request)]
+        body = {"transactions": [as_json(row) for row in rows]}
+        return http.post(f"{url}/api/v1/predict/batch", json=body)
+
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=limits) as http:
-        return await asyncio.gather(
-            *(
-                http.post(f"{url}/api/v1/predict", json=as_json(ROWS[i % len(ROWS)]))
-                for i in range(requests)
-            )
-        )
+        return await asyncio.gather(*(post(http, i) for i in range(requests)))
 
 
-def check_answers(responses: list[httpx.Response], expected: np.ndarray) -> Counter:
+def check_answers(
+    responses: list[httpx.Response], expected: np.ndarray, rows_per_request: int = 1
+) -> Counter:
     statuses: Counter = Counter()
     for index, response in enumerate(responses):
         statuses[response.status_code] += 1
         if response.status_code == 200:
-            assert response.json()["fraud_probability"] == pytest.approx(
-                expected[index % len(ROWS)], abs=1e-12
-            )
+            body = response.json()
+            answers = body["predictions"] if rows_per_request > 1 else [body]
+            for k, answer in enumerate(answers):
+                row = (index * rows_per_request + k) % len(ROWS)
+                assert answer["fraud_probability"] == pytest.approx(expected[row], abs=1e-12)
         else:
             assert response.status_code in (503, 504), response.text
             (error,) = response.json()["detail"]
@@ -55,7 +68,8 @@ def check_answers(responses: list[httpx.Response], expected: np.ndarray) -> Coun
 
 def test_overload_is_shed_with_503_and_retry_after(serve_url: str, session_artifact: Path) -> None:
     expected = load_artifact(session_artifact).fraud_probability(ROWS)
-    # A deliberately tiny model queue, so 150 clients at once overflow it.
+    # A deliberately tiny model queue, so 150 clients at once overflow it. Batch requests go to
+    # the model one call each (single transactions arriving together are sent as one call).
     deploy_app(
         "overload",
         {"artifact_uri": str(session_artifact)},
@@ -64,13 +78,15 @@ def test_overload_is_shed_with_503_and_retry_after(serve_url: str, session_artif
     url = f"{serve_url}/overload"
     try:
         started = time.monotonic()
-        responses = asyncio.run(burst(url, requests=400, concurrency=150))
-        statuses = check_answers(responses, expected)
+        responses = asyncio.run(burst(url, requests=400, concurrency=150, rows_per_request=5))
+        statuses = check_answers(responses, expected, rows_per_request=5)
         print(f"overload: {dict(statuses)} in {time.monotonic() - started:.1f} s")
         assert statuses[503] > 0 and statuses[200] > 0
-        # Healthy afterwards: every request of a calm round succeeds.
+        # Healthy afterwards: every request of a calm round succeeds, single and batch.
         calm = check_answers(asyncio.run(burst(url, requests=50, concurrency=4)), expected)
         assert calm == {200: 50}
+        calm_batches = asyncio.run(burst(url, requests=20, concurrency=4, rows_per_request=5))
+        assert check_answers(calm_batches, expected, rows_per_request=5) == {200: 20}
         assert httpx.get(f"{url}/api/v1/utils/health-check/").json() is True
     finally:
         serve.delete("overload")

@@ -18,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import load_artifact
 from tests.conftest import random_transactions, upload_artifact, write_artifact
-from tests.serve.conftest import as_json, deploy_app, replica_names
+from tests.serve.conftest import as_json, deploy_app, metric_value, replica_names, wait_for
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
@@ -45,6 +45,16 @@ def reload_app(serve_url: str, session_artifact: Path) -> str:
 def expected_scores(artifact_dir: Path) -> dict[str, np.ndarray]:
     artifact = load_artifact(artifact_dir)
     return {artifact.metadata.model_version: artifact.fraud_probability(ROWS)}
+
+
+@pytest.fixture(scope="module")
+def refused_reloads() -> list[str]:
+    """The reloads the `reload` app has refused so far: its one replica counts them all."""
+    return []
+
+
+def reload_failures() -> float:
+    return metric_value("ray_fraud_model_reload_failures_total", application="reload")
 
 
 def retune(session_artifact: Path, artifact_uri: str | None) -> None:
@@ -78,6 +88,7 @@ def test_a_good_artifact_switches_atomically_without_a_restart(
     traffic = threading.Thread(target=keep_scoring)
     traffic.start()
     try:
+        assert wait_for(lambda: answers, timeout_s=30, every_s=0.05)  # the old model answered
         retune(session_artifact, str(second_artifact))
         stop.wait(1.0)  # traffic keeps flowing after the switch
     finally:
@@ -120,6 +131,7 @@ def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
     session_artifact: Path,
     second_artifact: Path,
     tmp_path: Path,
+    refused_reloads: list[str],
     make_bad,
     reason: str,
 ) -> None:
@@ -128,6 +140,7 @@ def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
 
     bad = make_bad(second_artifact, tmp_path)
     retune(session_artifact, str(bad))
+    refused_reloads.append(str(bad))
 
     info = model_info(reload_app)
     assert info["model_version"] == serving
@@ -135,6 +148,11 @@ def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
     assert reason in info["last_reload_error"]["error"]
     response = httpx.post(f"{reload_app}/api/v1/predict", json=as_json(ROWS[0]), timeout=30)
     assert response.status_code == 200 and response.json()["model_version"] == serving
+
+    # The refusal is counted in the metric, once: the counter is cumulative (one replica
+    # throughout the module), and exported every few seconds.
+    assert wait_for(lambda: reload_failures() >= len(refused_reloads), timeout_s=90, every_s=2)
+    assert reload_failures() == len(refused_reloads)
 
     retune(session_artifact, str(second_artifact))  # a good config clears the error
     assert model_info(reload_app)["last_reload_error"] is None
@@ -161,7 +179,8 @@ def test_a_bad_artifact_at_start_fails_the_deploy_with_its_reason(
         assert app.status == "DEPLOY_FAILED"
         # `serve status` (and the RayService status on KubeRay) carries the reason.
         assert "FraudModel cannot start" in model.message
-        assert "sha256" in model.message
+        assert f"artifact {bad} refused" in model.message  # names the artifact
+        assert "sha256" in model.message  # and the reason
     finally:
         serve.delete("bad-start")
 

@@ -65,13 +65,53 @@ def test_top_reasons_are_the_largest_contributions_with_their_values(
     rows = rows_near_decision(tiny_dataset)[:3]
     explanation = explainer.raw(rows)
     reasons = top_reasons(explanation, rows, k=4)
-    assert [len(row) for row in reasons] == [4, 4, 4]
-    for index, row in enumerate(reasons):
+    assert [len(row["contributions"]) for row in reasons] == [4, 4, 4]
+    for index, reason in enumerate(reasons):
+        row = reason["contributions"]
         sizes = [abs(reason["contribution"]) for reason in row]
         assert sizes == sorted(sizes, reverse=True)
         assert sizes[0] == pytest.approx(np.abs(explanation.contributions[index]).max())
         column = FEATURE_NAMES.index(row[0]["feature"])
         assert row[0]["value"] == pytest.approx(rows[index, column])
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 28, 29])
+def test_top_k_reasons_plus_other_add_up_to_the_served_probability(
+    explainer: ForestExplainer, deep_forest: RandomForestClassifier, tiny_dataset: Dataset, k: int
+) -> None:
+    rows = rows_near_decision(tiny_dataset)
+    explanation, served = explainer.served(rows, 0.5, 0.00172)
+    expected = adjust_to_prior(deep_forest.predict_proba(rows)[:, 1], 0.5, 0.00172)
+    reasons = top_reasons(explanation, rows, k=k)
+    moved = 0
+    for index, reason in enumerate(reasons):
+        listed = reason["contributions"]
+        assert len(listed) == k
+        assert len({c["feature"] for c in listed}) == k
+        total = explanation.base + sum(c["contribution"] for c in listed) + reason["other"]
+        assert total == pytest.approx(expected[index], abs=1e-6)
+        assert total == pytest.approx(served[index], abs=1e-9)
+        # The unlisted features are never larger than the smallest listed one.
+        names = {c["feature"] for c in listed}
+        rest = [
+            abs(explanation.contributions[index, column])
+            for column, name in enumerate(FEATURE_NAMES)
+            if name not in names
+        ]
+        assert max(rest, default=0.0) <= abs(listed[-1]["contribution"])
+        moved += reason["other"] != 0.0
+    if k == len(FEATURE_NAMES):
+        assert all(reason["other"] == 0.0 for reason in reasons)
+    elif k == 1:
+        assert moved > 0  # the rest does carry part of the score
+
+
+def test_top_k_is_between_one_and_the_feature_count(explainer: ForestExplainer) -> None:
+    rows = random_transactions(2, seed=6).astype(np.float32)
+    explanation = explainer.raw(rows)
+    for k in (0, len(FEATURE_NAMES) + 1):
+        with pytest.raises(ValueError, match=r"k must be in 1\.\.29"):
+            top_reasons(explanation, rows, k=k)
 
 
 def test_the_trees_file_loads_without_pickle(explainer: ForestExplainer, tmp_path: Path) -> None:

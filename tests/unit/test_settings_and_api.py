@@ -89,6 +89,7 @@ def test_sentry_is_initialised_with_the_dsn_when_set(monkeypatch: pytest.MonkeyP
         {
             "dsn": "https://key@sentry.example/1",
             "send_default_pii": False,
+            "include_local_variables": False,  # frames would carry transaction values
             "traces_sample_rate": 0.0,
         }
     ]
@@ -145,6 +146,28 @@ def test_auth_is_checked_before_the_body(artifact_dir: Path) -> None:
     api = client(artifact_dir, api_keys=["k-one-123"])
     response = api.post("/api/v1/predict/batch", json={"transactions": "nonsense"})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"V1": "' + b"x" * 20_000 + b'"}', "application/json", 413),  # read: size limit
+        (b"{not json", "application/json", 400),  # then parsed as JSON
+        (b"[" * 5_000 + b"]" * 5_000, "application/json", 400),  # nested too deeply
+        (b"", "application/json", 401),  # then the key, before everything else
+        (b'{"V1": 1.0}', "text/plain", 401),
+        (b'{"V1": "nonsense"}', "application/json", 401),
+    ],
+    ids=["too-large", "malformed", "too-deep", "empty", "wrong-type", "schema"],
+)
+def test_what_is_checked_before_the_api_key(
+    artifact_dir: Path, content: bytes, content_type: str, status: int
+) -> None:
+    """The body's size and JSON syntax are checked before the key (413 and 400 say nothing
+    about the schema); the content type and the schema only after it."""
+    api = client(artifact_dir, api_keys=["k-one-123"])
+    response = api.post("/api/v1/predict", content=content, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
 
 
 def test_health_check_never_needs_a_key(artifact_dir: Path) -> None:
