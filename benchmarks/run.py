@@ -1,11 +1,12 @@
 """Side-by-side benchmark: the seed design vs this service, on the same artifact and machine.
 
     uv run python -m benchmarks.run                  # seed vs every Serve mode, no-op, batch
-    uv run python -m benchmarks.run --modes haproxy  # only some Serve modes
+    uv run python -m benchmarks.run --modes "haproxy;haproxy+throughput"   # only some modes
     uv run python -m benchmarks.run --training       # also: Ray-parallel vs sklearn n_jobs=-1
 
 Every figure is the median of --repeats runs of --duration seconds each; ratios are of medians
-taken in this one run, since the machine may be shared and noisy.
+taken in this one run, since the machine may be shared and noisy. Each figure also carries the
+server's CPU time per request, by process (benchmarks/cpu.py), which noise moves far less.
 """
 
 import argparse
@@ -26,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.cpu import per_request_ms, session_cpu_seconds
-from benchmarks.servers import PROJECT_ROOT, PROXY_MODES, Server, seed_server, serve_server
+from benchmarks.servers import (
+    PROJECT_ROOT,
+    SERVER_VARIANTS,
+    Server,
+    seed_server,
+    serve_server,
+)
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 
@@ -107,7 +114,9 @@ def engine_rates(repeats: int = 50) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default=",".join(PROXY_MODES), help="Serve ingress modes")
+    parser.add_argument(
+        "--modes", default=";".join(SERVER_VARIANTS), help="Serve ingress modes, ';'-separated"
+    )
     parser.add_argument("--concurrency", default="1,8,32", help="client concurrency levels")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
     parser.add_argument("--repeats", type=int, default=3, help="load runs per figure (median)")
@@ -134,7 +143,7 @@ def main() -> int:
         with seed_server(ARTIFACT) as server:
             results["seed"] = http_suite(server, files, args, batch=False)
         log_suite("seed", results["seed"])
-        for mode in args.modes.split(","):
+        for mode in args.modes.split(";"):
             logger.info("== this service, Serve mode %s", mode)
             with serve_server(mode) as server:
                 results[mode] = http_suite(server, files, args, batch=True)
@@ -149,7 +158,7 @@ def main() -> int:
         from benchmarks.training_time import compare_training
 
         results["training"] = compare_training(args.training_rows)
-    summarise(results, args.modes.split(","))
+    summarise(results, args.modes.split(";"))
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))
     return 0

@@ -26,6 +26,11 @@ PROXY_MODES: dict[str, dict[str, str]] = {
     "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
     "haproxy+throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
 }
+# Not an ingress mode: the README's mode without the per-prediction log line, to show its cost.
+NO_PREDICTION_LOGS = "haproxy+throughput,no-prediction-logs"
+SERVER_VARIANTS = PROXY_MODES | {
+    NO_PREDICTION_LOGS: PROXY_MODES["haproxy+throughput"] | {"FRAUD_LOG_PREDICTIONS": "false"}
+}
 
 
 class Server(NamedTuple):
@@ -60,17 +65,20 @@ def seed_server(artifact: Path, workers: int = 2) -> Iterator[Server]:
 def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]:
     """This service as the README starts it (`uv run fraud-serve CONFIG`) on a free port.
 
-    `application` replaces the shipped config's application (for the no-op model).
+    `application` replaces the shipped config's application (for the no-op model), keeping the
+    shipped settings of the Ingress deployment, so that only the model differs.
     """
     config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port
     if application is not None:
-        config["applications"] = [application]
+        (shipped,) = config["applications"]
+        ingress = [entry for entry in shipped["deployments"] if entry["name"] == "Ingress"]
+        config["applications"] = [application | {"deployments": ingress}]
     with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
         config_path = Path(workdir) / "serve_config.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        env = os.environ | PROXY_MODES[mode] | {"RAY_ADDRESS": "local"}
+        env = os.environ | SERVER_VARIANTS[mode] | {"RAY_ADDRESS": "local"}
         with running(["uv", "run", "fraud-serve", str(config_path)], env,
                       f"http://127.0.0.1:{port}") as server:  # fmt: skip
             yield server

@@ -47,7 +47,13 @@ class ModelTuning(BaseModel):
     threshold: float | None = Field(
         None, ge=0, le=1, description="Decision threshold; null = the artifact's own."
     )
-    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, le=4096)
+    max_batch_size: int = Field(
+        DEFAULT_MAX_BATCH_SIZE,
+        ge=1,
+        le=4096,
+        description="Requests scored together (each a batch request or the single "
+        "transactions one Ingress replica coalesced), all their rows in one call.",
+    )
     batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
 
 
@@ -231,6 +237,7 @@ class FraudModel:
         # Serve calls this every few seconds: re-assert the model-info gauge, which a single
         # set() at load time did not always get exported (seen on a fraud-serve scrape).
         self._metrics.serving(serving.artifact.metadata.model_version, self._engine)
+        self._metrics.flush()  # counts from the last second of traffic, if it has stopped
 
     def _require_model(self) -> ServingModel:
         if self._serving is None:

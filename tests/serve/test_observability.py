@@ -99,7 +99,8 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
     expected = [
         "ray_fraud_predictions_total{",
         'decision="legit"',
-        "ray_fraud_score_bucket{",
+        "ray_fraud_score_bucket_total{",
+        'le="+Inf"',
         "ray_fraud_model_batch_size_bucket{",
         "ray_fraud_model_info{",
         'engine="onnx"',
