@@ -9,7 +9,7 @@ from ray import serve
 from ray.serve import Application
 
 from serve_app.ingress import Ingress
-from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE
+from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE, FeatureRows
 
 NOOP_ANSWER = {
     "fraud_probability": 0.0,
@@ -26,7 +26,7 @@ class NoopModel:
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score_many(self, requests: list[list[list[float]]]) -> list[list[dict[str, Any]]]:
+    async def score_many(self, requests: list[FeatureRows]) -> list[list[dict[str, Any]]]:
         return [[NOOP_ANSWER] * len(rows) for rows in requests]
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
@@ -16,8 +15,15 @@ from fraud_model.explain import DEFAULT_TOP_K
 from fraud_model.features import FEATURE_NAMES
 from serve_app.body_limit import BodySizeLimit
 from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
+from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
 from serve_app.guards import api_key_guard, require_json
-from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
+from serve_app.schemas import (
+    BatchPrediction,
+    Prediction,
+    Transaction,
+    batch_request_model,
+    feature_matrix,
+)
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
@@ -145,7 +151,7 @@ def create_api(
 
     guards = [Depends(api_key_guard(settings.api_keys))]
     body_guards = [*guards, Depends(require_json)]
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, route_class=ValidatedJsonRoute)
 
     @router.post(
         "/predict",
@@ -167,7 +173,7 @@ def create_api(
         if settings.log_predictions:
             log_prediction(answer, started, row)
         # Built by our own code from floats and bools: skip re-validating the response.
-        return JSONResponse(answer)
+        return FastJSONResponse(answer)
 
     BatchRequest = batch_request_model(max_transactions)
 
@@ -185,14 +191,14 @@ def create_api(
         top_k: TopK = DEFAULT_TOP_K,
     ) -> Any:
         started = time.perf_counter()
-        rows = [transaction.feature_row() for transaction in request.transactions]
+        rows = feature_matrix(request.transactions)
         if explain:
             answers = await call_model(model.explain_many.remote(rows, top_k))
         else:
             answers = await call_model(model.score_many.remote(rows))
         if settings.log_predictions:
             log_batch(answers, started)
-        return JSONResponse({"predictions": answers})
+        return FastJSONResponse({"predictions": answers})
 
     @router.get(
         "/model",

@@ -30,6 +30,10 @@ from serve_app.metrics import ModelMetrics
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
+# The rows of one request in the feature contract's order: an (n, 29) float32 matrix from a
+# batch request, or the lists of floats of single transactions coalesced by an Ingress.
+FeatureRows = np.ndarray | list[list[float]]
+
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
@@ -173,19 +177,19 @@ class FraudModel:
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score_many(self, requests: list[list[list[float]]]) -> list[list[dict[str, Any]]]:
+    async def score_many(self, requests: list[FeatureRows]) -> list[list[dict[str, Any]]]:
         """Score the feature rows (contract order) of each request; the rows of every request
         in a batch go through the model in one vectorised call."""
         serving = self._require_model()
-        rows = [row for request in requests for row in request]
+        features = np.concatenate([np.asarray(rows, dtype=FEATURE_DTYPE) for rows in requests])
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
-        answers = await asyncio.to_thread(predictions, serving, rows)
+        answers = await asyncio.to_thread(predictions, serving, features)
         self._record(serving, answers)
         return split_by_request(answers, [len(request) for request in requests])
 
     async def explain_many(
-        self, rows: list[list[float]], top_k: int = DEFAULT_TOP_K
+        self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K
     ) -> list[dict[str, Any]]:
         """Scores with the top_k features' contributions and the rest's sum (reason codes).
         About 8 to 10 times the cost of plain scoring (benchmarks/explain_cost.py), so only on
@@ -245,9 +249,11 @@ class FraudModel:
         return self._serving
 
 
-def predictions(serving: ServingModel, rows: list[list[float]]) -> list[dict[str, Any]]:
+def predictions(serving: ServingModel, rows: FeatureRows) -> list[dict[str, Any]]:
     """The API's answer for each feature row, from one vectorised model call."""
     probabilities = serving.artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
+    if not np.isfinite(probabilities).all():  # never answer a score that is not a number
+        raise ValueError("the model produced a non-finite fraud probability")
     version = serving.artifact.metadata.model_version
     threshold = serving.threshold
     return [
@@ -268,7 +274,7 @@ def split_by_request(answers: list[Any], sizes: list[int]) -> list[list[Any]]:
 
 
 def explained_predictions(
-    serving: ServingModel, rows: list[list[float]], top_k: int = DEFAULT_TOP_K
+    serving: ServingModel, rows: FeatureRows, top_k: int = DEFAULT_TOP_K
 ) -> list[dict[str, Any]]:
     """predictions() plus, per row, the top_k features' contributions, largest first, and
     `other`, the summed contribution of the rest.

@@ -3,9 +3,10 @@
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from fraud_model.features import FEATURE_NAMES
+from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
 # Input bounds. The real data's PCA components lie within about ±121 and its largest amount is
 # 25,691; values far outside are a broken client, not a transaction to score.
@@ -30,6 +31,12 @@ class _TransactionBase(BaseModel):
         """The features in the model's order (JSON integers stay ints: numpy converts them)."""
         # One C-level call: 1,000 of these were 15 % of a batch request's CPU as a comprehension.
         return list(_features_in_order(self))
+
+
+def feature_matrix(transactions: list[_TransactionBase]) -> np.ndarray:
+    """The transactions as one (n, 29) float32 matrix in the model's feature order: the model
+    replica receives one buffer instead of n lists of floats to unpickle and convert."""
+    return np.array(list(map(_features_in_order, transactions)), dtype=FEATURE_DTYPE)
 
 
 def _feature_field(name: str) -> tuple[type, Any]:
