@@ -22,7 +22,6 @@ from serve_app.schemas import (
     Prediction,
     Transaction,
     batch_request_model,
-    feature_matrix,
 )
 from serve_app.settings import ServiceSettings
 
@@ -191,7 +190,7 @@ def create_api(
         top_k: TopK = DEFAULT_TOP_K,
     ) -> Any:
         started = time.perf_counter()
-        rows = feature_matrix(request.transactions)
+        rows = request.feature_matrix()
         if explain:
             answers = await call_model(model.explain_many.remote(rows, top_k))
         else:

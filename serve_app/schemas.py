@@ -33,12 +33,6 @@ class _TransactionBase(BaseModel):
         return list(_features_in_order(self))
 
 
-def feature_matrix(transactions: list[_TransactionBase]) -> np.ndarray:
-    """The transactions as one (n, 29) float32 matrix in the model's feature order: the model
-    replica receives one buffer instead of n lists of floats to unpickle and convert."""
-    return np.array(list(map(_features_in_order, transactions)), dtype=FEATURE_DTYPE)
-
-
 def _feature_field(name: str) -> tuple[type, Any]:
     if name == "Amount":
         return float, Field(ge=0, le=MAX_AMOUNT, description="Transaction amount")
@@ -95,11 +89,22 @@ class BatchPrediction(BaseModel):
     predictions: list[Prediction] = Field(description="One answer per transaction, in order.")
 
 
-def batch_request_model(max_transactions: int) -> type[BaseModel]:
+class _BatchRequestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transactions: list[Transaction]
+
+    def feature_matrix(self) -> np.ndarray:
+        """The transactions as one (n, 29) float32 matrix in the model's feature order: the
+        model replica gets one buffer, not n lists of floats to unpickle and convert."""
+        rows = list(map(_features_in_order, self.transactions))
+        return np.array(rows, dtype=FEATURE_DTYPE)
+
+
+def batch_request_model(max_transactions: int) -> type[_BatchRequestBase]:
     """The batch body, `{"transactions": [...]}`, with the configured size limit."""
     return create_model(
         "BatchRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __base__=_BatchRequestBase,
         transactions=(list[Transaction], Field(min_length=1, max_length=max_transactions)),
     )
 
