@@ -32,12 +32,12 @@ def session_cpu_seconds(session_id: int) -> Counter[str]:
 
 
 def process_name(command: str, stat: str) -> str:
+    """`ray::ServeController.listen_for_change` -> `ray::ServeController`; otherwise the
+    executable's file name (some of Ray's helpers set one string with spaces as their argv)."""
     if command.startswith("ray::"):
-        return command.split(".")[
-            0
-        ]  # ray::ServeController.listen_for_change -> ray::ServeController
-    executable = Path(command).name or stat[stat.index("(") + 1 : stat.rindex(")")]
-    return executable
+        return command.split(".")[0]
+    words = command.split(maxsplit=1)
+    return Path(words[0]).name if words else stat[stat.index("(") + 1 : stat.rindex(")")]
 
 
 def per_request_ms(before: Counter[str], after: Counter[str], requests: int) -> dict[str, float]:
