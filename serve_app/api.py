@@ -17,12 +17,7 @@ from serve_app.body_limit import BodySizeLimit
 from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
 from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
 from serve_app.guards import api_key_guard, require_json
-from serve_app.schemas import (
-    BatchPrediction,
-    Prediction,
-    Transaction,
-    batch_request_model,
-)
+from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")

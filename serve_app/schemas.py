@@ -28,9 +28,8 @@ class _TransactionBase(BaseModel):
     )
 
     def feature_row(self) -> list[float]:
-        """The features in the model's order (JSON integers stay ints: numpy converts them)."""
-        # One C-level call: 1,000 of these were 15 % of a batch request's CPU as a comprehension.
-        return list(_features_in_order(self))
+        """The features in the model's order."""
+        return list(_features_in_order(self))  # one C-level call (operator.attrgetter)
 
 
 def _feature_field(name: str) -> tuple[type, Any]:
