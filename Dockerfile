@@ -3,6 +3,8 @@
 ARG RAY_VERSION=2.60.0
 FROM rayproject/ray:${RAY_VERSION}-py311-cpu
 ARG RAY_VERSION
+# The uv that reads uv.lock here; pinned so that a new release never changes what is installed.
+ARG UV_VERSION=0.13.9
 
 # KubeRay's readiness probe for workers runs `wget localhost:8000/-/healthz`.
 USER root
@@ -12,11 +14,13 @@ RUN apt-get update \
 USER ray
 WORKDIR /home/ray/app
 
-# Dependencies first (a layer that only changes with uv.lock), exactly as locked.
+# Dependencies first (a layer that only changes with uv.lock): the serving set only (no
+# training packages), exactly as locked, every file checked against the lock's sha256.
 COPY --chown=ray:users pyproject.toml uv.lock ./
-RUN pip install --no-cache-dir uv \
-    && uv export --frozen --no-dev --no-emit-project --no-hashes -o /tmp/requirements.txt \
-    && uv pip install --system --no-cache -r /tmp/requirements.txt \
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && uv export --frozen --no-dev --no-emit-project -o /tmp/requirements.txt \
+    && uv pip install --system --no-cache --require-hashes -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt \
     && python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')"
 
 # Then the code and the bundled model.
@@ -29,7 +33,8 @@ RUN uv pip install --system --no-cache --no-deps -e .
 
 ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 \
     RAY_SERVE_ENABLE_HA_PROXY=1 \
-    RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
+    PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD wget -q -O /dev/null http://localhost:8000/api/v1/utils/health-check/ || exit 1

@@ -1,30 +1,21 @@
-"""Scoring engines: the same forest compiled to ONNX (default) or as the sklearn object (fallback).
+"""The serving engine: the forest compiled to ONNX, run by onnxruntime.
 
-Both return the forest's raw P(fraud) per row, before the prior correction, and agree within
-PARITY_TOLERANCE (checked when an artifact is written, and again when it is loaded).
+It returns the forest's raw P(fraud) per row, before the prior correction. It agrees with the
+scikit-learn forest it was exported from within PARITY_TOLERANCE: checked when an artifact is
+written, and again on the stored probe rows whenever one is loaded.
 """
 
 from pathlib import Path
-from typing import Literal, Protocol
 
 import numpy as np
 
-EngineName = Literal["onnx", "sklearn"]
 PARITY_TOLERANCE = 1e-5
-
-
-class ScoringEngine(Protocol):
-    name: EngineName
-
-    def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
-        """The forest's mean-over-trees P(fraud) for an (n, 29) float32 matrix, as float64."""
-        ...
 
 
 class OnnxEngine:
     """onnxruntime on the exported forest. Loading reads a protobuf: nothing is unpickled."""
 
-    name: EngineName = "onnx"
+    name = "onnx"
 
     def __init__(self, model: Path | bytes, threads: int = 1) -> None:
         import onnxruntime
@@ -41,17 +32,6 @@ class OnnxEngine:
         self._input = self._session.get_inputs()[0].name
 
     def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
+        """The forest's mean-over-trees P(fraud) for an (n, 29) float32 matrix, as float64."""
         (probabilities,) = self._session.run(["probabilities"], {self._input: features})
         return probabilities[:, 1].astype(np.float64)
-
-
-class SklearnEngine:
-    """The fitted RandomForestClassifier itself (needs unpickling: only after a hash check)."""
-
-    name: EngineName = "sklearn"
-
-    def __init__(self, model: object) -> None:
-        self._model = model
-
-    def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
-        return self._model.predict_proba(features)[:, 1]

@@ -1,16 +1,17 @@
-"""Where an artifact URI points: a local directory, or `s3://bucket/prefix` downloaded into a
-verified local cache.
+"""Where artifacts live: a local directory or an `s3://bucket/prefix`, behind one interface.
 
-`s3://bucket/prefix` holds the same files as a local artifact directory. Credentials come only
-from boto3's standard chain (env, IRSA web identity on EKS, instance profile); an S3-compatible
-endpoint (MinIO, a test server) is set with boto3's own `AWS_ENDPOINT_URL_S3`. A download is
-built in a hidden staging directory, checked by `read_metadata` (every sha256), and only then
-renamed into `<cache>/<bucket>/<prefix>/<model_version>-<metadata sha256[:12]>`, so a failure
-leaves nothing behind and nothing unverified is ever handed out.
+`fetch_artifact(uri)` gives a local directory holding the artifact; `publish_artifact` writes a
+verified artifact under `<destination>/<model_version>/` and never replaces one that exists.
+
+`s3://bucket/prefix` holds the same files as a local artifact directory, and a published one
+ends in its model version, which a replica checks. Credentials come only from boto3's standard
+chain (env, IRSA web identity on EKS, instance profile); an S3-compatible endpoint (MinIO, a test
+server) is set with boto3's own `AWS_ENDPOINT_URL_S3`. A download is built in a hidden staging
+directory, checked (every sha256), and only then renamed into
+`<cache>/<bucket>/<prefix>/<model_version>-<metadata sha256[:12]>`, so a failure leaves nothing
+behind and nothing unverified is ever handed out.
 """
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -28,7 +29,10 @@ from fraud_model.artifact import (
     ArtifactFileMissingError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
+    check_pin,
+    parse_metadata,
     read_metadata,
+    sha256_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,9 +54,78 @@ class ArtifactDownloadError(ArtifactError):
     """The store could not be read (access denied, no credentials, network) or the cache written."""
 
 
-def is_remote(uri: str) -> bool:
-    """True if `fetch_artifact` downloads `uri`; anything else is a local path (or refused)."""
-    return uri.startswith(S3_SCHEME)
+class ArtifactVersionMismatchError(ArtifactError):
+    """An `s3://` URI does not end in the model version its metadata.json names."""
+
+
+class ArtifactExistsError(ArtifactError):
+    """Publishing would replace a version that is there already: versions are immutable."""
+
+
+@dataclass(frozen=True)
+class LocalLocation:
+    path: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def child(self, name: str) -> "LocalLocation":
+        return LocalLocation(self.path / name)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return (
+            f"{S3_SCHEME}{self.bucket}/{self.prefix}"
+            if self.prefix
+            else f"{S3_SCHEME}{self.bucket}"
+        )
+
+    def child(self, name: str) -> "S3Location":
+        return S3Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+
+Location = LocalLocation | S3Location
+
+
+@dataclass(frozen=True)
+class PublishedArtifact:
+    """Where a published version is, and the pin that names its exact bytes."""
+
+    uri: str
+    model_version: str
+    metadata_sha256: str
+
+
+def parse_location(uri: str, base_dir: Path | None = None) -> Location:
+    """The one parse of an artifact URI: `s3://bucket/prefix`, `file://path` or a plain path
+    (relative paths are taken from `base_dir`, else from the working directory)."""
+    if uri.startswith(S3_SCHEME):
+        bucket, _, prefix = uri.removeprefix(S3_SCHEME).partition("/")
+        if not _DIR_NAME.match(bucket):
+            raise InvalidArtifactUriError(f"{uri!r} names no valid bucket")
+        prefix = prefix.strip("/")
+        # The prefix becomes a path under the cache: never let it climb out.
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise InvalidArtifactUriError(f"{uri!r} has an empty, '.' or '..' path segment")
+        return S3Location(bucket, prefix)
+    if _SCHEME.match(uri) and not uri.startswith(FILE_SCHEME):
+        raise InvalidArtifactUriError(f"{uri!r}: only local paths and s3:// URIs are supported")
+    if not uri.strip():
+        raise InvalidArtifactUriError("the artifact URI is empty")
+    path = Path(uri.removeprefix(FILE_SCHEME)).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return LocalLocation(path)
 
 
 def default_cache_dir() -> Path:
@@ -63,45 +136,41 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "fraud-serving" / "artifacts"
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix/` -> ("bucket", "some/prefix"); the prefix may be empty."""
-    if not is_remote(uri):
-        raise InvalidArtifactUriError(f"{uri!r} is not an s3:// URI")
-    bucket, _, prefix = uri.removeprefix(S3_SCHEME).partition("/")
-    if not _DIR_NAME.match(bucket):
-        raise InvalidArtifactUriError(f"{uri!r} names no valid bucket")
-    prefix = prefix.strip("/")
-    # The prefix becomes a path under the cache: never let it climb out.
-    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise InvalidArtifactUriError(f"{uri!r} has an empty, '.' or '..' path segment")
-    return bucket, prefix
-
-
-def fetch_artifact(uri: str, cache_dir: Path | None = None) -> Path:
+def fetch_artifact(
+    uri: str,
+    metadata_sha256: str | None = None,
+    *,
+    base_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
     """A local directory holding the artifact at `uri`.
 
-    A local path (no scheme, or `file://`) comes back as a Path, unchanged and unchecked:
-    resolving relative paths and verifying are the caller's. An `s3://` artifact comes back as
-    a cache directory whose every file matched `metadata.json`'s sha256. `metadata.json` is
-    read from the store every time, since the URI may now hold another model; the model files
-    are downloaded only when the cache holds no verified copy of that exact metadata.
+    A local path comes back as is: verifying it is `load_artifact`'s job (with the same pin). An
+    `s3://` artifact comes back as a cache directory whose every file matched its metadata:
+    `metadata.json` is read first and checked against `metadata_sha256` (if given) and against
+    the version the URI ends in, before any other object is read; the model files are
+    downloaded only when the cache holds no verified copy of that exact metadata.
     Raises an ArtifactError naming the URI and the reason.
     """
-    if not _SCHEME.match(uri):
-        return Path(uri)
-    if uri.startswith(FILE_SCHEME):
-        return Path(uri.removeprefix(FILE_SCHEME))
-    if not is_remote(uri):
-        raise InvalidArtifactUriError(f"{uri!r}: only local paths and s3:// URIs are supported")
-    bucket, prefix = parse_s3_uri(uri)
+    location = parse_location(uri, base_dir)
+    if isinstance(location, LocalLocation):
+        return location.path
     cache = cache_dir if cache_dir is not None else default_cache_dir()
-    source = _S3Artifact(uri, bucket, prefix, _s3_client())
+    source = _S3Artifact(uri, location, _s3_client())
     metadata_bytes = source.read(METADATA_FILE)
+    check_pin(metadata_bytes, metadata_sha256, uri)
     version, names = _version_and_files(metadata_bytes, uri)
+    published_as = location.prefix.rsplit("/", 1)[-1]
+    if published_as != version:
+        raise ArtifactVersionMismatchError(
+            f"{uri} holds model version {version}, but an s3:// artifact must be the published "
+            f"version its URI names (publish it with `python -m training.publish`)"
+        )
     # Named by version and metadata hash: a re-saved artifact (say, a new threshold for the same
     # forest in the same second) gets its own directory instead of reusing a stale one.
-    digest = hashlib.sha256(metadata_bytes).hexdigest()[:12]
-    target = cache / bucket / prefix / f"{version}-{digest}"
+    target = (
+        cache / location.bucket / location.prefix / f"{version}-{sha256_bytes(metadata_bytes)[:12]}"
+    )
     if _is_verified_copy(target, metadata_bytes):
         logger.info("Artifact %s (model %s) is already cached at %s", uri, version, target)
         return target
@@ -109,13 +178,87 @@ def fetch_artifact(uri: str, cache_dir: Path | None = None) -> Path:
     return target
 
 
+def publish_artifact(
+    source: Path, destination: str, *, base_dir: Path | None = None
+) -> PublishedArtifact:
+    """Write the artifact at `source` to `<destination>/<model_version>/`, verified first.
+
+    Never replaces anything: if that version is already there (even partly), raises
+    ArtifactExistsError. On S3 every object is written with `If-None-Match: *`, and
+    `metadata.json` last, so a version is complete once it can be read at all.
+    """
+    metadata = read_metadata(source)
+    metadata_bytes = (source / METADATA_FILE).read_bytes()
+    target = parse_location(destination, base_dir).child(metadata.model_version)
+    if isinstance(target, LocalLocation):
+        _publish_local(source, target.path)
+    else:
+        _publish_s3(source, metadata_bytes, list(metadata.files), target)
+    published = PublishedArtifact(target.uri, metadata.model_version, sha256_bytes(metadata_bytes))
+    logger.info("Published model %s to %s", published.model_version, published.uri)
+    return published
+
+
+def _publish_local(source: Path, target: Path) -> None:
+    if target.exists():
+        raise ArtifactExistsError(f"{target} already exists; published versions are immutable")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(source, staging)
+        staging.rename(target)  # fails if another publisher got there first
+    except OSError as error:
+        if target.exists():
+            raise ArtifactExistsError(
+                f"{target} already exists; published versions are immutable"
+            ) from error
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish_s3(source: Path, metadata_bytes: bytes, names: list[str], target: S3Location) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = _s3_client()
+    try:
+        existing = client.list_objects_v2(
+            Bucket=target.bucket, Prefix=target.key(""), MaxKeys=1
+        ).get("KeyCount", 0)
+        if existing:
+            raise ArtifactExistsError(
+                f"{target.uri} already holds objects; published versions are immutable"
+            )
+        for name in names:
+            with (source / name).open("rb") as body:
+                client.put_object(
+                    Bucket=target.bucket, Key=target.key(name), Body=body, IfNoneMatch="*"
+                )
+        client.put_object(
+            Bucket=target.bucket,
+            Key=target.key(METADATA_FILE),
+            Body=metadata_bytes,
+            IfNoneMatch="*",
+            ContentType="application/json",
+        )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise ArtifactExistsError(
+                f"{target.uri} was written by someone else meanwhile; published versions are "
+                "immutable"
+            ) from error
+        raise ArtifactDownloadError(f"{target.uri}: publishing failed: {code or error}") from error
+    except BotoCoreError as error:
+        raise ArtifactDownloadError(f"{target.uri}: publishing failed: {error}") from error
+
+
 @dataclass(frozen=True)
 class _S3Artifact:
     """The objects of one artifact in S3, read with errors that name the URI."""
 
     uri: str
-    bucket: str
-    prefix: str
+    location: S3Location
     client: Any
 
     def read(self, name: str) -> bytes:
@@ -154,13 +297,13 @@ class _S3Artifact:
 
         key = self._key(name)
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"]
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            location = f"s3://{self.bucket}/{key}"
+            location = f"s3://{self.location.bucket}/{key}"
             if code == "NoSuchBucket":
                 raise ArtifactNotFoundError(
-                    f"{self.uri}: bucket {self.bucket!r} does not exist"
+                    f"{self.uri}: bucket {self.location.bucket!r} does not exist"
                 ) from error
             if code in ("NoSuchKey", "404"):
                 missing = (
@@ -176,11 +319,11 @@ class _S3Artifact:
             raise self._failed(name, error) from error
 
     def _failed(self, name: str, reason: object) -> ArtifactDownloadError:
-        location = f"s3://{self.bucket}/{self._key(name)}"
+        location = f"s3://{self.location.bucket}/{self._key(name)}"
         return ArtifactDownloadError(f"{self.uri}: reading {location} failed: {reason}")
 
     def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
+        return self.location.key(name)
 
 
 def _s3_client() -> Any:
@@ -255,30 +398,13 @@ def _publish(staging: Path, target: Path, metadata_bytes: bytes, uri: str) -> No
 
 def _version_and_files(metadata_bytes: bytes, uri: str) -> tuple[str, list[str]]:
     """The model version and file names from a metadata.json not yet trusted: both become local
-    paths, so the version must be a plain directory name and each file a plain file name
-    (the rule `read_metadata` applies)."""
-    try:
-        raw = json.loads(metadata_bytes)
-    except ValueError as error:
-        raise ArtifactMetadataError(f"{uri}: {METADATA_FILE} is not valid JSON: {error}") from error
-    files = raw.get("files") if isinstance(raw, dict) else None
-    if not isinstance(files, dict):
-        raise ArtifactMetadataError(f"{uri}: {METADATA_FILE} has no 'files' mapping")
-    version = raw.get("model_version")
-    if not isinstance(version, str) or not _DIR_NAME.match(version):
-        raise ArtifactMetadataError(f"{uri}: model_version {version!r} is not a plain name")
-    for name in files:
-        if not _is_plain_file_name(name):
-            raise ArtifactMetadataError(f"{uri}: {name!r} is not a plain file name")
-    return version, list(files)
-
-
-def _is_plain_file_name(name: str) -> bool:
-    return (
-        name not in ("", ".", "..", METADATA_FILE)
-        and "\x00" not in name
-        and Path(name).name == name
-    )
+    paths, so the version must be a plain directory name and each file a plain file name."""
+    metadata = parse_metadata(metadata_bytes, f"{uri}/{METADATA_FILE}")
+    if not _DIR_NAME.match(metadata.model_version):
+        raise ArtifactMetadataError(
+            f"{uri}: model_version {metadata.model_version!r} is not a plain name"
+        )
+    return metadata.model_version, list(metadata.files)
 
 
 def _is_verified_copy(path: Path, metadata_bytes: bytes) -> bool:

@@ -63,8 +63,24 @@ def render() -> dict[Path, str]:
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes every value in full: the template's YAML anchors become copies, not aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _block_strings(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    """Multi-line strings (serveConfigV2) as literal blocks, readable in the manifest."""
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_PlainDumper.add_representer(str, _block_strings)
+
+
 def _dump(manifest: dict) -> str:
-    return yaml.safe_dump(manifest, sort_keys=False, width=100)
+    return yaml.dump(manifest, Dumper=_PlainDumper, sort_keys=False, width=100)
 
 
 def main() -> int:

@@ -13,26 +13,26 @@ from ray.serve.exceptions import BackPressureError
 
 from fraud_model.explain import DEFAULT_TOP_K
 from fraud_model.features import FEATURE_NAMES
+from serve_app.auth import ApiKeyMiddleware, KeyRing, access_rules
 from serve_app.body_limit import BodySizeLimit
+from serve_app.config import AppArgs
 from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
 from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
-from serve_app.guards import api_key_guard, require_json
+from serve_app.guards import require_json
 from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 API_PREFIX = "/api/v1"
-DEFAULT_MAX_TRANSACTIONS = 1000
-DEFAULT_REQUEST_TIMEOUT_S = 2.0
 SINGLE_BODY_LIMIT = 16 * 1024  # one transaction is about 1 KiB of JSON
 BYTES_PER_TRANSACTION = 2 * 1024
 Explain = Annotated[
     bool,
     Query(
-        description="Add the features' contributions to the score (reason codes). About 9 "
-        "times the cost of plain scoring (0.25 ms against 0.027 ms for one row on the bundled "
-        "model, docs/BENCHMARKS.md): leave it off on the checkout path."
+        description="Add the features' contributions to the score (reason codes). Needs an "
+        "operator key, and costs several times plain scoring (docs/BENCHMARKS.md): leave it off "
+        "on the checkout path."
     ),
 ]
 TopK = Annotated[
@@ -66,23 +66,32 @@ class ModelHandle(Protocol):
 def create_api(
     model: ModelHandle,
     settings: ServiceSettings,
-    max_transactions: int = DEFAULT_MAX_TRANSACTIONS,
-    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    args: AppArgs | None = None,
     rejections: Rejections | None = None,
 ) -> FastAPI:
+    """The API around `model`. Raises MissingApiKeysError when no key is configured and
+    `args.allow_anonymous` is off."""
+    args = args if args is not None else AppArgs()
+    keys = KeyRing.from_settings(settings, args.allow_anonymous)
+    max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
     api = FastAPI(
         title="Fraud scoring API",
         description="Scores card transactions for fraud with a RandomForest served on Ray Serve.",
         version="1",
-        docs_url=f"{API_PREFIX}/docs",
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs" if args.openapi_docs else None,
+        openapi_url=f"{API_PREFIX}/openapi.json" if args.openapi_docs else None,
         redoc_url=None,
     )
     install_error_handlers(api, rejections)
+    # Middleware added last runs first: CORS (preflights carry no key), then the key check,
+    # then the body size limit, so a request without a valid key is refused unread.
     api.add_middleware(
         BodySizeLimit,
         limits={f"{API_PREFIX}/predict/batch": max_transactions * BYTES_PER_TRANSACTION},
         default=SINGLE_BODY_LIMIT,
+    )
+    api.add_middleware(
+        ApiKeyMiddleware, keys=keys, needed=access_rules(API_PREFIX), rejections=rejections
     )
     if settings.cors_origins:
         api.add_middleware(
@@ -143,8 +152,7 @@ def create_api(
         }
         logger.info("batch prediction", extra=fields)
 
-    guards = [Depends(api_key_guard(settings.api_keys))]
-    body_guards = [*guards, Depends(require_json)]
+    body_guards = [Depends(require_json)]
     router = APIRouter(prefix=API_PREFIX, route_class=ValidatedJsonRoute)
 
     @router.post(
@@ -196,9 +204,9 @@ def create_api(
 
     @router.get(
         "/model",
-        summary="The serving model: version, training data, held-out metrics, threshold",
-        dependencies=guards,
-        responses={status: ERROR_RESPONSES[status] for status in (401, 500, 503, 504)},
+        summary="The serving model: version, pin, training data, held-out metrics, threshold "
+        "(operator key)",
+        responses={status: ERROR_RESPONSES[status] for status in (401, 403, 500, 503, 504)},
     )
     async def model_info() -> dict[str, Any]:
         return await call_model(model.describe.remote())

@@ -1,9 +1,10 @@
 """One error shape for the whole API: `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's own).
 
 Status codes: 400 the body is not JSON (malformed, empty, nested too deeply); 401 no valid API
-key; 404/405 no such route or method; 413 body over the size limit; 415 not application/json;
-422 JSON that breaks the schema; 500 an unexpected error (no detail leaks); 503 overloaded or the
-model replica failed (with Retry-After); 504 the model did not answer in time.
+key; 403 a scoring key where an operator key is needed; 404/405 no such route or method; 413 body
+over the size limit; 415 not application/json; 422 JSON that breaks the schema (at most
+MAX_ERRORS items, then one that counts the rest); 500 an unexpected error (no detail leaks); 503
+overloaded or the model replica failed (with Retry-After); 504 the model did not answer in time.
 """
 
 import logging
@@ -20,12 +21,16 @@ from serve_app.schemas import ErrorBody
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
+# A crafted body can break the schema in thousands of places: answer the first ones only.
+MAX_ERRORS = 20
+
 # Documented on the endpoints (`responses=` in the routes).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "The body is not JSON: malformed, empty or nested too deeply.",
         401: "An API key is required and none or a wrong one was sent.",
+        403: "The key is a scoring key; this needs an operator key.",
         413: "The body is larger than the limit.",
         415: "The content type is not application/json.",
         422: "The JSON does not match the schema; `loc` names the field.",
@@ -89,7 +94,7 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
         if detail and all(item["type"] == "missing" and item["loc"] == ["body"] for item in detail):
             return await api_error(_, ApiError(400, "bad_json", "The body is empty", loc=["body"]))
         count("invalid")
-        return JSONResponse(status_code=422, content={"detail": detail})
+        return JSONResponse(status_code=422, content={"detail": capped(detail)})
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         if isinstance(error.__cause__, RecursionError):  # json's answer to deep nesting
@@ -117,3 +122,14 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(HTTPException, http_error)
     api.add_exception_handler(Exception, unexpected_error)
+
+
+def capped(detail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first MAX_ERRORS errors, and one more item saying how many were left out."""
+    if len(detail) <= MAX_ERRORS:
+        return detail
+    more = len(detail) - MAX_ERRORS
+    return [
+        *detail[:MAX_ERRORS],
+        {"type": "too_many_errors", "loc": ["body"], "msg": f"{more} more errors not shown"},
+    ]

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.api import DEFAULT_MAX_TRANSACTIONS, DEFAULT_REQUEST_TIMEOUT_S, create_api
+from serve_app.api import create_api
+from serve_app.config import AppArgs
 from serve_app.metrics import RequestMetrics
 from serve_app.settings import ServiceSettings
 
@@ -42,15 +43,9 @@ class CoalescingModelHandle:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class Ingress:
-    def __init__(
-        self,
-        model: DeploymentHandle,
-        max_transactions_per_request: int = DEFAULT_MAX_TRANSACTIONS,
-        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, model: DeploymentHandle, args: AppArgs) -> None:
         self._model = model
-        self._max_transactions = max_transactions_per_request
-        self._request_timeout_s = request_timeout_s
+        self._args = args
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
@@ -61,8 +56,7 @@ class Ingress:
         return create_api(
             CoalescingModelHandle(self._model),
             self._settings,
-            max_transactions=self._max_transactions,
-            request_timeout_s=self._request_timeout_s,
+            self._args,
             rejections=RequestMetrics(),
         )
 
@@ -74,11 +68,25 @@ def init_sentry(dsn: str) -> None:
         raise RuntimeError(
             "FRAUD_SENTRY_DSN is set but sentry-sdk is not installed; install the 'sentry' extra"
         ) from error
-    # No PII, and no local variables in exception frames: those would carry transaction values.
+    # No PII, no request bodies and no local variables in exception frames: each would carry
+    # transaction values or keys.
     sentry_sdk.init(
         dsn=dsn,
         send_default_pii=False,
         include_local_variables=False,
+        max_request_body_size="never",
+        before_send=without_request_data,
         traces_sample_rate=0.0,
     )
     logger.info("Sentry error reporting enabled")
+
+
+def without_request_data(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+    """A Sentry event with nothing of the request but its method and path: no body, query,
+    headers (API keys) or cookies, whatever an integration attached."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        event["request"] = {key: request[key] for key in ("method", "url") if key in request}
+        if "url" in event["request"]:
+            event["request"]["url"] = str(event["request"]["url"]).split("?", 1)[0]
+    return event

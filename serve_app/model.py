@@ -18,9 +18,8 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from fraud_model.artifact import ArtifactError, LoadedArtifact
+from fraud_model.artifact import SERVING_ENGINE, ArtifactError, LoadedArtifact
 from fraud_model.drift import bin_counts, population_stability_index
-from fraud_model.engines import EngineName
 from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
@@ -38,15 +37,24 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
 
-class ModelTuning(BaseModel):
+class ModelConfig(BaseModel):
     """FraudModel's `user_config`: applied by reconfigure(), so changing it restarts nothing."""
 
     model_config = ConfigDict(extra="forbid")
 
-    artifact_uri: str | None = Field(
+    artifact_uri: str = Field(
+        "artifacts/default",
+        min_length=1,
+        description="The model artifact: a directory (relative paths are taken from the project "
+        "root; the default is the bundled model) or a published version, "
+        "s3://bucket/prefix/<model_version>. Changing it hot-loads the new model.",
+    )
+    metadata_sha256: str | None = Field(
         None,
-        description="Model artifact (a path or s3:// URI) to hot-load; null = the app's "
-        "artifact_uri argument.",
+        pattern=r"^[0-9a-f]{64}$",
+        description="The pin: sha256 of the artifact's metadata.json (which holds every other "
+        "file's sha256), as `python -m training.publish` prints it. A replica refuses any other "
+        "artifact before reading the rest. Production configs set it.",
     )
     threshold: float | None = Field(
         None, ge=0, le=1, description="Decision threshold; null = the artifact's own."
@@ -66,6 +74,7 @@ class ServingModel:
     """What a request is scored with; replaced as a whole, never changed in place."""
 
     uri: str
+    pin: str | None  # the configured metadata_sha256, if any
     artifact: LoadedArtifact
     threshold: float
     explainer: ForestExplainer | None = None  # loaded with the artifact; reason codes only
@@ -92,11 +101,9 @@ class ScoreDrift:
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 class FraudModel:
-    def __init__(self, artifact_uri: str, engine: EngineName = "onnx") -> None:
+    def __init__(self) -> None:
         # The model is loaded by reconfigure(), which Serve calls right after this with the
-        # user_config: loading here too would load twice when user_config names another one.
-        self._default_uri = artifact_uri
-        self._engine: EngineName = engine
+        # user_config (ModelConfig's defaults when the config gives none).
         self._serving: ServingModel | None = None
         self._drift: ScoreDrift | None = None
         self._last_reload_error: dict[str, str] | None = None
@@ -104,23 +111,25 @@ class FraudModel:
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         try:
-            tuning = ModelTuning.model_validate(user_config)
+            tuning = ModelConfig.model_validate(user_config)
         except ValidationError as error:
-            self._refuse(f"invalid user_config: {error}", user_config.get("artifact_uri"))
+            self._refuse(f"invalid user_config: {error}", str(user_config.get("artifact_uri")))
             return
-        uri = tuning.artifact_uri or self._default_uri
+        uri, pin = tuning.artifact_uri, tuning.metadata_sha256
         current = self._serving
-        same = current is not None and current.uri == uri
+        # The URI and the pin name the model; an unchanged pair is the model already loaded.
+        same = current is not None and (current.uri, current.pin) == (uri, pin)
         artifact, explainer = (current.artifact, current.explainer) if same else (None, None)
         if artifact is None:
             try:
-                artifact, explainer = await asyncio.to_thread(self._open, uri)
+                artifact, explainer = await asyncio.to_thread(self._open, uri, pin)
             except Exception as error:  # whatever failed, a reload never drops the old model
                 reason = str(error) if isinstance(error, ArtifactError) else repr(error)
                 self._refuse(reason, uri)
                 return
         self._serving = ServingModel(
             uri=uri,
+            pin=pin,
             artifact=artifact,
             threshold=artifact.metadata.threshold if tuning.threshold is None else tuning.threshold,
             explainer=explainer,
@@ -132,26 +141,26 @@ class FraudModel:
         self.score_many.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
         version = artifact.metadata.model_version
         self._metrics.model_switched(
-            (current.artifact.metadata.model_version, self._engine) if current else None,
-            (version, self._engine),
+            (current.artifact.metadata.model_version, SERVING_ENGINE) if current else None,
+            (version, SERVING_ENGINE),
         )
         logger.info(
-            "Serving model %s from %s (%s engine), threshold %.6f, batches of up to %d "
-            "requests waiting up to %.1f ms",
+            "Serving model %s from %s (metadata sha256 %s, %s), threshold %.6f, batches of up "
+            "to %d requests waiting up to %.1f ms",
             version,
             uri,
-            self._engine,
+            artifact.metadata_sha256,
+            "pinned" if pin else "not pinned",
             self._serving.threshold,
             tuning.max_batch_size,
             tuning.batch_wait_timeout_s * 1000,
         )
 
-    def _open(self, uri: str) -> tuple[LoadedArtifact, ForestExplainer]:
-        artifact = open_artifact(uri, self._engine, replica_cpus())
+    def _open(self, uri: str, pin: str | None) -> tuple[LoadedArtifact, ForestExplainer]:
+        artifact = open_artifact(uri, pin, replica_cpus())
         return artifact, artifact.load_explainer()
 
-    def _refuse(self, reason: str, uri: str | None) -> None:
-        uri = uri or self._default_uri  # what this config would have loaded
+    def _refuse(self, reason: str, uri: str) -> None:
         if self._serving is None:
             # Nothing to fall back to: fail the replica's start, naming the artifact and reason.
             # A new replica (restart, autoscaling) after a refused reload ends here too, until
@@ -215,7 +224,9 @@ class FraudModel:
             "model_version": metadata.model_version,
             "created_at": metadata.created_at.isoformat(),
             "artifact_uri": serving.uri,
-            "engine": self._engine,
+            "metadata_sha256": serving.artifact.metadata_sha256,
+            "pinned": serving.pin is not None,
+            "engine": SERVING_ENGINE,
             "threshold": serving.threshold,
             "artifact_threshold": metadata.threshold,
             "threshold_strategy": metadata.threshold_strategy,
@@ -240,7 +251,7 @@ class FraudModel:
         serving = self._require_model()
         # Serve calls this every few seconds: re-assert the model-info gauge, which a single
         # set() at load time did not always get exported (seen on a fraud-serve scrape).
-        self._metrics.serving(serving.artifact.metadata.model_version, self._engine)
+        self._metrics.serving(serving.artifact.metadata.model_version, SERVING_ENGINE)
         self._metrics.flush()  # counts from the last second of traffic, if it has stopped
 
     def _require_model(self) -> ServingModel:

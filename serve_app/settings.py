@@ -2,12 +2,19 @@
 
 import logging
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_LENGTH = 32
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAUD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUD_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused setting may be a secret: never echo it
+    )
 
     cors_origins: list[str] = []
     """Origins allowed to call the API from a browser, as a JSON list. None by default: the
@@ -19,9 +26,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
 
     api_keys: list[SecretStr] = []
-    """API keys accepted on the predict and model endpoints (`Authorization: Bearer <key>` or
-    `X-API-Key`), as a JSON list. None by default: the API is open (e.g. behind a private ALB).
-    The health check never needs a key."""
+    """Scoring keys: accepted on the predict endpoints (`Authorization: Bearer <key>` or
+    `X-API-Key`), as a JSON list of strings of at least 32 characters. In production they come
+    from a Kubernetes Secret. Without any key, the Ingress refuses to start unless the app's
+    `allow_anonymous` argument says otherwise. The health check never needs a key."""
+
+    operator_keys: list[SecretStr] = []
+    """Operator keys: needed for `GET /api/v1/model` and `explain=true`, and accepted wherever
+    a scoring key is. Same format as `api_keys`; a key may not be in both lists."""
 
     log_predictions: bool = True
     """One JSON log line per prediction: request id, model version, score, decision, latency."""
@@ -35,6 +47,25 @@ class ServiceSettings(BaseSettings):
         if "*" in origins:
             raise ValueError("a wildcard CORS origin is not allowed; list the origins")
         return origins
+
+    @field_validator("api_keys", "operator_keys")
+    @classmethod
+    def strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(keys):
+            value = key.get_secret_value()
+            # The value is never echoed: the message names the key by its position only.
+            if len(value) < MIN_KEY_LENGTH:
+                raise ValueError(f"key {index} is shorter than {MIN_KEY_LENGTH} characters")
+            if value != value.strip() or any(char.isspace() for char in value):
+                raise ValueError(f"key {index} contains white space")
+        return keys
+
+    @model_validator(mode="after")
+    def separate_roles(self) -> "ServiceSettings":
+        scoring = {key.get_secret_value() for key in self.api_keys}
+        if any(key.get_secret_value() in scoring for key in self.operator_keys):
+            raise ValueError("a key is both a scoring key and an operator key; use separate keys")
+        return self
 
     @field_validator("log_level")
     @classmethod

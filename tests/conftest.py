@@ -1,5 +1,6 @@
 """Shared fixtures: tiny real models and artifacts, one private Ray cluster per test session."""
 
+import json
 import os
 
 # Before anything imports Ray: keep Ray's workers in this venv instead of a fresh `uv run` one.
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.artifact import save_artifact
 from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint
 from serve_app.cli import free_port
 from training.data import Dataset, synthetic_dataset
 from training.export import forest_to_onnx
+from training.save import save_artifact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,8 +143,9 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return env
 
 
-def upload_artifact(artifact_dir: Path, bucket: str, prefix: str) -> str:
-    """Copy an artifact directory to s3://bucket/prefix (creating the bucket); returns the URI."""
+def upload_files(artifact_dir: Path, bucket: str, prefix: str) -> str:
+    """Copy an artifact directory's files to s3://bucket/prefix as they are (creating the
+    bucket), bypassing publish: for tests of what a replica does with a store it cannot trust."""
     import boto3
 
     client = boto3.client("s3")
@@ -153,3 +155,10 @@ def upload_artifact(artifact_dir: Path, bucket: str, prefix: str) -> str:
     for file in artifact_dir.iterdir():
         client.put_object(Bucket=bucket, Key=f"{prefix}/{file.name}", Body=file.read_bytes())
     return f"s3://{bucket}/{prefix}"
+
+
+def upload_artifact(artifact_dir: Path, bucket: str, base: str) -> str:
+    """The artifact's files at s3://bucket/base/<model_version>, where a published version lives
+    (as upload_files: nothing is checked, nothing is refused); returns that URI."""
+    version = json.loads((artifact_dir / "metadata.json").read_text())["model_version"]
+    return upload_files(artifact_dir, bucket, f"{base}/{version}")

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing artifact at --output"
     )
+    parser.add_argument(
+        "--publish",
+        metavar="DESTINATION",
+        help="then publish the artifact as an immutable version under DESTINATION "
+        "(s3://bucket/prefix or a directory), as `python -m training.publish` does",
+    )
 
     forest = parser.add_argument_group("forest (same meaning as sklearn's RandomForestClassifier)")
     for name, kwargs in FOREST_OPTIONS.items():
@@ -213,6 +219,22 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("Artifact %s written to %s", metadata.model_version, args.output)
     for line in summarise(metadata.metrics, metadata.threshold):
         logger.info(line)
+    if args.publish is not None:
+        return publish(args.output, args.publish)
+    return 0
+
+
+def publish(artifact: Path, destination: str) -> int:
+    from fraud_model.artifact import ArtifactError
+    from fraud_model.store import publish_artifact
+    from training.publish import pin_lines
+
+    try:
+        published = publish_artifact(artifact, destination)
+    except ArtifactError as error:
+        logger.error("Trained, but not published: %s", error)
+        return 1
+    logger.info("Pin it in FraudModel's user_config:\n%s", pin_lines(published))
     return 0
 
 

@@ -9,6 +9,7 @@ import copy
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -81,7 +82,15 @@ def merge_forests(forests: list[RandomForestClassifier]) -> RandomForestClassifi
     return merged
 
 
-_fit_trees_task = ray.remote(num_cpus=1)(fit_trees)
+def _fit_trees_on_a_node(
+    features: np.ndarray, labels: np.ndarray, seeds: list[int], params: ForestParams
+) -> tuple[RandomForestClassifier, str]:
+    """fit_trees, and the id of the Ray node that ran it."""
+    return fit_trees(features, labels, seeds, params), ray.get_runtime_context().get_node_id()
+
+
+# SPREAD: on a cluster, tasks go to as many nodes as have room, not first to the driver's own.
+_fit_trees_task = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_fit_trees_on_a_node)
 
 
 def default_num_tasks() -> int:
@@ -97,8 +106,13 @@ def train_forest(
     seed: int = 0,
     num_tasks: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    trees_by_node: Counter[str] | None = None,
 ) -> RandomForestClassifier:
-    """Grow `params.n_estimators` trees across Ray tasks and merge them. Ray must be initialised."""
+    """Grow `params.n_estimators` trees across Ray tasks and merge them. Ray must be initialised.
+
+    `on_progress(built, total)` is called as tasks finish; `trees_by_node`, if given, counts the
+    trees each Ray node built (by node id).
+    """
     if params.n_estimators < 1:
         raise ValueError(f"n_estimators must be at least 1, got {params.n_estimators}")
     seeds = tree_seeds(params.n_estimators, seed)
@@ -124,10 +138,18 @@ def train_forest(
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(done[0])
-        sub_forests[index] = ray.get(done[0])
-        built += sub_forests[index].n_estimators
+        forest, node_id = ray.get(done[0])
+        sub_forests[index] = forest
+        built += forest.n_estimators
+        if trees_by_node is not None:
+            trees_by_node[node_id] += forest.n_estimators
         logger.info(
-            "Trees built: %d/%d (%.1f s)", built, params.n_estimators, time.perf_counter() - started
+            "Trees built: %d/%d (%.1f s), the last %d on node %s",
+            built,
+            params.n_estimators,
+            time.perf_counter() - started,
+            forest.n_estimators,
+            node_id[:12],
         )
         if on_progress is not None:
             on_progress(built, params.n_estimators)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fraud_model.artifact import save_artifact
 from fraud_model.drift import reference_bins
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
@@ -26,6 +26,7 @@ from training.evaluate import (
 from training.export import forest_to_onnx
 from training.forest import ForestParams, train_forest
 from training.report import REPORT_FILE, Split, build_report
+from training.save import save_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def train_and_export(
         random_state=options.seed,
     )
     started = time.perf_counter()
+    trees_by_node: Counter[str] = Counter()
     forest = train_forest(
         x_fit,
         y_fit,
@@ -81,6 +83,7 @@ def train_and_export(
         seed=options.seed,
         num_tasks=options.num_tasks,
         on_progress=on_progress,
+        trees_by_node=trees_by_node,
     )
     train_seconds = time.perf_counter() - started
 
@@ -149,7 +152,12 @@ def train_and_export(
         threshold=threshold,
         threshold_strategy=_describe_strategy(options),
         calibration=calibration,
-        training_params={"forest": asdict(params), "options": asdict(options)},
+        training_params={
+            "forest": asdict(params),
+            "options": asdict(options),
+            # Provenance only: the forest is the same whichever nodes built it.
+            "trees_by_ray_node": dict(trees_by_node),
+        },
         data=dataset.fingerprint,
         metrics=metrics,
         score_bins=live_score_bins(test, options.production_fraud_rate),

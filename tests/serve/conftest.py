@@ -9,7 +9,8 @@ import yaml
 from ray import serve
 
 from fraud_model.features import FEATURE_NAMES
-from serve_app.app import AppArgs, build_app
+from serve_app.app import AppArgs, build_graph
+from serve_app.model import ModelConfig
 from tests.conftest import PROJECT_ROOT
 
 
@@ -29,9 +30,12 @@ def shipped_app_args(**overrides: object) -> AppArgs:
 
 @pytest.fixture(scope="session")
 def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
-    """The application as the shipped config builds it, on a tiny artifact; yields its base URL."""
+    """The application with the shipped config's args, on a tiny artifact; yields its URL.
+
+    Run from Python (`serve.run`), so that the apps the tests deploy from configs, each of
+    which replaces the config-deployed apps before it, leave it running."""
     serve.run(
-        build_app(shipped_app_args(artifact_uri=str(session_artifact))),
+        build_graph(shipped_app_args(), ModelConfig(artifact_uri=str(session_artifact))),
         name="fraud",
         route_prefix="/",
         logging_config=shipped_config()["logging_config"],
@@ -47,23 +51,37 @@ def client(fraud_app: str) -> Iterator[httpx.Client]:
 
 
 def deploy_app(
-    name: str, args: dict, model_config: dict | None = None, *, wait: bool = True
+    name: str,
+    artifact_uri: str,
+    *,
+    user_config: dict | None = None,
+    model_options: dict | None = None,
+    args: dict | None = None,
+    wait: bool = True,
 ) -> str:
-    """Apply a Serve config for one more app, as `serve deploy` (and KubeRay) would; returns
-    its route prefix. `model_config` is FraudModel's entry in `deployments:`."""
+    """Apply a Serve config of one app, as `serve deploy` (and KubeRay) would; returns its
+    route prefix. FraudModel serves `artifact_uri`, with more of its `user_config` and other
+    `model_options` if given; `args` are added to the shipped config's args. Like any config,
+    it replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
     from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
     from ray.serve.schema import ServeDeploySchema
 
+    (application,) = shipped_config()["applications"]
+    model = {
+        "name": "FraudModel",
+        **(model_options or {}),
+        "user_config": {"artifact_uri": artifact_uri, **(user_config or {})},
+    }
     app = {
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": "serve_app.app:build_app",
-        "args": args,
-        "deployments": [{"name": "FraudModel", **(model_config or {})}],
+        "args": application["args"] | (args or {}),
+        "deployments": [model],
     }
     config = ServeDeploySchema.model_validate({"applications": [app]})
     _get_global_client().deploy_apps(config, _blocking=wait)
-    return f"/{name}"
+    return app["route_prefix"]
 
 
 def wait_for(condition, timeout_s: float = 60, every_s: float = 1):

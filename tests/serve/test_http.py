@@ -10,9 +10,8 @@ from ray import serve
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
-from serve_app.app import build_app
 from tests.conftest import random_transactions
-from tests.serve.conftest import as_json, deploy_app, replica_names, shipped_app_args
+from tests.serve.conftest import as_json, deploy_app, replica_names
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -68,24 +67,6 @@ def test_openapi_and_docs_are_served_under_api_v1(client: httpx.Client) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_config_args_choose_the_engine(
-    client: httpx.Client, fraud_app: str, session_artifact: Path
-) -> None:
-    args = shipped_app_args(artifact_uri=str(session_artifact), engine="sklearn")
-    serve.run(build_app(args), name="fallback", route_prefix="/fallback")
-    try:
-        for row in random_transactions(10, seed=9):
-            onnx = client.post("/api/v1/predict", json=as_json(row)).json()
-            fallback = httpx.post(
-                f"{fraud_app}/fallback/api/v1/predict", json=as_json(row), timeout=30
-            ).json()
-            assert fallback["fraud_probability"] == pytest.approx(
-                onnx["fraud_probability"], rel=1e-5, abs=1e-9
-            )
-    finally:
-        serve.delete("fallback")
-
-
 def test_batch_endpoint_equals_the_single_endpoint_row_by_row(client: httpx.Client) -> None:
     rows = random_transactions(40, seed=4)
     rows[::3, 13] -= 4.0
@@ -104,7 +85,6 @@ def test_threshold_and_batching_change_without_restarting_replicas(
     fraud_app: str, session_artifact: Path
 ) -> None:
     """A changed Serve config (what `serve deploy` and KubeRay apply) retunes replicas in place."""
-    args = {"artifact_uri": str(session_artifact)}
 
     def threshold() -> float:
         row = as_json(random_transactions(1)[0])
@@ -112,12 +92,12 @@ def test_threshold_and_batching_change_without_restarting_replicas(
         return response.json()["threshold"]
 
     tuning = {"threshold": 0.5, "max_batch_size": 32, "batch_wait_timeout_s": 0.005}
-    deploy_app("tuning", args, {"user_config": tuning})
+    deploy_app("tuning", str(session_artifact), user_config=tuning)
     try:
         before = replica_names("tuning")
         assert len(before) == 1 and threshold() == 0.5
         tuning = {"threshold": 0.25, "max_batch_size": 8, "batch_wait_timeout_s": 0.001}
-        deploy_app("tuning", args, {"user_config": tuning})
+        deploy_app("tuning", str(session_artifact), user_config=tuning)
         assert threshold() == 0.25
         assert replica_names("tuning") == before
     finally:

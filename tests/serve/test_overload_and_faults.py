@@ -72,8 +72,8 @@ def test_overload_is_shed_with_503_and_retry_after(serve_url: str, session_artif
     # the model one call each (single transactions arriving together are sent as one call).
     deploy_app(
         "overload",
-        {"artifact_uri": str(session_artifact)},
-        {"num_replicas": 1, "max_ongoing_requests": 2, "max_queued_requests": 4},
+        str(session_artifact),
+        model_options={"num_replicas": 1, "max_ongoing_requests": 2, "max_queued_requests": 4},
     )
     url = f"{serve_url}/overload"
     try:
@@ -94,7 +94,7 @@ def test_overload_is_shed_with_503_and_retry_after(serve_url: str, session_artif
 
 def test_a_model_slower_than_the_timeout_gets_504(serve_url: str, session_artifact: Path) -> None:
     # 0.1 ms is less than any round trip to the model replica: every call times out.
-    deploy_app("impatient", {"artifact_uri": str(session_artifact), "request_timeout_s": 0.0001})
+    deploy_app("impatient", str(session_artifact), args={"request_timeout_s": 0.0001})
     try:
         response = httpx.post(
             f"{serve_url}/impatient/api/v1/predict", json=as_json(ROWS[0]), timeout=30
@@ -116,7 +116,7 @@ def test_a_killed_model_replica_is_replaced_under_load(
     serve_url: str, session_artifact: Path
 ) -> None:
     expected = load_artifact(session_artifact).fraud_probability(ROWS)
-    deploy_app("faults", {"artifact_uri": str(session_artifact)}, {"num_replicas": 1})
+    deploy_app("faults", str(session_artifact), model_options={"num_replicas": 1})
     url = f"{serve_url}/faults"
     (victim,) = replica_names("faults")
     responses: list[httpx.Response] = []

@@ -5,20 +5,30 @@ answer); a missing, corrupt or tampered one is refused while the old model keeps
 the refusal shows in GET /api/v1/model. A bad artifact at start fails the deploy with its reason.
 """
 
+import json
 import shutil
 import threading
 import time
 from pathlib import Path
 
+import boto3
 import httpx
 import numpy as np
 import pytest
 from ray import serve
 from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.artifact import load_artifact
-from tests.conftest import random_transactions, upload_artifact, write_artifact
-from tests.serve.conftest import as_json, deploy_app, metric_value, replica_names, wait_for
+from fraud_model.artifact import load_artifact, read_metadata
+from fraud_model.store import publish_artifact
+from tests.conftest import random_transactions, write_artifact
+from tests.serve.conftest import (
+    as_json,
+    deploy_app,
+    metric_value,
+    metrics_text,
+    replica_names,
+    wait_for,
+)
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
@@ -37,9 +47,13 @@ def second_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Data
 
 @pytest.fixture(scope="module")
 def reload_app(serve_url: str, session_artifact: Path) -> str:
-    deploy_app("reload", {"artifact_uri": str(session_artifact)})
+    deploy_app("reload", str(session_artifact))
     yield f"{serve_url}/reload"
     serve.delete("reload")
+
+
+def expected_version(artifact_dir: Path) -> str:
+    return read_metadata(artifact_dir).model_version
 
 
 def expected_scores(artifact_dir: Path) -> dict[str, np.ndarray]:
@@ -57,12 +71,8 @@ def reload_failures() -> float:
     return metric_value("ray_fraud_model_reload_failures_total", application="reload")
 
 
-def retune(session_artifact: Path, artifact_uri: str | None) -> None:
-    deploy_app(
-        "reload",
-        {"artifact_uri": str(session_artifact)},
-        {"user_config": {"artifact_uri": artifact_uri}},
-    )
+def retune(artifact_uri: str) -> None:
+    deploy_app("reload", artifact_uri)
 
 
 def model_info(base: str) -> dict:
@@ -89,7 +99,7 @@ def test_a_good_artifact_switches_atomically_without_a_restart(
     traffic.start()
     try:
         assert wait_for(lambda: answers, timeout_s=30, every_s=0.05)  # the old model answered
-        retune(session_artifact, str(second_artifact))
+        retune(str(second_artifact))
         stop.wait(1.0)  # traffic keeps flowing after the switch
     finally:
         stop.set()
@@ -135,11 +145,11 @@ def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
     make_bad,
     reason: str,
 ) -> None:
-    retune(session_artifact, str(second_artifact))
+    retune(str(second_artifact))
     serving = model_info(reload_app)["model_version"]
 
     bad = make_bad(second_artifact, tmp_path)
-    retune(session_artifact, str(bad))
+    retune(str(bad))
     refused_reloads.append(str(bad))
 
     info = model_info(reload_app)
@@ -154,7 +164,7 @@ def test_a_bad_artifact_is_refused_and_the_old_model_keeps_serving(
     assert wait_for(lambda: reload_failures() >= len(refused_reloads), timeout_s=90, every_s=2)
     assert reload_failures() == len(refused_reloads)
 
-    retune(session_artifact, str(second_artifact))  # a good config clears the error
+    retune(str(second_artifact))  # a good config clears the error
     assert model_info(reload_app)["last_reload_error"] is None
 
 
@@ -162,12 +172,7 @@ def test_a_bad_artifact_at_start_fails_the_deploy_with_its_reason(
     serve_url: str, session_artifact: Path, tmp_path: Path
 ) -> None:
     bad = corrupt_copy(session_artifact, tmp_path / "tampered")
-    deploy_app(
-        "bad-start",
-        {"artifact_uri": str(session_artifact)},
-        {"user_config": {"artifact_uri": str(bad)}},
-        wait=False,
-    )
+    deploy_app("bad-start", str(bad), wait=False)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -185,36 +190,112 @@ def test_a_bad_artifact_at_start_fails_the_deploy_with_its_reason(
         serve.delete("bad-start")
 
 
-def test_replicas_load_and_hot_reload_artifacts_from_s3(
+def s3_model_options(s3_env: dict[str, str], cache: Path, replicas: int = 1) -> dict:
+    """The replicas get the same standard AWS settings as a pod with IRSA would (here: moto's)."""
+    replica_env = s3_env | {"FRAUD_ARTIFACT_CACHE": str(cache)}
+    return {
+        "num_replicas": replicas,
+        "ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": replica_env}},
+    }
+
+
+def test_replicas_load_and_hot_reload_published_versions_from_s3(
     serve_url: str,
     session_artifact: Path,
     second_artifact: Path,
     s3_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    first_uri = upload_artifact(session_artifact, "fraud-models", "v1")
-    second_uri = upload_artifact(second_artifact, "fraud-models", "v2")
-    # The replicas get the same standard AWS settings as a pod with IRSA would (here: moto's).
-    replica_env = s3_env | {"FRAUD_ARTIFACT_CACHE": str(tmp_path / "cache")}
-    model_config = {"ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": replica_env}}}
-    deploy_app("s3", {"artifact_uri": first_uri}, model_config)
+    boto3.client("s3").create_bucket(Bucket="fraud-models")
+    first = publish_artifact(session_artifact, "s3://fraud-models/reload")
+    second = publish_artifact(second_artifact, "s3://fraud-models/reload")
+    options = s3_model_options(s3_env, tmp_path / "cache")
+    pin = {"metadata_sha256": first.metadata_sha256}
+    deploy_app("s3", first.uri, user_config=pin, model_options=options)
     base = f"{serve_url}/s3"
     try:
         ((version, scores),) = expected_scores(session_artifact).items()
         answer = httpx.post(f"{base}/api/v1/predict", json=as_json(ROWS[3]), timeout=30).json()
         assert answer["model_version"] == version
         assert answer["fraud_probability"] == pytest.approx(scores[3], abs=1e-12)
-        assert model_info(base)["artifact_uri"] == first_uri
+        info = model_info(base)
+        assert info["artifact_uri"] == first.uri and info["pinned"] is True
+        assert info["metadata_sha256"] == first.metadata_sha256
 
-        deploy_app(
-            "s3",
-            {"artifact_uri": first_uri},
-            model_config | {"user_config": {"artifact_uri": second_uri}},
-        )
-        ((new_version, _),) = expected_scores(second_artifact).items()
-        assert model_info(base)["model_version"] == new_version
-        assert model_info(base)["artifact_uri"] == second_uri
+        pin = {"metadata_sha256": second.metadata_sha256}
+        deploy_app("s3", second.uri, user_config=pin, model_options=options)
+        info = model_info(base)
+        assert info["model_version"] == second.model_version == expected_version(second_artifact)
+        assert info["artifact_uri"] == second.uri
         cached = {path.parent.parent.name for path in (tmp_path / "cache").rglob("metadata.json")}
-        assert cached == {"v1", "v2"}
+        assert cached == {first.model_version, second.model_version}
     finally:
         serve.delete("s3")
+
+
+def served_versions(app: str) -> dict[str, str]:
+    """replica -> the model version it reports serving (the fraud_model_info gauge at 1)."""
+    versions = {}
+    for line in metrics_text().splitlines():
+        serving = line.startswith("ray_fraud_model_info{") and line.endswith(" 1.0")
+        if serving and f'application="{app}"' in line:
+            replica = line.split('replica="', 1)[1].split('"', 1)[0]
+            versions[replica] = line.split('model_version="', 1)[1].split('"', 1)[0]
+    return versions
+
+
+def test_every_replica_serves_the_pinned_version_even_one_added_after_the_store_changed(
+    serve_url: str,
+    session_artifact: Path,
+    second_artifact: Path,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The old failure: replicas read a mutable prefix at start, so one added by the autoscaler
+    after a publish served another model than its siblings. Now the config names one version
+    and pins its bytes: a later replica serves exactly that version, or refuses to start."""
+    boto3.client("s3").create_bucket(Bucket="pinned-models")
+    pinned = publish_artifact(session_artifact, "s3://pinned-models/fraud")
+    config = {"metadata_sha256": pinned.metadata_sha256}
+    deploy_app(
+        "pinned",
+        pinned.uri,
+        user_config=config,
+        model_options=s3_model_options(s3_env, tmp_path / "cache", replicas=1),
+    )
+    base = f"{serve_url}/pinned"
+    try:
+        assert wait_for(lambda: served_versions("pinned"), timeout_s=60)
+        assert set(served_versions("pinned").values()) == {pinned.model_version}
+
+        # A new version is published, and the pinned one is rewritten in place behind
+        # publish's back (a new threshold under the same name and model files).
+        publish_artifact(second_artifact, "s3://pinned-models/fraud")
+        key = f"{pinned.uri.removeprefix('s3://pinned-models/')}/metadata.json"
+        original = (session_artifact / "metadata.json").read_bytes()
+        rewritten = json.dumps(json.loads(original) | {"threshold": 0.9}).encode()
+        boto3.client("s3").put_object(Bucket="pinned-models", Key=key, Body=rewritten)
+
+        # The autoscaler (here: the config) adds a replica, which must not serve the rewrite.
+        options = s3_model_options(s3_env, tmp_path / "cache", replicas=2)
+        deploy_app("pinned", pinned.uri, user_config=config, model_options=options, wait=False)
+
+        def refusal() -> str:
+            app = serve.status().applications.get("pinned")
+            message = app.deployments["FraudModel"].message if app else ""
+            return message if "the config pins" in message else ""
+
+        message = wait_for(refusal, timeout_s=90)
+        assert f"artifact {pinned.uri} refused" in message and pinned.metadata_sha256 in message
+        for row in ROWS[:8]:
+            answer = httpx.post(f"{base}/api/v1/predict", json=as_json(row), timeout=30).json()
+            assert answer["model_version"] == pinned.model_version
+            assert answer["threshold"] == 0.01  # the pinned artifact's, not the rewrite's 0.9
+        assert set(served_versions("pinned").values()) == {pinned.model_version}
+
+        # Once the store holds the pinned bytes again, the new replica starts, on that version.
+        boto3.client("s3").put_object(Bucket="pinned-models", Key=key, Body=original)
+        assert wait_for(lambda: len(served_versions("pinned")) == 2, timeout_s=120)
+        assert set(served_versions("pinned").values()) == {pinned.model_version}
+    finally:
+        serve.delete("pinned")

@@ -9,13 +9,12 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import (
     METADATA_FILE,
-    MODEL_FILES,
-    PROBE_FILE,
     ArtifactFileMissingError,
     ArtifactHashMismatchError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
     ArtifactParityError,
+    ArtifactPinMismatchError,
     FeatureMismatchError,
     UnsupportedArtifactVersionError,
     load_artifact,
@@ -27,6 +26,7 @@ from fraud_model.prior import adjust_to_prior
 from tests.conftest import random_transactions, write_artifact
 from training.data import Dataset
 from training.export import forest_to_onnx
+from training.save import MODEL_FILES, PROBE_FILE, save_artifact
 
 ONNX, JOBLIB = MODEL_FILES["onnx"], MODEL_FILES["sklearn"]
 
@@ -43,15 +43,19 @@ def rehash(artifact: Path) -> None:
     edit_metadata(artifact, files=files)
 
 
-def test_round_trip_keeps_metadata_and_both_engines_score_as_the_forest(
+def test_round_trip_keeps_metadata_and_the_engine_scores_as_the_forest(
     artifact_dir: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
 ) -> None:
     x = random_transactions(300)
     expected = adjust_to_prior(tiny_forest.predict_proba(x)[:, 1], tiny_dataset.fraud_rate, 0.00172)
-    for engine in ("onnx", "sklearn"):
-        loaded = load_artifact(artifact_dir, engine=engine)
-        assert loaded.engine.name == engine
-        np.testing.assert_allclose(loaded.fraud_probability(x), expected, rtol=1e-5, atol=1e-7)
+    loaded = load_artifact(artifact_dir)
+    assert loaded.engine.name == "onnx"
+    np.testing.assert_allclose(loaded.fraud_probability(x), expected, rtol=1e-5, atol=1e-7)
+    # The joblib copy is the same forest, for notebooks; serving never reads it.
+    np.testing.assert_array_equal(
+        joblib.load(artifact_dir / JOBLIB).predict_proba(x), tiny_forest.predict_proba(x)
+    )
+    assert loaded.metadata_sha256 == sha256_file(artifact_dir / METADATA_FILE)
 
     meta = loaded.metadata
     assert meta.format_version == 3
@@ -65,15 +69,29 @@ def test_round_trip_keeps_metadata_and_both_engines_score_as_the_forest(
     assert set(meta.library_versions) >= {"python", "scikit-learn", "onnxruntime", "ray"}
 
 
-def test_onnx_engine_never_unpickles(artifact_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_never_unpickles(artifact_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("unpickled")
 
     monkeypatch.setattr(joblib, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    loaded = load_artifact(artifact_dir, engine="onnx")
+    loaded = load_artifact(artifact_dir)
     assert loaded.fraud_probability(random_transactions(3)).shape == (3,)
+
+
+def test_a_pinned_artifact_loads_and_any_other_is_refused_before_its_files_are_read(
+    artifact_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pin = sha256_file(artifact_dir / METADATA_FILE)
+    assert load_artifact(artifact_dir, metadata_sha256=pin).metadata_sha256 == pin
+
+    edit_metadata(artifact_dir, threshold=0.9)  # same files, another decision rule
+    hashed = []
+    monkeypatch.setattr("fraud_model.artifact.sha256_file", lambda path: hashed.append(path))
+    with pytest.raises(ArtifactPinMismatchError, match=f"the config pins {pin}"):
+        load_artifact(artifact_dir, metadata_sha256=pin)
+    assert hashed == []  # refused on metadata.json alone
 
 
 def test_existing_artifact_is_not_overwritten_by_default(
@@ -103,7 +121,6 @@ def test_export_that_disagrees_with_sklearn_is_not_written(
 ) -> None:
     other = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=1)
     other.fit(tiny_dataset.features, tiny_dataset.labels)
-    from fraud_model.artifact import save_artifact
     from fraud_model.metadata import Calibration
 
     with pytest.raises(ArtifactParityError, match="ONNX export differs from sklearn"):
@@ -163,17 +180,17 @@ def test_unsupported_format_version(artifact_dir: Path) -> None:
         load_artifact(artifact_dir)
 
 
-@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
+@pytest.mark.parametrize("name", [ONNX, JOBLIB])
 def test_hash_mismatch_is_caught_before_any_model_is_read(
-    artifact_dir: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+    artifact_dir: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (artifact_dir / MODEL_FILES[engine]).open("ab") as handle:
+    with (artifact_dir / name).open("ab") as handle:
         handle.write(b"tampered")
-    unpickled = []
-    monkeypatch.setattr(joblib, "load", lambda *a, **k: unpickled.append(a))
-    with pytest.raises(ArtifactHashMismatchError, match=f"{MODEL_FILES[engine]} has sha256"):
-        load_artifact(artifact_dir, engine=engine)
-    assert unpickled == []
+    opened = []
+    monkeypatch.setattr("fraud_model.artifact.OnnxEngine", lambda *a, **k: opened.append(a))
+    with pytest.raises(ArtifactHashMismatchError, match=f"{name} has sha256"):
+        load_artifact(artifact_dir)
+    assert opened == []
 
 
 def test_corrupt_onnx_file_with_a_matching_hash(artifact_dir: Path) -> None:
@@ -205,9 +222,8 @@ def test_model_trained_on_other_features_is_not_saved(
         write_artifact(tmp_path / "model", narrow, tiny_dataset)
 
 
-@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
 def test_model_trained_on_other_features_is_not_loaded(
-    artifact_dir: Path, tiny_dataset: Dataset, engine: str
+    artifact_dir: Path, tiny_dataset: Dataset
 ) -> None:
     narrow = RandomForestClassifier(n_estimators=2, random_state=0).fit(
         tiny_dataset.features[:, :10], tiny_dataset.labels
@@ -215,14 +231,14 @@ def test_model_trained_on_other_features_is_not_loaded(
     joblib.dump(narrow, artifact_dir / JOBLIB)
     (artifact_dir / ONNX).write_bytes(forest_to_onnx(narrow))
     rehash(artifact_dir)
-    with pytest.raises(FeatureMismatchError, match=r"10 features|cannot score 29-feature rows"):
-        load_artifact(artifact_dir, engine=engine)
+    with pytest.raises(FeatureMismatchError, match="cannot score 29-feature rows"):
+        load_artifact(artifact_dir)
 
 
 def test_file_names_cannot_escape_the_artifact(artifact_dir: Path) -> None:
     files = json.loads((artifact_dir / METADATA_FILE).read_text())["files"]
     edit_metadata(artifact_dir, files=files | {"../secret": "0" * 64})
-    with pytest.raises(ArtifactMetadataError, match="not a plain file name"):
+    with pytest.raises(ArtifactMetadataError, match="not a plain name"):
         load_artifact(artifact_dir)
 
 

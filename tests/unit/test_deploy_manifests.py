@@ -3,6 +3,7 @@
 import copy
 import re
 import tomllib
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -10,12 +11,13 @@ import yaml
 from jsonschema import Draft7Validator
 from ray.serve.schema import ServeDeploySchema
 
+from fraud_model.store import S3Location, parse_location
 from k8s import render
 from serve_app.app import AppArgs
-from serve_app.model import FraudModel, ModelTuning
+from serve_app.model import FraudModel, ModelConfig
 from tests.conftest import PROJECT_ROOT
 
-CRD = PROJECT_ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
+CRD = PROJECT_ROOT / "tests" / "data" / "kuberay" / "ray.io_rayservices.yaml"  # v1.7.0
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
 
 
@@ -81,8 +83,6 @@ def strict(schema: object) -> object:
 
 @pytest.fixture(scope="module")
 def crd_validator() -> Draft7Validator:
-    if not CRD.exists():
-        pytest.skip(f"KubeRay CRD not found at {CRD}")
     crd = yaml.load(CRD.read_text(), Loader=yaml.CSafeLoader)
     (v1,) = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
     return Draft7Validator(strict(v1["schema"]["openAPIV3Schema"]))
@@ -124,9 +124,82 @@ def test_serve_config_v2_is_valid_for_ray_and_for_the_app(serve_config: dict) ->
     (application,) = serve_config["applications"]
     AppArgs.model_validate(application["args"])
     model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
-    ModelTuning.model_validate(model["user_config"])
+    ModelConfig.model_validate(model["user_config"])
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000,
                                             "request_timeout_s": 10}  # fmt: skip
+
+
+def test_production_serves_one_pinned_version_with_keys_and_no_docs(serve_config: dict) -> None:
+    (application,) = serve_config["applications"]
+    args = AppArgs.model_validate(application["args"])
+    assert args.allow_anonymous is False  # every Ingress replica refuses to start without keys
+    assert args.openapi_docs is False
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    config = ModelConfig.model_validate(model["user_config"])
+    location = parse_location(config.artifact_uri)
+    # A published version (its URI ends in a model version: never a pointer such as `current`),
+    # pinned by the sha256 of its metadata.json.
+    assert isinstance(location, S3Location)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", location.prefix.rsplit("/", 1)[-1])
+    assert config.metadata_sha256 is not None
+    ingress = next(d for d in application["deployments"] if d["name"] == "Ingress")
+    assert ingress["max_replicas_per_node"] == 1  # a lost node never takes every Ingress
+
+
+def ray_pods(rayservice: dict) -> list[dict]:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    return [group["template"] for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]]
+
+
+def test_the_ray_control_plane_needs_the_token_and_has_no_client_port(rayservice: dict) -> None:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    ports = {
+        port["containerPort"]
+        for pod in ray_pods(rayservice)
+        for container in pod["spec"]["containers"]
+        for port in container.get("ports", [])
+    }
+    assert ports == {6379, 8265, 8000, 8080}  # no Ray Client (10001)
+    for pod in ray_pods(rayservice):
+        for container in pod["spec"]["containers"]:
+            names = {env["name"] for env in container.get("env", [])}
+            # KubeRay sets these from authOptions; setting them here would fight it.
+            assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
+
+
+def test_every_ray_container_gets_the_api_keys_from_the_secret(rayservice: dict) -> None:
+    for pod in ray_pods(rayservice):
+        (container,) = pod["spec"]["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        for name, key in (("FRAUD_API_KEYS", "scoring"), ("FRAUD_OPERATOR_KEYS", "operator")):
+            assert env[name] == {
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": "fraud-scoring-api-keys", "key": key}},
+            }
+
+
+def test_pods_are_hardened_with_writable_volumes_only_where_needed(rayservice: dict) -> None:
+    hardened = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    assert cluster["autoscalerOptions"]["securityContext"] == hardened
+    for pod in ray_pods(rayservice):
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = spec["containers"]
+        assert container["securityContext"] == hardened
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        assert mounts == {"/tmp": "tmp", "/home/ray/.cache": "cache"}
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert all("emptyDir" in volumes[name] for name in mounts.values())
+    # The artifact cache's default location (the image's HOME is /home/ray) is writable.
+    assert Path("/home/ray/.cache/fraud-serving/artifacts").is_relative_to("/home/ray/.cache")
 
 
 def test_serve_replicas_fit_the_ray_autoscaler_bounds(rayservice: dict, serve_config: dict) -> None:
@@ -156,6 +229,8 @@ def test_ingress_routes_only_the_api_to_the_serve_service(rayservice: dict) -> N
     assert (
         annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/api/v1/utils/health-check/"
     )
+    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
+    assert annotations["alb.ingress.kubernetes.io/ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
     backends = [path["backend"]["service"] for rule in ingress["spec"]["rules"]
                 for path in rule["http"]["paths"]]  # fmt: skip
     assert backends == [

@@ -26,7 +26,7 @@ def test_a_batch_becomes_one_float32_matrix_in_contract_order() -> None:
 
 def test_matrices_and_lists_of_rows_score_alike(artifact_dir: Path) -> None:
     artifact = load_artifact(artifact_dir)
-    serving = ServingModel(str(artifact_dir), artifact, artifact.metadata.threshold)
+    serving = ServingModel(str(artifact_dir), None, artifact, artifact.metadata.threshold)
     rows = random_transactions(7)
     from_lists = predictions(serving, rows.tolist())
     assert predictions(serving, rows) == from_lists
@@ -39,6 +39,6 @@ def test_a_score_that_is_not_a_number_is_never_answered() -> None:
         fraud_probability=lambda features: np.array([0.1, np.nan]),
         metadata=SimpleNamespace(model_version="broken"),
     )
-    serving = ServingModel("memory://broken", broken, 0.5)  # type: ignore[arg-type]
+    serving = ServingModel("memory://broken", None, broken, 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-finite"):
         predictions(serving, [[0.0] * len(FEATURE_NAMES)] * 2)

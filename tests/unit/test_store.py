@@ -1,9 +1,11 @@
-"""Artifacts from S3, against a real S3 API (moto's server on 127.0.0.1, from tests/conftest.py):
-downloaded once into the cache, verified by sha256 before use, refused with the URI and reason
-when broken, and nothing half-written left behind."""
+"""Artifact locations, against a real S3 API (moto's server on 127.0.0.1, from tests/conftest.py):
+published versions are immutable; a fetch checks the pin and the version before anything else,
+downloads once into the cache, verifies every sha256 before use, refuses with the URI and reason
+when something is wrong, and leaves nothing half-written behind."""
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,26 +18,36 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestClassifier
 
+import fraud_model.store as fraud_model_store
 from fraud_model.artifact import (
     METADATA_FILE,
     ArtifactFileMissingError,
     ArtifactHashMismatchError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
+    ArtifactPinMismatchError,
     load_artifact,
     read_metadata,
+    sha256_file,
 )
 from fraud_model.store import (
     ArtifactDownloadError,
+    ArtifactExistsError,
+    ArtifactVersionMismatchError,
     InvalidArtifactUriError,
+    LocalLocation,
+    S3Location,
     fetch_artifact,
-    is_remote,
-    parse_s3_uri,
+    parse_location,
+    publish_artifact,
 )
-from tests.conftest import PROJECT_ROOT, random_transactions, upload_artifact, write_artifact
-from training.data import Dataset
+from tests.conftest import (
+    PROJECT_ROOT,
+    random_transactions,
+    upload_artifact,
+    upload_files,
+)
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
@@ -56,12 +68,13 @@ def test_an_s3_artifact_is_downloaded_verified_and_scores_like_the_local_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-logged-secret-7f3a")
-    uri = upload_artifact(artifact_dir, "models", "fraud/v1")
+    uri = upload_artifact(artifact_dir, "models", "fraud")
     with caplog.at_level(logging.INFO, logger="fraud_model.store"):
         local = fetch_artifact(uri, cache_dir=tmp_path / "cache")
 
     version = read_metadata(artifact_dir).model_version
-    assert local.parent == tmp_path / "cache" / "models" / "fraud" / "v1"
+    assert uri == f"s3://models/fraud/{version}"
+    assert local.parent == tmp_path / "cache" / "models" / "fraud" / version
     assert local.name.startswith(f"{version}-")
     assert read_metadata(local) == read_metadata(artifact_dir)
     rows = random_transactions(50)
@@ -69,9 +82,9 @@ def test_an_s3_artifact_is_downloaded_verified_and_scores_like_the_local_one(
         load_artifact(local).fraud_probability(rows),
         load_artifact(artifact_dir).fraud_probability(rows),
     )
-    entry = f"models/fraud/v1/{local.name}"
+    entry = f"models/fraud/{version}/{local.name}"
     files = [f"{entry}/{name}" for name in [METADATA_FILE, *model_files(artifact_dir)]]
-    expected = ["models", "models/fraud", "models/fraud/v1", entry, *files]
+    expected = ["models", "models/fraud", f"models/fraud/{version}", entry, *files]
     assert leftovers(tmp_path / "cache") == sorted(expected)  # and no staging directory
 
     messages = [record.getMessage() for record in caplog.records]
@@ -81,20 +94,27 @@ def test_an_s3_artifact_is_downloaded_verified_and_scores_like_the_local_one(
     assert not any("never-logged-secret" in m for m in messages)
 
 
-def test_an_empty_prefix_and_a_trailing_slash_name_the_same_artifact(
-    artifact_dir: Path, tmp_path: Path
-) -> None:
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="root-models")
-    for file in artifact_dir.iterdir():
-        client.put_object(Bucket="root-models", Key=file.name, Body=file.read_bytes())
-    at_root = fetch_artifact("s3://root-models", cache_dir=tmp_path)
-    assert at_root.parent == tmp_path / "root-models"
-    assert fetch_artifact("s3://root-models/", cache_dir=tmp_path) == at_root
-    read_metadata(at_root)
-
+def test_a_trailing_slash_names_the_same_artifact(artifact_dir: Path, tmp_path: Path) -> None:
     uri = upload_artifact(artifact_dir, "models", "fraud/slash")
     assert fetch_artifact(uri + "/", cache_dir=tmp_path) == fetch_artifact(uri, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("prefix", ["", "fraud/current", "fraud/v1"])
+def test_an_s3_prefix_that_is_not_the_published_version_is_refused(
+    artifact_dir: Path, tmp_path: Path, prefix: str
+) -> None:
+    # A mutable pointer such as `current` can hold another model tomorrow: never serve one.
+    if prefix:
+        uri = upload_files(artifact_dir, "loose-models", prefix)
+    else:
+        uri, client = "s3://loose-models", boto3.client("s3")
+        client.create_bucket(Bucket="loose-models")
+        for file in artifact_dir.iterdir():
+            client.put_object(Bucket="loose-models", Key=file.name, Body=file.read_bytes())
+    version = read_metadata(artifact_dir).model_version
+    with pytest.raises(ArtifactVersionMismatchError, match=f"{uri} holds model version {version}"):
+        fetch_artifact(uri, cache_dir=tmp_path / "cache")
+    assert leftovers(tmp_path / "cache") == []
 
 
 def test_a_cached_version_is_not_downloaded_again(artifact_dir: Path, tmp_path: Path) -> None:
@@ -108,21 +128,41 @@ def test_a_cached_version_is_not_downloaded_again(artifact_dir: Path, tmp_path: 
     read_metadata(first)
 
 
-def test_a_new_model_under_the_same_uri_is_fetched(
-    artifact_dir: Path,
-    tmp_path: Path,
-    tiny_forest: RandomForestClassifier,
-    tiny_dataset: Dataset,
+def test_a_pinned_version_overwritten_behind_publish_is_refused_before_the_model_is_read(
+    artifact_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = upload_artifact(artifact_dir, "models", "fraud/current")
-    first = fetch_artifact(uri, cache_dir=tmp_path / "cache")
-    # Same forest, new threshold: possibly the same model_version, but not the same artifact.
-    newer = write_artifact(tmp_path / "newer", tiny_forest, tiny_dataset, threshold=0.3)
-    upload_artifact(tmp_path / "newer", "models", "fraud/current")
-    second = fetch_artifact(uri, cache_dir=tmp_path / "cache")
-    assert second != first and second.name.startswith(newer.model_version)
-    assert load_artifact(second).metadata.threshold == 0.3
-    assert load_artifact(first).metadata.threshold == 0.5  # the old copy is left intact
+    uri = upload_artifact(artifact_dir, "models", "fraud/rewritten")
+    pin = sha256_file(artifact_dir / METADATA_FILE)
+    first = fetch_artifact(uri, pin, cache_dir=tmp_path / "cache")
+    assert load_artifact(first, metadata_sha256=pin).metadata.threshold == 0.5
+
+    # Someone with write access replaces the version in place: same name, same model files,
+    # another decision rule (the old failure mode of a mutable `current` prefix).
+    rewritten = tmp_path / "rewritten"
+    shutil.copytree(artifact_dir, rewritten)
+    metadata = json.loads((rewritten / METADATA_FILE).read_text()) | {"threshold": 0.3}
+    (rewritten / METADATA_FILE).write_text(json.dumps(metadata))
+    upload_files(rewritten, "models", uri.removeprefix("s3://models/"))
+
+    read_keys: list[str] = []
+    real_client = fraud_model_store._s3_client
+
+    def recording_client() -> object:
+        client = real_client()
+        client.meta.events.register(
+            "provide-client-params.s3.GetObject",
+            lambda params, **_: read_keys.append(params["Key"]),
+        )
+        return client
+
+    monkeypatch.setattr(fraud_model_store, "_s3_client", recording_client)
+    with pytest.raises(ArtifactPinMismatchError, match=f"{uri}: metadata.json has sha256"):
+        fetch_artifact(uri, pin, cache_dir=tmp_path / "cache")
+    assert [key.rsplit("/", 1)[1] for key in read_keys] == [METADATA_FILE]
+    # Unpinned, the rewritten version would be served: the pin is what prevents it.
+    unpinned = fetch_artifact(uri, cache_dir=tmp_path / "cache")
+    assert unpinned != first and read_metadata(unpinned).threshold == 0.3
+    assert read_metadata(first).threshold == 0.5  # the verified copy is left intact
 
 
 def test_a_tampered_object_is_refused_and_leaves_nothing_in_the_cache(
@@ -130,9 +170,9 @@ def test_a_tampered_object_is_refused_and_leaves_nothing_in_the_cache(
 ) -> None:
     uri = upload_artifact(artifact_dir, "models", "fraud/tampered")
     boto3.client("s3").put_object(
-        Bucket="models", Key="fraud/tampered/model.onnx", Body=b"not the model"
+        Bucket="models", Key=f"{uri.removeprefix('s3://models/')}/model.onnx", Body=b"not it"
     )
-    with pytest.raises(ArtifactHashMismatchError, match=r"s3://models/fraud/tampered: .*sha256"):
+    with pytest.raises(ArtifactHashMismatchError, match=f"{uri}: .*sha256"):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert leftovers(tmp_path / "cache") == []
 
@@ -175,14 +215,17 @@ def test_replicas_fetching_at_once_share_one_verified_copy(
     [
         ("s3://no-such-bucket/fraud", ArtifactNotFoundError, "bucket 'no-such-bucket'"),
         ("s3://models/nothing-here", ArtifactNotFoundError, "metadata.json does not exist"),
-        ("s3://models/fraud/partial", ArtifactFileMissingError, "model.onnx does not exist"),
+        ("s3://models/fraud/partial/{version}", ArtifactFileMissingError, "model.onnx does not"),
     ],
 )
 def test_missing_pieces_are_named(
     artifact_dir: Path, tmp_path: Path, uri: str, error: type, message: str
 ) -> None:
-    upload_artifact(artifact_dir, "models", "fraud/partial")
-    boto3.client("s3").delete_object(Bucket="models", Key="fraud/partial/model.onnx")
+    partial = upload_artifact(artifact_dir, "models", "fraud/partial")
+    boto3.client("s3").delete_object(
+        Bucket="models", Key=f"{partial.removeprefix('s3://models/')}/model.onnx"
+    )
+    uri = uri.format(version=read_metadata(artifact_dir).model_version)
     with pytest.raises(error, match=f"{uri}: .*{message}"):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert leftovers(tmp_path / "cache") == []
@@ -203,7 +246,7 @@ def test_metadata_naming_paths_outside_the_cache_is_refused(
 ) -> None:
     metadata = json.loads((artifact_dir / METADATA_FILE).read_text()) | bad
     (artifact_dir / METADATA_FILE).write_text(json.dumps(metadata))
-    uri = upload_artifact(artifact_dir, "models", "fraud/evil")
+    uri = upload_files(artifact_dir, "models", "fraud/evil")
     with pytest.raises(ArtifactMetadataError, match="s3://models/fraud/evil"):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "evil").exists() and not (tmp_path / "etc").exists()
@@ -212,8 +255,10 @@ def test_metadata_naming_paths_outside_the_cache_is_refused(
 
 def test_metadata_that_is_not_json_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
     (artifact_dir / METADATA_FILE).write_text("{not json")
-    uri = upload_artifact(artifact_dir, "models", "fraud/garbled")
-    with pytest.raises(ArtifactMetadataError, match=r"s3://models/fraud/garbled: metadata\.json"):
+    uri = upload_files(artifact_dir, "models", "fraud/garbled")
+    with pytest.raises(
+        ArtifactMetadataError, match=r"s3://models/fraud/garbled/metadata\.json is not valid JSON"
+    ):
         fetch_artifact(uri, cache_dir=tmp_path)
 
 
@@ -223,7 +268,7 @@ def test_without_credentials_the_error_says_so(
     uri = upload_artifact(artifact_dir, "models", "fraud/nocreds")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(ArtifactDownloadError, match=r"s3://models/fraud/nocreds: .*credentials"):
+    with pytest.raises(ArtifactDownloadError, match=r"s3://models/fraud/nocreds/.*credentials"):
         fetch_artifact(uri, cache_dir=tmp_path)
 
 
@@ -257,26 +302,29 @@ def test_a_role_without_read_access_is_told_so(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     with (
         iam_enforced(s3_env["AWS_ENDPOINT_URL_S3"]),
-        pytest.raises(ArtifactDownloadError, match=r"fraud/denied: access to .* denied"),
+        pytest.raises(ArtifactDownloadError, match=r"fraud/denied/.*: access to .* denied"),
     ):
         fetch_artifact(uri, cache_dir=tmp_path / "cache")
     assert leftovers(tmp_path / "cache") == []
 
 
-def test_uris_are_told_apart() -> None:
-    assert is_remote("s3://bucket/prefix")
-    assert not is_remote("artifacts/default") and not is_remote("file:///models/v1")
-    assert parse_s3_uri("s3://bucket/a/b/") == ("bucket", "a/b")
-    assert parse_s3_uri("s3://bucket") == ("bucket", "")
+def test_uris_are_parsed_once_into_a_location(tmp_path: Path) -> None:
+    assert parse_location("s3://bucket/a/b/") == S3Location("bucket", "a/b")
+    assert parse_location("s3://bucket") == S3Location("bucket", "")
+    assert parse_location("s3://bucket/a").child("v1").uri == "s3://bucket/a/v1"
+    assert parse_location("artifacts/default", tmp_path) == LocalLocation(
+        tmp_path / "artifacts/default"
+    )
+    assert parse_location(f"file://{tmp_path}") == LocalLocation(tmp_path)
 
 
 @pytest.mark.parametrize(
     "uri",
     ["s3://", "s3:///fraud", "s3://../fraud", "s3://models/../../etc", "s3://models/a//b",
-     "s3://models/./a", "gs://models/fraud", "S3://models/fraud"],
+     "s3://models/./a", "gs://models/fraud", "S3://models/fraud", ""],
 )  # fmt: skip
 def test_malformed_or_unsupported_uris_are_refused(uri: str, tmp_path: Path) -> None:
-    with pytest.raises(InvalidArtifactUriError, match=f"'{uri}'"):
+    with pytest.raises(InvalidArtifactUriError, match=f"'{uri}'" if uri else "empty"):
         fetch_artifact(uri, cache_dir=tmp_path)
     assert leftovers(tmp_path) == []
 
@@ -305,3 +353,62 @@ def test_the_default_cache_follows_the_environment(
     monkeypatch.setenv("FRAUD_ARTIFACT_CACHE", str(tmp_path / "env-cache"))
     uri = upload_artifact(artifact_dir, "models", "fraud/env")
     assert fetch_artifact(uri).is_relative_to(tmp_path / "env-cache")
+
+
+def test_publishing_writes_an_immutable_version_and_returns_its_pin(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    version = read_metadata(artifact_dir).model_version
+    boto3.client("s3").create_bucket(Bucket="published")
+    published = publish_artifact(artifact_dir, "s3://published/fraud")
+    assert published.uri == f"s3://published/fraud/{version}"
+    assert published.model_version == version
+    assert published.metadata_sha256 == sha256_file(artifact_dir / METADATA_FILE)
+    fetched = fetch_artifact(published.uri, published.metadata_sha256, cache_dir=tmp_path)
+    assert read_metadata(fetched) == read_metadata(artifact_dir)
+
+    with pytest.raises(ArtifactExistsError, match=f"{published.uri} already holds objects"):
+        publish_artifact(artifact_dir, "s3://published/fraud")
+    # A partly written version (metadata.json is written last) is not overwritten either.
+    boto3.client("s3").delete_object(Bucket="published", Key=f"fraud/{version}/{METADATA_FILE}")
+    with pytest.raises(ArtifactExistsError):
+        publish_artifact(artifact_dir, "s3://published/fraud")
+
+
+def test_publishing_to_a_directory_works_the_same_way(artifact_dir: Path, tmp_path: Path) -> None:
+    published = publish_artifact(artifact_dir, str(tmp_path / "versions"))
+    target = tmp_path / "versions" / read_metadata(artifact_dir).model_version
+    assert published.uri == str(target)
+    assert load_artifact(target, metadata_sha256=published.metadata_sha256)
+    with pytest.raises(ArtifactExistsError, match="immutable"):
+        publish_artifact(artifact_dir, str(tmp_path / "versions"))
+    assert [p.name for p in (tmp_path / "versions").iterdir()] == [target.name]
+
+
+def test_a_broken_artifact_is_never_published(artifact_dir: Path) -> None:
+    (artifact_dir / "model.onnx").write_bytes(b"tampered")
+    boto3.client("s3").create_bucket(Bucket="unpublished")
+    with pytest.raises(ArtifactHashMismatchError):
+        publish_artifact(artifact_dir, "s3://unpublished/broken")
+    listed = boto3.client("s3").list_objects_v2(Bucket="unpublished", Prefix="broken/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_the_publish_command_prints_the_pin_to_put_in_the_config(
+    artifact_dir: Path, tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    import os
+
+    command = [sys.executable, "-m", "training.publish", str(artifact_dir), "s3://cli-models/fraud"]
+    boto3.client("s3").create_bucket(Bucket="cli-models")
+    env = os.environ | s3_env
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version = read_metadata(artifact_dir).model_version
+    pin = sha256_file(artifact_dir / METADATA_FILE)
+    assert done.stdout == (
+        f"artifact_uri: s3://cli-models/fraud/{version}\nmetadata_sha256: {pin}\n"
+    )
+    again = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and "already holds objects" in again.stderr
+    assert again.stdout == ""

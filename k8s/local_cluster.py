@@ -1,0 +1,464 @@
+"""The RayService rehearsed on one machine: a multi-node Ray cluster started the way KubeRay
+starts one, and the Serve config applied the way the operator applies it.
+
+From the rendered k8s/rayservice.yaml, each Ray pod becomes a `ray start --block` process
+group: the head with its `rayStartParams`, each worker pod of a group with `--address` of the
+head, every node with `--num-cpus` and `--memory` from its container's limits, its container's
+environment (Secret references resolved from what the caller passes) and, as `authOptions: token`
+makes KubeRay do, `RAY_AUTH_MODE=token` and the cluster's token. Then, like the operator, the
+Serve config is PUT to the head's dashboard REST API and the application's status is polled.
+
+What cannot be the same on one machine is changed, and only that: every node gets its own free
+ports (in Kubernetes each pod has its own address), worker proxies listen on their own port
+(the head's is the config's), and HAProxy's files and the artifact cache are per node.
+
+    uv run python -m k8s.local_cluster          # the rehearsal: see main()
+"""
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RAYSERVICE = ROOT / "k8s" / "rayservice.yaml"
+# Ports are taken below the kernel's ephemeral range (32768 and up), so that no port Ray binds
+# as "any free port" can take one of them between their choice and their use.
+_PORTS = range(20000, 32000)
+SERVE_API = "/api/serve/applications/"
+
+logger = logging.getLogger("k8s.local_cluster")
+
+
+class RehearsalError(RuntimeError):
+    """The cluster or the application did not come up as KubeRay would have it."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One Ray pod of the RayService, as `ray start` arguments and an environment."""
+
+    name: str
+    head: bool
+    start_params: dict[str, str]
+    env: dict[str, str]
+
+
+def node_specs(
+    rayservice: dict, secret_values: Mapping[tuple[str, str], str], workers: int | None = None
+) -> list[NodeSpec]:
+    """The head and each worker pod (`replicas` of each group, or `workers` of the first).
+
+    `secret_values[(secret name, key)]` stands in for the Kubernetes Secrets the containers'
+    `secretKeyRef`s name; a reference without a value is an error, as a missing Secret is.
+    """
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]
+    specs = [_spec("head", True, head, secret_values)]
+    for group in cluster["workerGroupSpecs"]:
+        count = group["replicas"] if workers is None else workers
+        specs += [
+            _spec(f"{group['groupName']}-{index}", False, group, secret_values)
+            for index in range(1, count + 1)
+        ]
+        if workers is not None:
+            break
+    return specs
+
+
+def _spec(name: str, head: bool, group: dict, secret_values: Mapping) -> NodeSpec:
+    (container,) = group["template"]["spec"]["containers"]
+    limits = container["resources"]["limits"]
+    params = {key: str(value) for key, value in group.get("rayStartParams", {}).items()}
+    # KubeRay derives these from the container's limits unless rayStartParams sets them.
+    params.setdefault("num-cpus", str(int(float(limits["cpu"]))))
+    params.setdefault("memory", str(_bytes(limits["memory"])))
+    env = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        try:
+            env[item["name"]] = secret_values[(ref["name"], ref["key"])]
+        except KeyError:
+            raise RehearsalError(
+                f"{name}: {item['name']} needs Secret {ref['name']!r} key {ref['key']!r}"
+            ) from None
+    return NodeSpec(name, head, params, env)
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, below the ephemeral range."""
+    for _ in range(200):
+        port = _PORTS[secrets.randbelow(len(_PORTS))]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RehearsalError("no free port found")
+
+
+@dataclass
+class RayNode:
+    spec: NodeSpec
+    process: subprocess.Popen
+    ports: dict[str, int]
+    log: Path
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Every process of this node (`ray start`, raylet, agents, workers), as when its pod
+        goes: they all share the session `ray start` began."""
+        session = self.process.pid
+        for pid in session_members(session):
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def session_members(session: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    members.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return members
+
+
+@dataclass
+class LocalRayCluster:
+    """A head and workers on this machine, each its own `ray start --block` process group."""
+
+    specs: list[NodeSpec]
+    work_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
+    nodes: list[RayNode] = field(default_factory=list)
+
+    @property
+    def head(self) -> RayNode:
+        return self.nodes[0]
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.head.ports['gcs']}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.head.ports['dashboard']}"
+
+    def client_env(self) -> dict[str, str]:
+        """What a client of this cluster (`ray` CLI, a driver) needs in its environment."""
+        return {
+            "RAY_ADDRESS": self.gcs_address,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+        }
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def start(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        head, *workers = self.specs
+        self.nodes.append(self._start_node(head))
+        self._wait(lambda: self._dashboard_answers(), deadline, "the head's dashboard")
+        for spec in workers:
+            self.nodes.append(self._start_node(spec))
+        self.wait_for_nodes(len(self.specs), deadline)
+
+    def add_node(self, spec: NodeSpec, timeout_s: float = 120) -> RayNode:
+        """A new pod of a group (KubeRay replacing a lost one): a new node with the spec."""
+        node = self._start_node(spec)
+        self.nodes.append(node)
+        alive = len([n for n in self.nodes if n.alive()])
+        self.wait_for_nodes(alive, time.monotonic() + timeout_s)
+        return node
+
+    def wait_for_nodes(self, count: int, deadline: float) -> None:
+        self._wait(lambda: len(self.alive_node_ids()) >= count, deadline, f"{count} nodes")
+
+    def alive_node_ids(self) -> dict[str, bool]:
+        """node id -> is head, for every node the GCS has as alive."""
+        answer = httpx.get(
+            f"{self.dashboard_url}/nodes?view=summary", headers=self.auth_headers(), timeout=10
+        ).json()
+        return {
+            node["raylet"]["nodeId"]: bool(node["raylet"].get("isHeadNode"))
+            for node in answer["data"]["summary"]
+            if node["raylet"]["state"] == "ALIVE"
+        }
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+            session_members(node.process.pid) for node in self.nodes
+        ):
+            time.sleep(0.5)
+        for node in self.nodes:
+            node.kill(signal.SIGKILL)
+            node.process.wait(timeout=10)
+
+    def _start_node(self, spec: NodeSpec) -> RayNode:
+        state = self.work_dir / spec.name
+        for suffix in range(2, 100):  # a replacement node gets a directory of its own
+            if not state.exists():
+                break
+            state = self.work_dir / f"{spec.name}.{suffix}"
+        state.mkdir(parents=True)
+        ports = {
+            "metrics": free_port(),
+            "agent": free_port(),
+            "client": free_port(),
+            "haproxy_stats": free_port(),
+            "haproxy_metrics": free_port(),
+        }
+        args = [f"--{key}={value}" for key, value in spec.start_params.items()]
+        args += [
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--metrics-export-port={ports['metrics']}",
+            f"--dashboard-agent-listen-port={ports['agent']}",
+            "--object-store-memory=300000000",  # not a share of this machine's memory
+            "--disable-usage-stats",
+        ]
+        if spec.head:
+            ports["gcs"], ports["dashboard"] = free_port(), free_port()
+            args += [
+                "--head",
+                f"--port={ports['gcs']}",
+                f"--dashboard-port={ports['dashboard']}",
+                f"--ray-client-server-port={ports['client']}",
+                f"--temp-dir={self.work_dir / 'ray'}",
+            ]
+            args = [a for a in args if not a.startswith("--dashboard-host=")]
+            args.append("--dashboard-host=127.0.0.1")  # all of this stays on the loopback
+        else:
+            args.append(f"--address={self.gcs_address}")
+        env = os.environ | spec.env | self.extra_env | self._node_env(spec, state, ports)
+        log = state / "ray-start.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("ray")), "start", *args],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session: the node's processes, killable as one
+                cwd=ROOT,
+            )
+        logger.info("Started Ray node %s (ray start pid %d, log %s)", spec.name, process.pid, log)
+        return RayNode(spec, process, ports, log)
+
+    def _node_env(self, spec: NodeSpec, state: Path, ports: dict[str, int]) -> dict[str, str]:
+        env = {
+            # What authOptions: {mode: token} makes KubeRay put in every Ray container.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",  # the image's ENV: workers use this venv
+            # Per node, as each pod has its own /tmp and cache volume and its own address.
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/haproxy/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": f"{state}/haproxy",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state}/haproxy/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state}/haproxy/metrics.sock",
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
+            "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
+        }
+        if not spec.head:
+            ports["serve"] = free_port()
+            env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
+        return env
+
+    def _dashboard_answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.dashboard_url}/api/version", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _wait(self, condition: Any, deadline: float, what: str) -> None:
+        while time.monotonic() < deadline:
+            dead = [node.spec.name for node in self.nodes if not node.alive()]
+            if dead:
+                raise RehearsalError(f"Ray node {dead[0]} exited; see {self.work_dir}")
+            try:
+                if condition():
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RehearsalError(f"timed out waiting for {what}; see {self.work_dir}")
+
+
+class ServeOperator:
+    """What the KubeRay operator does with a RayService's serveConfigV2: submit it to the
+    head's dashboard and poll the application status it reports on the RayService."""
+
+    def __init__(self, dashboard_url: str, token: str) -> None:
+        self._url = dashboard_url + SERVE_API
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def apply(self, serve_config: dict) -> None:
+        response = httpx.put(self._url, json=serve_config, headers=self._headers, timeout=60)
+        if response.status_code != 200:
+            raise RehearsalError(f"the dashboard refused the Serve config: {response.text[:500]}")
+
+    def details(self) -> dict:
+        response = httpx.get(self._url, headers=self._headers, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for_status(self, app: str, wanted: str = "RUNNING", timeout_s: float = 240) -> dict:
+        """The application's details once its status is `wanted`; DEPLOY_FAILED is an error."""
+        deadline = time.monotonic() + timeout_s
+        status, message = "absent", ""
+        while time.monotonic() < deadline:
+            application = self.details()["applications"].get(app)
+            if application is not None:
+                status, message = application["status"], application.get("message", "")
+                if status == wanted:
+                    return application
+                if status == "DEPLOY_FAILED":
+                    raise RehearsalError(f"{app} failed to deploy: {message}")
+            time.sleep(1)
+        raise RehearsalError(f"{app} is {status}, not {wanted}, after {timeout_s:g} s: {message}")
+
+
+def rehearsal_serve_config(
+    rayservice: dict, port: int, model_config: Mapping[str, Any] | None = None
+) -> dict:
+    """The RayService's serveConfigV2, with what one machine needs instead: Serve on
+    127.0.0.1:`port`, and FraudModel's user_config updated with `model_config` (the artifact of
+    a local S3 server instead of the production bucket)."""
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    config["http_options"] |= {"host": "127.0.0.1", "port": port}
+    for application in config["applications"]:
+        for deployment in application["deployments"]:
+            if deployment["name"] == "FraudModel" and model_config:
+                deployment["user_config"] = {**deployment["user_config"], **model_config}
+    return config
+
+
+def rendered_rayservice() -> dict:
+    return yaml.safe_load(RAYSERVICE.read_text())
+
+
+def new_api_keys() -> dict[tuple[str, str], str]:
+    """Values for the fraud-scoring-api-keys Secret: one scoring and one operator key."""
+    return {
+        ("fraud-scoring-api-keys", "scoring"): json.dumps([secrets.token_urlsafe(32)]),
+        ("fraud-scoring-api-keys", "operator"): json.dumps([secrets.token_urlsafe(32)]),
+    }
+
+
+@contextmanager
+def local_s3() -> Iterator[dict[str, str]]:
+    """moto's S3 server on a loopback port, with the standard AWS settings that reach it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield {
+            "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "rehearsal",
+            "AWS_SECRET_ACCESS_KEY": "rehearsal",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Publish the bundled model to a local S3, start the cluster, apply the Serve config, and
+    keep it all running until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m k8s.local_cluster", description=__doc__)
+    parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
+    parser.add_argument("--port", type=int, default=8000, help="the head's Serve port")
+    parser.add_argument(
+        "--artifact", type=Path, default=ROOT / "artifacts" / "default", help="model to publish"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from fraud_model.store import publish_artifact
+
+    rayservice = rendered_rayservice()
+    keys = new_api_keys()
+    work_dir = Path(tempfile.mkdtemp(prefix="rc-"))  # short: Ray's socket paths have a limit
+    with local_s3() as s3_env:
+        os.environ.update(s3_env)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="rehearsal")
+        published = publish_artifact(args.artifact, "s3://rehearsal/fraud")
+        specs = node_specs(rayservice, keys, workers=args.workers)
+        cluster = LocalRayCluster(specs, work_dir, extra_env=s3_env)
+        try:
+            cluster.start()
+            operator = ServeOperator(cluster.dashboard_url, cluster.token)
+            model = {
+                "artifact_uri": published.uri,
+                "metadata_sha256": published.metadata_sha256,
+            }
+            operator.apply(rehearsal_serve_config(rayservice, args.port, model))
+            operator.wait_for_status("fraud")
+            scoring = json.loads(keys[("fraud-scoring-api-keys", "scoring")])[0]
+            logger.info(
+                "Serving %s on http://127.0.0.1:%d with %d worker nodes.\n"
+                "Scoring key: %s\nRay dashboard (token needed): %s\nRAY_AUTH_TOKEN=%s\n"
+                "Ctrl-C stops everything.",
+                published.model_version,
+                args.port,
+                args.workers,
+                scoring,
+                cluster.dashboard_url,
+                cluster.token,
+            )
+            stop = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            signal.sigwait(stop)
+        finally:
+            cluster.stop()
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

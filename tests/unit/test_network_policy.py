@@ -1,0 +1,142 @@
+"""Who can connect to which port of the Ray pods, by the NetworkPolicies in k8s/cluster.yaml.
+
+The policies are evaluated here with Kubernetes' rules for ingress: a pod selected by any
+policy accepts only what one of those policies' rules allows; peers are matched by pod labels
+(in the policy's namespace), namespace labels, or both, or by an IP block for addresses outside
+the cluster's pods; a rule without ports allows every port.
+"""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+POLICIES = [
+    doc
+    for doc in yaml.safe_load_all((PROJECT_ROOT / "k8s" / "cluster.yaml").read_text())
+    if doc["kind"] == "NetworkPolicy"
+]
+NAMESPACE = "fraud"
+RAY = {"app.kubernetes.io/name": "fraud-scoring", "ray.io/is-ray-node": "yes"}
+HEAD = RAY | {"ray.io/node-type": "head"}
+WORKER = RAY | {"ray.io/node-type": "worker"}
+
+
+@dataclass(frozen=True)
+class Source:
+    namespace: str | None = None  # None: not a pod of the cluster (then `ip` is its address)
+    labels: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None
+
+
+def matches(selector: dict, labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
+
+
+def peer_matches(peer: dict, source: Source) -> bool:
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        if source.ip is None or source.namespace is not None:
+            return False  # ip blocks are for traffic from outside the cluster's pods
+        inside = ipaddress.ip_address(source.ip) in ipaddress.ip_network(block["cidr"])
+        excluded = any(
+            ipaddress.ip_address(source.ip) in ipaddress.ip_network(cidr)
+            for cidr in block.get("except", [])
+        )
+        return inside and not excluded
+    if source.namespace is None:
+        return False
+    namespace_labels = {"kubernetes.io/metadata.name": source.namespace}
+    if "namespaceSelector" in peer:
+        if not matches(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif source.namespace != NAMESPACE:
+        return False  # a podSelector alone means pods of the policy's own namespace
+    return "podSelector" not in peer or matches(peer["podSelector"], source.labels)
+
+
+def allowed(source: Source, target: dict[str, str], port: int) -> bool:
+    selecting = [
+        policy
+        for policy in POLICIES
+        if "Ingress" in policy["spec"]["policyTypes"]
+        and matches(policy["spec"]["podSelector"], target)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = [entry["port"] for entry in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            if any(peer_matches(peer, source) for peer in rule.get("from", [])):
+                return True
+    return False
+
+
+CONTROL_PLANE = [6379, 8265, 10001, 52365]  # GCS, dashboard and Jobs API, Ray Client, agent
+OPERATOR = Source("kuberay-system", {"app.kubernetes.io/name": "kuberay-operator"})
+PROMETHEUS = Source("monitoring", {"app.kubernetes.io/name": "prometheus"})
+OTHER_POD = Source("default", {"app": "someone-else"})
+OTHER_POD_HERE = Source(NAMESPACE, {"app": "debug-shell"})
+LOAD_BALANCER = Source(ip="10.0.12.34")
+INTERNET = Source(ip="203.0.113.9")
+
+
+def test_every_pod_of_the_namespace_is_default_deny() -> None:
+    assert not allowed(OTHER_POD, {"app": "anything"}, 80)
+    assert not allowed(OTHER_POD_HERE, {}, 443)
+
+
+@pytest.mark.parametrize("target", [HEAD, WORKER], ids=["head", "worker"])
+@pytest.mark.parametrize(
+    "source",
+    [OTHER_POD, OTHER_POD_HERE, PROMETHEUS, LOAD_BALANCER, INTERNET],
+    ids=["other-namespace", "same-namespace", "prometheus", "load-balancer", "internet"],
+)
+@pytest.mark.parametrize("port", CONTROL_PLANE)
+def test_no_one_outside_the_ray_cluster_reaches_its_control_plane(
+    target: dict, source: Source, port: int
+) -> None:
+    assert not allowed(source, target, port)
+
+
+def test_the_operator_reaches_only_the_head_dashboard() -> None:
+    assert allowed(OPERATOR, HEAD, 8265)
+    assert not any(allowed(OPERATOR, HEAD, port) for port in (6379, 8000, 8080, 10001))
+    assert not allowed(OPERATOR, WORKER, 8265)
+
+
+@pytest.mark.parametrize("target", [HEAD, WORKER], ids=["head", "worker"])
+def test_the_ray_pods_reach_each_other_on_any_port(target: dict) -> None:
+    ray_pod = Source(NAMESPACE, WORKER)
+    assert all(allowed(ray_pod, target, port) for port in [*CONTROL_PLANE, 8000, 8080, 45123])
+
+
+@pytest.mark.parametrize("target", [HEAD, WORKER], ids=["head", "worker"])
+def test_the_load_balancer_reaches_the_api_and_prometheus_the_metrics(target: dict) -> None:
+    assert allowed(LOAD_BALANCER, target, 8000)
+    assert not allowed(INTERNET, target, 8000)
+    assert not allowed(OTHER_POD, target, 8000)
+    assert allowed(PROMETHEUS, target, 8080)
+    assert not allowed(PROMETHEUS, target, 8000)
+    assert not allowed(Source("monitoring", {"app": "grafana"}), target, 8080)
+
+
+def test_the_evaluation_would_catch_an_open_control_plane() -> None:
+    opened = {
+        "kind": "NetworkPolicy",
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "fraud-scoring"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {}}]}],
+        },
+    }
+    POLICIES.append(opened)
+    try:
+        assert allowed(OTHER_POD, HEAD, 8265)
+    finally:
+        POLICIES.remove(opened)

@@ -1,0 +1,176 @@
+"""Writing model artifacts (the reading side is `fraud_model.artifact`).
+
+Writing is atomic: the artifact is built in a hidden sibling directory, fsynced, then renamed
+into place, so a reader never sees a half-written one. The ONNX export must score the parity
+probe like the scikit-learn forest it came from, or nothing is written.
+"""
+
+import logging
+import os
+import platform
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from fraud_model.artifact import (
+    ARTIFACT_FORMAT_VERSION,
+    METADATA_FILE,
+    ArtifactParityError,
+    FeatureMismatchError,
+    sha256_file,
+)
+from fraud_model.drift import reference_bins
+from fraud_model.engines import PARITY_TOLERANCE, OnnxEngine
+from fraud_model.explain import TREES_FILE, save_trees
+from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
+from fraud_model.metadata import (
+    ArtifactMetadata,
+    Calibration,
+    DataFingerprint,
+    Parity,
+    ScoreBins,
+)
+from fraud_model.prior import adjust_to_prior
+
+logger = logging.getLogger(__name__)
+
+# model.joblib is the scikit-learn object, for notebooks; serving reads only model.onnx.
+MODEL_FILES = {"onnx": "model.onnx", "sklearn": "model.joblib"}
+PROBE_FILE = "parity_probe.npz"
+
+
+def library_versions() -> dict[str, str]:
+    import onnxruntime
+    import ray
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "ray": ray.__version__,
+    }
+
+
+def save_artifact(
+    output_dir: str | Path,
+    model: Any,
+    onnx_model: bytes,
+    probe: np.ndarray,
+    *,
+    threshold: float,
+    threshold_strategy: str,
+    calibration: Calibration,
+    training_params: dict[str, Any],
+    data: DataFingerprint,
+    metrics: dict[str, Any],
+    score_bins: ScoreBins | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    report_file: str | None = None,
+    overwrite: bool = False,
+) -> ArtifactMetadata:
+    """Write the forest (sklearn, ONNX and plain arrays), the parity probe, any extra files
+    (the training report) and the metadata, atomically.
+
+    `score_bins`: the drift reference (default: the probe rows' served scores).
+    Raises ArtifactParityError, leaving nothing behind, if the engines disagree.
+    """
+    final = Path(output_dir)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} already exists; artifacts are immutable (pass overwrite)")
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features != len(FEATURE_NAMES):
+        raise FeatureMismatchError(
+            f"The model expects {n_features} features; the contract has {len(FEATURE_NAMES)}"
+        )
+    probe = np.asarray(probe, dtype=FEATURE_DTYPE)
+    sklearn_scores = model.predict_proba(probe)[:, 1]
+    max_diff = _max_abs_diff(OnnxEngine(onnx_model).raw_fraud_scores(probe), sklearn_scores)
+    if max_diff > PARITY_TOLERANCE:
+        raise ArtifactParityError(
+            f"ONNX export differs from sklearn by {max_diff:.2e} on {len(probe)} probe rows "
+            f"(tolerance {PARITY_TOLERANCE:.0e}); not writing {final}"
+        )
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        (staging / MODEL_FILES["onnx"]).write_bytes(onnx_model)
+        joblib.dump(model, staging / MODEL_FILES["sklearn"], compress=3)
+        np.savez(staging / PROBE_FILE, features=probe, sklearn_scores=sklearn_scores)
+        save_trees(model, staging / TREES_FILE)
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        if score_bins is None:
+            probe_scores = adjust_to_prior(
+                sklearn_scores, calibration.training_prior, calibration.production_prior
+            )
+            edges, shares = reference_bins(probe_scores)
+            score_bins = ScoreBins(edges=edges, shares=shares)
+        files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
+        created_at = datetime.now(UTC).replace(microsecond=0)
+        onnx_sha = files[MODEL_FILES["onnx"]]
+        metadata = ArtifactMetadata(
+            format_version=ARTIFACT_FORMAT_VERSION,
+            model_version=f"{created_at:%Y%m%dT%H%M%SZ}-{onnx_sha[:8]}",
+            created_at=created_at,
+            engines=MODEL_FILES,
+            parity=Parity(
+                probe_file=PROBE_FILE,
+                rows=len(probe),
+                max_abs_diff=max_diff,
+                tolerance=PARITY_TOLERANCE,
+            ),
+            explainer_file=TREES_FILE,
+            score_bins=score_bins,
+            report_file=report_file,
+            files=files,
+            features=list(FEATURE_NAMES),
+            threshold=threshold,
+            threshold_strategy=threshold_strategy,
+            calibration=calibration,
+            library_versions=library_versions(),
+            training_params=training_params,
+            data=data,
+            metrics=metrics,
+        )
+        (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n")
+        for file in staging.iterdir():
+            _fsync(file)
+        _replace_dir(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Wrote artifact %s (model_version %s)", final, metadata.model_version)
+    return metadata
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - b))) if len(a) else 0.0
+
+
+def _fsync(file: Path) -> None:
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(staging: Path, final: Path) -> None:
+    """Move `staging` to `final`; an existing `final` is swapped out, then deleted."""
+    if not final.exists():
+        staging.rename(final)
+        return
+    retired = final.parent / f".{final.name}.retired-{uuid.uuid4().hex[:8]}"
+    final.rename(retired)
+    staging.rename(final)
+    shutil.rmtree(retired)
