@@ -194,9 +194,11 @@ class LocalRayCluster:
         head, *workers = self.specs
         self.nodes.append(self._start_node(head))
         self._wait(lambda: self._dashboard_answers(), deadline, "the head's dashboard")
-        for spec in workers:
+        # One at a time: nodes on one machine share the session directory, and two starting at
+        # once can pick the same socket name for their object stores.
+        for count, spec in enumerate(workers, start=2):
             self.nodes.append(self._start_node(spec))
-        self.wait_for_nodes(len(self.specs), deadline)
+            self.wait_for_nodes(count, deadline)
 
     def add_node(self, spec: NodeSpec, timeout_s: float = 120) -> RayNode:
         """A new pod of a group (KubeRay replacing a lost one): a new node with the spec."""
@@ -233,11 +235,8 @@ class LocalRayCluster:
             node.process.wait(timeout=10)
 
     def _start_node(self, spec: NodeSpec) -> RayNode:
-        state = self.work_dir / spec.name
-        for suffix in range(2, 100):  # a replacement node gets a directory of its own
-            if not state.exists():
-                break
-            state = self.work_dir / f"{spec.name}.{suffix}"
+        # Short names: HAProxy's socket paths (this, a node id, a file name) must fit in 97.
+        state = self.work_dir / f"n{len(self.nodes)}"
         state.mkdir(parents=True)
         ports = {
             "metrics": free_port(),
@@ -289,11 +288,11 @@ class LocalRayCluster:
             "RAY_AUTH_TOKEN": self.token,
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",  # the image's ENV: workers use this venv
             # Per node, as each pod has its own /tmp and cache volume and its own address.
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy/haproxy.cfg",
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/haproxy/admin.sock",
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": f"{state}/haproxy",
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state}/haproxy/server-state",
-            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state}/haproxy/metrics.sock",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state}/metrics.sock",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
@@ -305,22 +304,34 @@ class LocalRayCluster:
 
     def _dashboard_answers(self) -> bool:
         try:
-            return httpx.get(f"{self.dashboard_url}/api/version", timeout=2).status_code == 200
+            version = httpx.get(
+                f"{self.dashboard_url}/api/version", headers=self.auth_headers(), timeout=2
+            )
+            return version.status_code == 200
         except httpx.HTTPError:
             return False
 
     def _wait(self, condition: Any, deadline: float, what: str) -> None:
         while time.monotonic() < deadline:
-            dead = [node.spec.name for node in self.nodes if not node.alive()]
+            dead = [node for node in self.nodes if not node.alive()]
             if dead:
-                raise RehearsalError(f"Ray node {dead[0]} exited; see {self.work_dir}")
+                raise RehearsalError(f"Ray node {dead[0].spec.name} exited:\n{_tail(dead[0].log)}")
             try:
                 if condition():
                     return
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
             time.sleep(0.5)
-        raise RehearsalError(f"timed out waiting for {what}; see {self.work_dir}")
+        raise RehearsalError(
+            f"timed out waiting for {what}; the head's log:\n{_tail(self.head.log)}"
+        )
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"({log}: {error})"
 
 
 class ServeOperator:
@@ -334,7 +345,7 @@ class ServeOperator:
     def apply(self, serve_config: dict) -> None:
         response = httpx.put(self._url, json=serve_config, headers=self._headers, timeout=60)
         if response.status_code != 200:
-            raise RehearsalError(f"the dashboard refused the Serve config: {response.text[:500]}")
+            raise RehearsalError(f"the dashboard refused the Serve config: {response.text[-800:]}")
 
     def details(self) -> dict:
         response = httpx.get(self._url, headers=self._headers, timeout=30)

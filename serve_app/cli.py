@@ -12,7 +12,14 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
 
 # Ray Serve's fastest ingress path here (docs/BENCHMARKS.md): HAProxy in front of the replicas'
 # own HTTP servers, and the throughput-optimised request path. Set either to 0 to turn it off.
-FAST_INGRESS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# HAProxy also replays a request whose Ingress replica closed the connection without answering
+# (it died): scoring has no side effects, so a replay is safe, and the client gets its answer
+# instead of a 500.
+FAST_INGRESS = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+}
 
 
 def ray_environment(state_dir: str) -> dict[str, str]:
