@@ -428,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for chatty in ("httpx", "werkzeug"):  # a line per request
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     from fraud_model.store import publish_artifact
 
     rayservice = rendered_rayservice()
@@ -462,10 +464,14 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.dashboard_url,
                 cluster.token,
             )
-            stop = {signal.SIGINT, signal.SIGTERM}
-            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-            signal.sigwait(stop)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            logger.info("Stopping the cluster")
         finally:
+            for stop in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut it short
+                signal.signal(stop, signal.SIG_IGN)
             cluster.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
     return 0
