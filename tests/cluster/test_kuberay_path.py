@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from k8s.local_cluster import (
     session_members,
 )
 from tests.conftest import PROJECT_ROOT, write_artifact
+from tests.polling import wait_for
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
@@ -273,12 +275,32 @@ def test_training_against_the_cluster_builds_the_same_forest_on_both_workers(
     print(f"\ntraining: trees per worker node {sorted(built.values())}; forests identical")
 
 
+@contextmanager
+def scoring_load(rehearsal: Rehearsal, *loads: tuple[list, int, bool]) -> Iterator[None]:
+    """Clients scoring real rows until the block ends: for each (results, clients, keep_alive),
+    that many clients appending (started, seconds, row index, (status, answer)) to results."""
+    stop = threading.Event()
+    threads = [
+        thread
+        for results, clients, keep_alive in loads
+        for thread in keep_scoring(rehearsal, stop, results, clients, keep_alive)
+    ]
+    try:
+        time.sleep(2)  # the load is steady before anything happens
+        yield
+        time.sleep(2)  # and goes on after
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
 def keep_scoring(
     rehearsal: Rehearsal,
     stop: threading.Event,
     results: list,
-    clients: int = 6,
-    keep_alive: bool = True,
+    clients: int,
+    keep_alive: bool,
 ) -> list[threading.Thread]:
     rows = real_rows(16)
     headers = rehearsal.headers() | ({} if keep_alive else {"Connection": "close"})
@@ -321,15 +343,6 @@ def served_versions(rehearsal: Rehearsal) -> dict[str, str]:
     return versions
 
 
-def wait_for(condition, timeout_s: float, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(every_s)
-
-
 def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
     rehearsal: Rehearsal, tmp_path: Path, tiny_dataset: Dataset
 ) -> None:
@@ -346,10 +359,7 @@ def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
     before = {r["replica_id"] for r in rehearsal.replicas("FraudModel")}
 
     results: list = []
-    stop = threading.Event()
-    threads = keep_scoring(rehearsal, stop, results)
-    try:
-        time.sleep(2)
+    with scoring_load(rehearsal, (results, 6, True)):
         # What `kubectl apply` of the re-rendered manifest makes the operator do: the same
         # config with the new pinned version in FraudModel's user_config.
         rollout = {"artifact_uri": second.uri, "metadata_sha256": second.metadata_sha256}
@@ -365,11 +375,6 @@ def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
             timeout_s=90,
         )
         switched = time.monotonic() - applied
-        time.sleep(2)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
 
     statuses = Counter(outcome[0] for _, _, _, outcome in results)
     assert statuses == {200: len(results)}, statuses
@@ -407,22 +412,13 @@ def test_a_worker_node_lost_under_load_fails_requests_only_with_503_or_504(
     # A new connection per request for half the clients, keep-alive for the others.
     results: list = []
     reused: list = []
-    stop = threading.Event()
-    threads = keep_scoring(rehearsal, stop, results, clients=3, keep_alive=False)
-    threads += keep_scoring(rehearsal, stop, reused, clients=3, keep_alive=True)
-    try:
-        time.sleep(3)
+    with scoring_load(rehearsal, (results, 3, False), (reused, 3, True)):
         killed = time.monotonic()
         victim.kill()  # the pod is gone at once, with every process on it
         recovered = wait_for(
             lambda: node_recovered(rehearsal, target_id), timeout_s=180, every_s=0.5
         )
         recovery_s = time.monotonic() - killed
-        time.sleep(2)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
 
     assert recovered, rehearsal.operator.details()["applications"][APP]["deployments"]
     statuses = Counter(outcome[0] for _, _, _, outcome in results)

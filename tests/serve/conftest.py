@@ -1,4 +1,3 @@
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from fraud_model.features import FEATURE_NAMES
 from serve_app.app import AppArgs, build_graph
 from serve_app.model import ModelConfig
 from tests.conftest import PROJECT_ROOT
+from tests.polling import wait_for  # noqa: F401  (the serve tests' import of it)
 
 
 def as_json(row: np.ndarray) -> dict[str, float]:
@@ -82,16 +82,6 @@ def deploy_app(
     config = ServeDeploySchema.model_validate({"applications": [app]})
     _get_global_client().deploy_apps(config, _blocking=wait)
     return app["route_prefix"]
-
-
-def wait_for(condition, timeout_s: float = 60, every_s: float = 1):
-    """Polls `condition` until it is truthy or the time is up; returns its last result."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(every_s)
 
 
 def metrics_text() -> str:
