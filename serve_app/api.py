@@ -8,6 +8,8 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
@@ -25,6 +27,7 @@ from serve_app.settings import ServiceSettings
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 API_PREFIX = "/api/v1"
+DOCS_URL = f"{API_PREFIX}/docs"
 SINGLE_BODY_LIMIT = 16 * 1024  # one transaction is about 1 KiB of JSON
 BYTES_PER_TRANSACTION = 2 * 1024
 Explain = Annotated[
@@ -74,14 +77,30 @@ def create_api(
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
-    api = FastAPI(
-        title="Fraud scoring API",
-        description="Scores card transactions for fraud with a RandomForest served on Ray Serve.",
-        version="1",
-        docs_url=f"{API_PREFIX}/docs" if args.openapi_docs else None,
-        openapi_url=f"{API_PREFIX}/openapi.json" if args.openapi_docs else None,
-        redoc_url=None,
-    )
+    about = {
+        "title": "Fraud scoring API",
+        "description": "Scores card transactions for fraud with a RandomForest on Ray Serve.",
+        "version": "1",
+    }
+    if args.openapi_docs:
+        # Swagger UI's files come from the fastapi-offline package and are served here, under
+        # the prefix, so the page works without internet (a VPC, an offline laptop).
+        api = FastAPIOffline(
+            docs_url=DOCS_URL,
+            redoc_url=None,
+            static_url=f"{DOCS_URL}/static",
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
+            **about,
+        )
+
+        @api.get("/", include_in_schema=False)
+        async def to_the_docs() -> RedirectResponse:
+            """Someone who opens the root in a browser gets the docs."""
+            return RedirectResponse(DOCS_URL)
+
+    else:
+        api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     install_error_handlers(api, rejections)
     # Middleware added last runs first: CORS (preflights carry no key), then the key check,
     # then the body size limit, so a request without a valid key is refused unread.

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from fraud_model.features import FEATURE_NAMES
+from serve_app.config import AppArgs
 from serve_app.ingress import init_sentry, without_request_data
 from serve_app.settings import ServiceSettings
 from tests.unit.api_client import TRANSACTION, client
@@ -123,3 +124,26 @@ def test_features_are_logged_only_with_the_debug_setting(
         client(artifact_dir, log_predictions=False).post("/api/v1/predict", json=TRANSACTION)
     (record,) = prediction_records(caplog)
     assert record.features == [0.5] * len(FEATURE_NAMES)
+
+
+def test_docs_are_served_from_the_service_itself_under_the_prefix(artifact_dir: Path) -> None:
+    api = client(artifact_dir)
+    page = api.get("/api/v1/docs").text
+    assert 'src="/api/v1/docs/static/swagger-ui-bundle.js"' in page
+    assert 'href="/api/v1/docs/static/swagger-ui.css"' in page
+    assert "http://" not in page and "https://" not in page  # nothing from a CDN
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert api.get(f"/api/v1/docs/static/{asset}").status_code == 200
+    assert api.get("/api/v1/docs/oauth2-redirect").status_code == 200
+    paths = {route.path for route in api.app.routes if hasattr(route, "path")}
+    assert {path for path in paths if not path.startswith("/api/v1/")} == {"/"}
+    root = api.get("/", follow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/api/v1/docs"
+
+
+def test_without_docs_there_is_no_spec_no_page_and_no_redirect(artifact_dir: Path) -> None:
+    api = client(artifact_dir, AppArgs(allow_anonymous=True, openapi_docs=False))
+    for path in ("/api/v1/docs", "/api/v1/openapi.json", "/api/v1/docs/static/swagger-ui.css", "/"):
+        response = api.get(path, follow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json()["detail"][0]["type"] == "not_found"
