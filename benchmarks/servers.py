@@ -86,12 +86,17 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
 
 @contextlib.contextmanager
 def running(
-    command: list[str], env: dict, url: str, timeout_s: float = 180, log_path: Path | None = None
+    command: list[str],
+    env: dict,
+    url: str,
+    timeout_s: float = 180,
+    log_path: Path | None = None,
+    cwd: Path = PROJECT_ROOT,
 ) -> Iterator[Server]:
     """Run `command` in its own process group until `url` is healthy; stop it afterwards."""
     log_path = log_path or Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             wait_until_healthy(url, process, timeout_s, log_path)

@@ -3,6 +3,8 @@
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -35,22 +37,68 @@ def test_quick_start_is_two_commands_serve_then_test() -> None:
     assert "pytest" in test_line
 
 
+def system_python() -> str | None:
+    """The distribution's own Python 3.11+ (it refuses `pip install` into itself), if any."""
+    python = Path("/usr/bin/python3")
+    if not python.exists():
+        return None
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+        capture_output=True,
+        text=True,
+    )
+    return str(python) if version.stdout.strip() == "True" else None
+
+
+def fresh_copy(target: Path) -> Path:
+    """The repository's tracked files, as a fresh clone has them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 @pytest.mark.ray
 @pytest.mark.serve
-def test_line_one_serves_the_bundled_model(tmp_path: Path) -> None:
-    serve_line = quick_start_commands()[0]
-    # Skip the one-off `pip install uv`; run the serving command itself.
-    argv = shlex.split(serve_line.split("&&")[-1])
-    # Same config on a free port, so a server the user already runs on 8000 is left alone.
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_python(
+    tmp_path: Path,
+) -> None:
+    """Line 1 as written, in a fresh copy of the project, with the system's python3 first on a
+    PATH that has no uv. Only the port differs: a free one, so a server the user already runs
+    on 8000 is left alone."""
+    python = system_python()
+    if python is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs on a distribution with a system Python 3.11+ in /usr/bin")
+        pytest.skip("no system Python 3.11+ at /usr/bin/python3")
+    project = fresh_copy(tmp_path / "project")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "python3").symlink_to(python)
+    path = f"{tools}:/usr/bin:/bin"
+    assert shutil.which("uv", path=path) is None
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env |= {"PATH": path, "RAY_ADDRESS": "local"}  # a private Ray, never the user's
+
+    setup, serve_command = quick_start_commands()[0].rsplit("&&", 1)
+    installed = subprocess.run(
+        ["bash", "-c", setup], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    config = yaml.safe_load((project / "configs" / "serve_config.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port
     config_path = tmp_path / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     url = f"http://127.0.0.1:{port}"
-    env = os.environ | {"RAY_ADDRESS": "local"}  # a private Ray, never the user's
     log = tmp_path / "serve.log"
-    with running([*argv, str(config_path)], env, url, log_path=log):
+    argv = [*shlex.split(serve_command), str(config_path)]
+    with running(argv, env, url, timeout_s=420, log_path=log, cwd=project):
         request_id = f"quick-start-{uuid.uuid4()}"
         response = httpx.post(
             f"{url}/api/v1/predict",
@@ -67,6 +115,8 @@ def test_line_one_serves_the_bundled_model(tmp_path: Path) -> None:
         assert body["threshold"] == bundled.threshold
         assert 0.0 <= body["fraud_probability"] <= 1.0
     assert "Traceback" not in log.read_text()
+    # What line 1 made lives in the copy: the venvs, and nothing else outside it.
+    assert (project / ".uv" / "bin" / "uv").exists() and (project / ".venv").is_dir()
 
 
 def real_fraud_row() -> dict[str, float]:
