@@ -5,6 +5,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 
 from benchmarks.servers import running
 from fraud_model.artifact import read_metadata
+from serve_app import cli
 from serve_app.cli import free_port
 from tests.conftest import PROJECT_ROOT
 
@@ -98,6 +100,7 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     argv = [*shlex.split(serve_command), str(config_path)]
+    own_files_before = set(Path(tempfile.gettempdir()).glob("fraud-serve-*"))
     with running(argv, env, url, timeout_s=420, log_path=log, cwd=project):
         request_id = f"quick-start-{uuid.uuid4()}"
         response = httpx.post(
@@ -114,7 +117,31 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
         assert body["model_version"] == bundled.model_version
         assert body["threshold"] == bundled.threshold
         assert 0.0 <= body["fraud_probability"] <= 1.0
-    assert "Traceback" not in log.read_text()
+
+        # The README's way to change the running service: edit the config, then apply it.
+        apply = [*shlex.split(serve_command), "apply", str(config_path)]
+        model = config["applications"][0]["deployments"][0]
+        model["user_config"]["threshold"] = 0.25
+        config_path.write_text(yaml.safe_dump(config))
+        applied = subprocess.run(apply, cwd=project, env=env, capture_output=True, text=True)
+        assert applied.returncode == 0, applied.stderr[-2000:]
+        assert applied.stdout == (
+            f"Serving {bundled.model_version} from artifacts/default, threshold 0.25\n"
+        )
+        answer = httpx.post(f"{url}/api/v1/predict", json=real_fraud_row(), timeout=30).json()
+        assert answer["threshold"] == 0.25
+        # A model that cannot be loaded is refused, and says so; the old one keeps serving.
+        model["user_config"]["artifact_uri"] = str(tmp_path / "no-such-model")
+        config_path.write_text(yaml.safe_dump(config))
+        refused = subprocess.run(apply, cwd=project, env=env, capture_output=True, text=True)
+        assert refused.returncode == 1
+        assert f"Reload refused: No model artifact directory at {tmp_path}" in refused.stderr
+        assert f"Still serving {bundled.model_version} from artifacts/default." in refused.stderr
+    # Stopped (Ctrl-C to its process group): quietly, and nothing of it is left behind.
+    output = log.read_text()
+    assert "Traceback" not in output and "SIGTERM received" not in output
+    assert set(Path(tempfile.gettempdir()).glob("fraud-serve-*")) <= own_files_before
+    assert not (cli.RUNNING_DIR / f"{port}.json").exists()
     # What line 1 made lives in the copy: the venvs, and nothing else outside it.
     assert (project / ".uv" / "bin" / "uv").exists() and (project / ".venv").is_dir()
 

@@ -17,17 +17,23 @@ def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
     assert first["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] != second["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
 
 
-def test_caller_environment_wins_and_config_path_is_absolute(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_caller_environment_wins() -> None:
+    # What fraud-serve passes to `serve run`: its defaults, under whatever the caller set.
+    env = cli.ray_environment("/tmp/a") | {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_apply_without_a_running_server_says_so(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    executed: list[list[str]] = []
-    # A private environment: what main() sets must not reach this test session's own Ray.
-    monkeypatch.setattr(cli.os, "environ", {"RAY_SERVE_ENABLE_HA_PROXY": "0"})
-    monkeypatch.setattr(cli.os, "execv", lambda path, argv: executed.append(argv))
-    monkeypatch.setattr(cli.sys, "argv", ["fraud-serve", "configs/serve_config.yaml"])
-    monkeypatch.chdir(cli.PROJECT_ROOT)
-    cli.main()
-    (argv,) = executed
-    assert argv[1:] == ["run", str(cli.PROJECT_ROOT / "configs" / "serve_config.yaml")]
-    assert cli.os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
-    assert cli.os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    monkeypatch.setattr(cli, "RUNNING_DIR", tmp_path / "running")
+    config = tmp_path / "config.yaml"
+    config.write_text("http_options: {port: 18999}\napplications: []\n")
+    assert cli.main(["apply", str(config)]) == 1
+    assert "No fraud-serve is serving port 18999" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["a.yaml", "b.yaml"], ["--help"], ["apply", "a", "b"]])
+def test_unknown_arguments_get_the_usage(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(argv) == 2
+    assert "fraud-serve apply [CONFIG]" in capsys.readouterr().err
