@@ -21,9 +21,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
-from training.cli import DEFAULTS
 from training.data import load_transactions
 from training.forest import train_forest
+from training.options import ForestParams
 
 logger = logging.getLogger("benchmarks.compare_seed_recipe")
 
@@ -55,7 +55,7 @@ def main() -> int:
         )
         seed_model.fit(x_train, y_train)
         seed_scores.append(average_precision_score(y_test, seed_model.predict_proba(x_test)[:, 1]))
-        ours = train_forest(x_fit, y_fit, DEFAULTS, seed=seed)
+        ours = train_forest(x_fit, y_fit, ForestParams(), seed=seed)
         our_scores.append(average_precision_score(y_test, ours.predict_proba(x_test)[:, 1]))
         logger.info(
             "seed %d: seed recipe PR-AUC %.4f | ours %.4f", seed, seed_scores[-1], our_scores[-1]

@@ -8,9 +8,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
-from training.cli import DEFAULTS
 from training.data import synthetic_dataset
 from training.forest import train_forest
+from training.options import ForestParams
 
 logger = logging.getLogger("benchmarks.training_time")
 
@@ -29,11 +29,13 @@ def compare_training(rows: int, seed: int = 0, evaluation_rows: int = 1_000_000)
     # A large independent sample (about 1,700 frauds) measures the trainers, not that noise.
     evaluation = synthetic_dataset(evaluation_rows, fraud_rate=0.00172, seed=seed + 1)
     x_test, y_test = evaluation.features, evaluation.labels
-    logger.info("== training %d trees on %d synthetic rows", DEFAULTS.n_estimators, len(y_train))
+    logger.info(
+        "== training %d trees on %d synthetic rows", ForestParams().n_estimators, len(y_train)
+    )
 
     started = time.perf_counter()
     sklearn_forest = RandomForestClassifier(
-        **DEFAULTS.sklearn_kwargs(), n_jobs=-1, random_state=seed
+        **ForestParams().sklearn_kwargs(), n_jobs=-1, random_state=seed
     )
     sklearn_forest.fit(x_train, y_train)
     sklearn_s = time.perf_counter() - started
@@ -45,7 +47,7 @@ def compare_training(rows: int, seed: int = 0, evaluation_rows: int = 1_000_000)
     ray.get([_import_sklearn.remote() for _ in range(int(ray.cluster_resources()["CPU"]))])
     ray_start_s = time.perf_counter() - started
     started = time.perf_counter()
-    ray_forest = train_forest(x_train, y_train, DEFAULTS, seed=seed)
+    ray_forest = train_forest(x_train, y_train, ForestParams(), seed=seed)
     ray_s = time.perf_counter() - started
     ray.shutdown()
 

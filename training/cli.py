@@ -6,19 +6,25 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from training.data import (
-    PRODUCTION_FRAUD_RATE,
-    DataValidationError,
-    load_transactions,
-    synthetic_dataset,
-)
-from training.evaluate import DEFAULT_REVIEW_COST
-from training.forest import ForestParams
-from training.pipeline import TrainingOptions, train_and_export
+# Only the parameters at import time, so that `--help` answers at once; pandas, scikit-learn
+# and Ray are imported by main() when it runs.
+from training.options import PRODUCTION_FRAUD_RATE, ForestParams, TrainingOptions
 
 logger = logging.getLogger("training")
 
-DEFAULTS = ForestParams(n_estimators=100, min_samples_leaf=3, class_weight="balanced_subsample")
+FOREST, OPTIONS = ForestParams(), TrainingOptions()
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows a default where there is one to show: not for flags, nor for None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+        if flag or action.default in (None, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        shown = "none" if action.default is None else action.default
+        return f"{text} (default: {shown})"
 
 
 def parse_max_features(value: str) -> str | float | int | None:
@@ -40,7 +46,7 @@ def parse_class_weight(value: str) -> str | None:
     return None if value == "none" else value
 
 
-# Forest options: ForestParams field -> argparse settings (the default comes from DEFAULTS).
+# Forest options: ForestParams field -> argparse settings (the default comes from ForestParams).
 FOREST_OPTIONS: dict[str, dict] = {
     "n_estimators": {"type": int, "help": "number of trees"},
     "criterion": {"choices": ["gini", "entropy", "log_loss"], "help": "split quality measure"},
@@ -70,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a fraud RandomForest with trees built in parallel Ray tasks, "
         "evaluate it "
         "on a held-out split and write a versioned artifact (model + metadata.json).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -98,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     forest = parser.add_argument_group("forest (same meaning as sklearn's RandomForestClassifier)")
     for name, kwargs in FOREST_OPTIONS.items():
-        forest.add_argument(
-            f"--{name.replace('_', '-')}", default=getattr(DEFAULTS, name), **kwargs
-        )
+        forest.add_argument(f"--{name.replace('_', '-')}", default=getattr(FOREST, name), **kwargs)
     forest.add_argument(
         "--no-bootstrap",
         dest="bootstrap",
@@ -109,33 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = parser.add_argument_group("split, threshold and execution")
-    run.add_argument("--seed", type=int, default=42, help="seed for the splits and every tree")
     run.add_argument(
-        "--test-size", type=float, default=0.2, help="held-out test share (stratified)"
+        "--seed", type=int, default=OPTIONS.seed, help="seed for the splits and every tree"
+    )
+    run.add_argument(
+        "--test-size",
+        type=float,
+        default=OPTIONS.test_size,
+        help="held-out test share (stratified)",
     )
     run.add_argument(
         "--validation-size",
         type=float,
-        default=0.2,
+        default=OPTIONS.validation_size,
         help="share of the training part held out to choose the threshold",
     )
     run.add_argument(
         "--production-fraud-rate",
         type=float,
-        default=PRODUCTION_FRAUD_RATE,
+        default=OPTIONS.production_fraud_rate,
         help="fraud share of live traffic; served probabilities are calibrated to it",
     )
     run.add_argument(
         "--threshold-strategy",
         choices=["best_f1", "target_precision", "min_cost"],
-        default="best_f1",
+        default=OPTIONS.threshold_strategy,
         help="how to choose the decision threshold on the validation split (min_cost: lowest "
         "expected cost, a missed fraud costing its Amount and a flagged one --review-cost)",
     )
     run.add_argument(
         "--review-cost",
         type=float,
-        default=DEFAULT_REVIEW_COST,
+        default=OPTIONS.review_cost,
         help="cost of reviewing one flagged transaction (min_cost and the report's cost curve)",
     )
     run.add_argument(
@@ -144,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="precision to reach with --threshold-strategy target_precision",
     )
     run.add_argument(
-        "--num-tasks", type=int, help="Ray tasks to build trees in (default: cluster CPUs)"
+        "--num-tasks",
+        type=int,
+        help="Ray tasks to build trees in (default: one per CPU of the Ray cluster)",
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
     run.add_argument(
@@ -174,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output.exists() and not args.overwrite:
         logger.error("%s already exists; choose a new --output or pass --overwrite", args.output)
         return 2
+    from training.data import DataValidationError, load_transactions, synthetic_dataset
+    from training.pipeline import train_and_export
+
     params = forest_params(args)
     options = TrainingOptions(
         seed=args.seed,

@@ -11,13 +11,13 @@ import pandas as pd
 from fraud_model.artifact import sha256_file
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES, TARGET_COLUMN
 from fraud_model.metadata import DataFingerprint
+from training.options import PRODUCTION_FRAUD_RATE
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, TARGET_COLUMN)
 # A stratified test split plus a validation split needs a few rows of each class.
 MIN_ROWS_PER_CLASS = 5
-PRODUCTION_FRAUD_RATE = 0.00172  # 492 / 284,807 in the full public data set
 
 
 class DataValidationError(ValueError):

@@ -5,7 +5,7 @@ against 0.172 %). Precision depends on that rate, so every metric can also be co
 non-fraud rows re-weighted to the production rate: what precision the model would have live.
 """
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -15,8 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-ThresholdStrategy = Literal["best_f1", "target_precision", "min_cost"]
-DEFAULT_REVIEW_COST = 5.0
+from training.options import DEFAULT_REVIEW_COST, ThresholdStrategy
 
 
 def prevalence_weights(labels: np.ndarray, target_rate: float | None) -> np.ndarray | None:

@@ -11,36 +11,14 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import numpy as np
 import ray
 from sklearn.ensemble import RandomForestClassifier
 
+from training.options import ForestParams
+
 logger = logging.getLogger(__name__)
-
-ClassWeight = Literal["balanced", "balanced_subsample"] | None
-
-
-@dataclass(frozen=True)
-class ForestParams:
-    """The subset of RandomForestClassifier's parameters that this trainer forwards, same names."""
-
-    n_estimators: int = 100
-    criterion: str = "gini"
-    max_depth: int | None = None
-    min_samples_split: int = 2
-    min_samples_leaf: int = 1
-    max_features: str | float | int | None = "sqrt"
-    max_leaf_nodes: int | None = None
-    bootstrap: bool = True
-    max_samples: float | int | None = None
-    class_weight: ClassWeight = None
-    ccp_alpha: float = 0.0
-
-    def sklearn_kwargs(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def tree_seeds(n_estimators: int, seed: int) -> list[int]:

@@ -4,7 +4,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,33 +14,20 @@ from fraud_model.drift import reference_bins
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
 from fraud_model.prior import adjust_to_prior
-from training.data import PRODUCTION_FRAUD_RATE, Dataset
+from training.data import Dataset
 from training.evaluate import (
-    DEFAULT_REVIEW_COST,
-    ThresholdStrategy,
     choose_threshold,
     evaluate,
     expected_cost,
     prevalence_weights,
 )
 from training.export import forest_to_onnx
-from training.forest import ForestParams, train_forest
+from training.forest import train_forest
+from training.options import ForestParams, TrainingOptions
 from training.report import REPORT_FILE, Split, build_report
 from training.save import save_artifact
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    seed: int = 42
-    test_size: float = 0.2
-    validation_size: float = 0.2  # share of the training part held out to choose the threshold
-    production_fraud_rate: float = PRODUCTION_FRAUD_RATE
-    threshold_strategy: ThresholdStrategy = "best_f1"
-    target_precision: float | None = None
-    review_cost: float = DEFAULT_REVIEW_COST  # per flagged transaction, for min_cost and reports
-    num_tasks: int | None = None
 
 
 def effective_training_prior(labels: np.ndarray, class_weight: str | None) -> float:

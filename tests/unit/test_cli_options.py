@@ -1,9 +1,13 @@
 import io
+import subprocess
+import sys
+import time
 
 import pytest
 
-from training.cli import DEFAULTS, build_parser, forest_params, tree_progress_bar
-from training.forest import ForestParams
+from tests.conftest import PROJECT_ROOT
+from training.cli import build_parser, forest_params, tree_progress_bar
+from training.options import ForestParams, TrainingOptions
 
 
 def parse(*options: str) -> ForestParams:
@@ -12,10 +16,38 @@ def parse(*options: str) -> ForestParams:
     )
 
 
-def test_defaults_are_the_documented_training_defaults() -> None:
-    assert parse() == DEFAULTS
-    assert (DEFAULTS.n_estimators, DEFAULTS.min_samples_leaf) == (100, 3)
-    assert DEFAULTS.class_weight == "balanced_subsample"
+def test_the_cli_and_python_train_the_same_model_by_default() -> None:
+    assert parse() == ForestParams()
+    args = build_parser().parse_args(["--synthetic", "10", "--output", "x"])
+    defaults = TrainingOptions()
+    assert (args.seed, args.test_size, args.validation_size) == (
+        defaults.seed, defaults.test_size, defaults.validation_size
+    )  # fmt: skip
+    assert (args.production_fraud_rate, args.threshold_strategy, args.review_cost) == (
+        defaults.production_fraud_rate, defaults.threshold_strategy, defaults.review_cost
+    )  # fmt: skip
+    assert args.num_tasks is defaults.num_tasks is None
+
+
+def test_help_is_quick_and_says_each_default_once() -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "--help"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    # No pandas, scikit-learn or Ray is imported for it (each took seconds).
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, training.cli; "
+         "print(sorted({'pandas', 'sklearn', 'ray'} & set(sys.modules)))"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "[]"
+    text = " ".join(done.stdout.split())
+    assert "(default: True)" not in text and "(default: None)" not in text
+    assert text.count("(default:") == text.count("default:")
+    assert "--min-samples-leaf MIN_SAMPLES_LEAF minimum rows in a leaf (default: 3)" in text
+    assert seconds < 10  # a bound for a loaded CI machine; the import check above is the point
 
 
 def test_every_forest_option_reaches_the_params() -> None:

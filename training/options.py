@@ -1,0 +1,46 @@
+"""Training's parameters and their defaults, in one place: the CLI, the pipeline and the
+benchmarks all read them from here. Light on purpose: `python -m training --help` imports only
+this."""
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+PRODUCTION_FRAUD_RATE = 0.00172  # 492 / 284,807 in the full public data set
+DEFAULT_REVIEW_COST = 5.0  # the cost of reviewing one flagged transaction
+ThresholdStrategy = Literal["best_f1", "target_precision", "min_cost"]
+
+ClassWeight = Literal["balanced", "balanced_subsample"] | None
+
+
+@dataclass(frozen=True)
+class ForestParams:
+    """The subset of RandomForestClassifier's parameters that this trainer forwards, same names."""
+
+    n_estimators: int = 100
+    criterion: str = "gini"
+    max_depth: int | None = None
+    min_samples_split: int = 2
+    # Leaves of a few rows and class weights per bootstrap sample: the forest's recipe for a
+    # 0.17 % fraud rate (benchmarks/compare_seed_recipe.py compares it with sklearn's defaults).
+    min_samples_leaf: int = 3
+    max_features: str | float | int | None = "sqrt"
+    max_leaf_nodes: int | None = None
+    bootstrap: bool = True
+    max_samples: float | int | None = None
+    class_weight: ClassWeight = "balanced_subsample"
+    ccp_alpha: float = 0.0
+
+    def sklearn_kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    seed: int = 42
+    test_size: float = 0.2
+    validation_size: float = 0.2  # share of the training part held out to choose the threshold
+    production_fraud_rate: float = PRODUCTION_FRAUD_RATE
+    threshold_strategy: ThresholdStrategy = "best_f1"
+    target_precision: float | None = None
+    review_cost: float = DEFAULT_REVIEW_COST  # per flagged transaction, for min_cost and reports
+    num_tasks: int | None = None
