@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 # Before anything imports Ray: keep Ray's workers in this venv instead of a fresh `uv run` one.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -60,12 +61,21 @@ def write_artifact(
     )
 
 
-@pytest.fixture
-def artifact_dir(
-    tmp_path: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+@pytest.fixture(scope="session")
+def pristine_artifact(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_forest: RandomForestClassifier,
+    tiny_dataset: Dataset,
 ) -> Path:
-    write_artifact(tmp_path / "model", tiny_forest, tiny_dataset)
-    return tmp_path / "model"
+    path = tmp_path_factory.mktemp("pristine") / "model"
+    write_artifact(path, tiny_forest, tiny_dataset)
+    return path
+
+
+@pytest.fixture
+def artifact_dir(tmp_path: Path, pristine_artifact: Path) -> Path:
+    """A test's own copy of a tiny real artifact (threshold 0.5), free to damage."""
+    return Path(shutil.copytree(pristine_artifact, tmp_path / "model"))
 
 
 @pytest.fixture(scope="session")
