@@ -54,6 +54,52 @@ def evaluate(
     }
 
 
+# Below this many frauds in the test split, a few rows more or less move every metric a lot.
+MIN_TEST_FRAUDS = 50
+
+
+def small_test_warning(labels: np.ndarray) -> str | None:
+    """A plain warning when the test split holds too few frauds for its metrics to mean much."""
+    frauds = int(labels.sum())
+    if frauds >= MIN_TEST_FRAUDS:
+        return None
+    return (
+        f"The test split holds only {frauds} frauds (fewer than {MIN_TEST_FRAUDS}): each "
+        "metric is very uncertain; read its 95 % interval, and train on more data if you can."
+    )
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    target_rate: float | None = None,
+    resamples: int = 400,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Percentile intervals of PR-AUC, precision and recall over bootstrap resamples of the
+    test rows. Frauds and legitimate rows are resampled separately, so every resample keeps the
+    split's class counts (and so its re-weighting to `target_rate`)."""
+    rng = np.random.default_rng(seed)
+    fraud_rows, normal_rows = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    samples: dict[str, list[float]] = {"pr_auc": [], "precision": [], "recall": []}
+    for _ in range(resamples):
+        rows = np.concatenate([
+            rng.choice(fraud_rows, len(fraud_rows)),
+            rng.choice(normal_rows, len(normal_rows)),
+        ])  # fmt: skip
+        metrics = evaluate(labels[rows], scores[rows], threshold, target_rate=target_rate)
+        for name, values in samples.items():
+            values.append(metrics[name])
+    tail = (1 - level) / 2 * 100
+    return {
+        name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+        for name, values in samples.items()
+    }
+
+
 def cost_curve(
     labels: np.ndarray,
     scores: np.ndarray,

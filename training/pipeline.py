@@ -16,10 +16,12 @@ from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
 from fraud_model.prior import adjust_to_prior
 from training.data import Dataset
 from training.evaluate import (
+    bootstrap_intervals,
     choose_threshold,
     evaluate,
     expected_cost,
     prevalence_weights,
+    small_test_warning,
 )
 from training.export import forest_to_onnx
 from training.forest import train_forest
@@ -95,11 +97,16 @@ def train_and_export(
         amounts=validation.amounts,
         review_cost=options.review_cost,
     )
+    rate = options.production_fraud_rate
     metrics = {
-        "test": evaluate(y_test, test.scores, threshold),
-        "test_at_production_rate": evaluate(
-            y_test, test.scores, threshold, target_rate=options.production_fraud_rate
-        ),
+        "test": evaluate(y_test, test.scores, threshold)
+        | {"ci95": bootstrap_intervals(y_test, test.scores, threshold, seed=options.seed)},
+        "test_at_production_rate": evaluate(y_test, test.scores, threshold, target_rate=rate)
+        | {
+            "ci95": bootstrap_intervals(
+                y_test, test.scores, threshold, target_rate=rate, seed=options.seed
+            )
+        },
         "expected_cost_per_transaction": expected_cost(
             test.labels,
             test.scores,
@@ -112,6 +119,10 @@ def train_and_export(
         "train_seconds": round(train_seconds, 2),
         "split_rows": {"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
     }
+    warning = small_test_warning(y_test)
+    if warning is not None:
+        logger.warning(warning)
+        metrics["warnings"] = [warning]
     report = build_report(
         validation=validation,
         test=test,

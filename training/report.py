@@ -16,6 +16,7 @@ from fraud_model.features import FEATURE_NAMES
 from training.evaluate import cost_curve, prevalence_weights
 
 REPORT_FILE = "report.md"
+FEW_FRAUDS = 30  # below this, frauds are drawn one by one instead of as a histogram
 PLOTS = {
     "pr": "report_precision_recall.png",
     "roc": "report_roc.png",
@@ -93,14 +94,20 @@ def _png(figure) -> bytes:
 
 def _precision_recall(test: Split, production_rate: float) -> bytes:
     figure, axes = _figure()
-    for label, rate in (("held-out test", None), ("at production rate", production_rate)):
+    # The production-rate curve first, the held-out one over it, dashed: where no legitimate row
+    # is flagged both are at precision 1 and would hide each other.
+    styles = (
+        ("at production rate", production_rate, {"linewidth": 3, "alpha": 0.7}),
+        ("held-out test (as tested)", None, {"linestyle": "--"}),
+    )
+    for label, rate, style in styles:
         weights = prevalence_weights(test.labels, rate)
         precision, recall, _ = precision_recall_curve(
             test.labels, test.scores, sample_weight=weights
         )
-        axes.plot(recall, precision, label=label)
+        axes.plot(recall, precision, label=label, **style)
     axes.set(xlabel="recall", ylabel="precision", title="Precision-recall (test split)")
-    axes.legend()
+    axes.legend(title="where the lines meet, they coincide", fontsize="small")
     return _png(figure)
 
 
@@ -116,9 +123,14 @@ def _roc(test: Split) -> bytes:
 def _score_distributions(test: Split, threshold: float) -> bytes:
     figure, axes = _figure()
     bins = np.logspace(-6, 0, 50)
-    for label, name in ((0, "legitimate"), (1, "fraud")):
-        axes.hist(np.clip(test.scores[test.labels == label], 1e-6, 1), bins=bins, alpha=0.6,
-                  label=name)  # fmt: skip
+    legitimate = np.clip(test.scores[test.labels == 0], 1e-6, 1)
+    frauds = np.clip(test.scores[test.labels == 1], 1e-6, 1)
+    axes.hist(legitimate, bins=bins, alpha=0.6, label="legitimate")
+    if len(frauds) >= FEW_FRAUDS:
+        axes.hist(frauds, bins=bins, alpha=0.6, label="fraud")
+    else:
+        # A handful of frauds as bars would be a few wide bars of height 1: show each one.
+        axes.vlines(frauds, 0.5, 2, color="tab:orange", label=f"fraud (each of {len(frauds)})")
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     axes.set(xscale="log", yscale="log", xlabel="fraud_probability (0 drawn at 1e-6)",
              ylabel="transactions",
@@ -141,19 +153,38 @@ def _threshold_tradeoffs(
     axes.plot(cuts, precision[:-1], label="precision")
     axes.plot(cuts, recall[:-1], label="recall")
     axes.axvline(threshold, color="black", linestyle="--", label="chosen threshold")
-    axes.set(xscale="log", xlabel="threshold on fraud_probability", ylabel="share",
+    axes.set(xscale=_scale(cuts), xlabel="threshold on fraud_probability", ylabel="share",
              title="Threshold trade-offs (validation, production rate)")  # fmt: skip
     cost_axes = axes.twinx()
     cost_axes.plot(thresholds, costs, color="tab:red", label="expected cost")
     cheapest = int(np.argmin(costs))
     cost_axes.plot(thresholds[cheapest], costs[cheapest], "o", color="tab:red",
                    label=f"lowest cost, at {thresholds[cheapest]:.3g}")  # fmt: skip
-    # Log scale: flagging everything costs orders of magnitude more than the minimum.
-    cost_axes.set(yscale="log", ylabel=f"expected cost per transaction (review {review_cost:g})")
+    # Usually log: flagging everything costs orders of magnitude more than the minimum.
+    cost_axes.set(
+        yscale=_scale(costs), ylabel=f"expected cost per transaction (review {review_cost:g})"
+    )
+    for axis in (axes.xaxis, cost_axes.yaxis):
+        _plain_numbers(axis)
     lines = axes.get_legend_handles_labels()[0] + cost_axes.get_legend_handles_labels()[0]
     axes.legend(lines, [line.get_label() for line in lines], loc="upper center",
                 bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize="small")  # fmt: skip
     return _png(figure)
+
+
+def _scale(values: np.ndarray) -> str:
+    """Log where the positive values span at least two decades; below that, a log axis has at
+    most one labelled tick and crowds the rest."""
+    positive = np.asarray(values)[np.asarray(values) > 0]
+    return "log" if len(positive) and positive.max() / positive.min() >= 100 else "linear"
+
+
+def _plain_numbers(axis) -> None:
+    """Tick labels as plain numbers (0.02, not 2e-2 as a power of ten), none on minor ticks."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _importances(importances: np.ndarray, top: int = 15) -> bytes:
@@ -179,8 +210,9 @@ def _markdown(
         "| split | rows | frauds | PR-AUC | ROC-AUC | precision | recall | F1 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
-            f"| {name} | {m['rows']} | {m['frauds']} | {m['pr_auc']:.4f} | {m['roc_auc']:.4f} "
-            f"| {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} |"
+            f"| {name} | {m['rows']} | {m['frauds']} | {_with_interval(m, 'pr_auc')} "
+            f"| {m['roc_auc']:.4f} | {_with_interval(m, 'precision')} "
+            f"| {_with_interval(m, 'recall')} | {m['f1']:.4f} |"
             for name, m in rows
         ),
     ]
@@ -194,9 +226,13 @@ def _markdown(
         f"- **Decision threshold:** `fraud_probability >= {threshold:.6f}` ({strategy})",
         f"- **Review cost:** {review_cost:g} per flagged transaction (min_cost and the cost curve)",
         "",
+        *(f"> **Warning:** {warning}\n" for warning in metrics.get("warnings", [])),
         "## Held-out metrics",
         "",
         *table,
+        "",
+        "In brackets, 95 % intervals over bootstrap resamples of the test rows (frauds and "
+        "legitimate rows resampled separately).",
         "",
         f"Confusion matrix (test, as tested): tn={cm['tn']:.0f} fp={cm['fp']:.0f} "
         f"fn={cm['fn']:.0f} tp={cm['tp']:.0f}. Re-weighted to the production rate (non-fraud "
@@ -214,3 +250,10 @@ def _markdown(
     for key, (alt, caption) in PLOT_CAPTIONS.items():
         lines += [f"**{caption}**", "", f"![{alt}]({PLOTS[key]})", ""]
     return "\n".join(lines)
+
+
+def _with_interval(metrics: dict[str, Any], name: str) -> str:
+    interval = metrics.get("ci95", {}).get(name)
+    if interval is None:
+        return f"{metrics[name]:.4f}"
+    return f"{metrics[name]:.4f} [{interval[0]:.3f}, {interval[1]:.3f}]"

@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 
 from training.evaluate import (
+    MIN_TEST_FRAUDS,
+    bootstrap_intervals,
     choose_threshold,
     cost_curve,
     evaluate,
     expected_cost,
     prevalence_weights,
+    small_test_warning,
 )
 
 LABELS = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1])
@@ -124,3 +127,32 @@ def test_min_cost_beats_best_f1_on_expected_cost() -> None:
         return expected_cost(labels[test], scores[test], amounts[test], threshold, 2.0)
 
     assert cost(chosen["min_cost"]) < cost(chosen["best_f1"])
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_frauds() -> None:
+    rng = np.random.default_rng(3)
+
+    def scored(frauds: int, normals: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.r_[np.ones(frauds), np.zeros(normals)].astype(int)
+        scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.2), 0, 1)
+        return labels, scores
+
+    widths = []
+    for frauds in (8, 400):
+        labels, scores = scored(frauds, 20 * frauds)
+        point = evaluate(labels, scores, 0.5)
+        intervals = bootstrap_intervals(labels, scores, 0.5, resamples=300, seed=1)
+        for name, (low, high) in intervals.items():
+            assert low <= point[name] <= high, name
+        widths.append(intervals["recall"][1] - intervals["recall"][0])
+    assert widths[1] < widths[0] / 3  # 50 times the frauds: a much narrower interval
+    # The same seed gives the same intervals.
+    assert bootstrap_intervals(labels, scores, 0.5, resamples=50, seed=2) == bootstrap_intervals(
+        labels, scores, 0.5, resamples=50, seed=2
+    )
+
+
+def test_few_test_frauds_get_a_plain_warning() -> None:
+    warning = small_test_warning(np.r_[np.ones(7), np.zeros(500)])
+    assert warning is not None and "only 7 frauds" in warning and "uncertain" in warning
+    assert small_test_warning(np.r_[np.ones(MIN_TEST_FRAUDS), np.zeros(500)]) is None

@@ -3,14 +3,20 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.prior import adjust_to_prior
 from tests.conftest import PROJECT_ROOT
 from training.data import Dataset
-from training.evaluate import choose_threshold, evaluate
-from training.report import PLOTS, REPORT_FILE, Split, build_report
+from training.evaluate import (
+    bootstrap_intervals,
+    choose_threshold,
+    evaluate,
+    small_test_warning,
+)
+from training.report import PLOTS, REPORT_FILE, Split, _scale, build_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -75,3 +81,39 @@ def test_the_same_inputs_give_the_same_report_bytes(
 ) -> None:
     """Retraining the same model must not change the report's hashes (no dates, no randomness)."""
     assert make_report(tiny_forest, tiny_dataset) == report
+
+
+def test_a_report_on_few_frauds_warns_and_gives_intervals(
+    tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+) -> None:
+    keep = np.r_[
+        np.flatnonzero(tiny_dataset.labels == 1)[:6], np.flatnonzero(tiny_dataset.labels == 0)
+    ]
+    features, labels = tiny_dataset.features[keep], tiny_dataset.labels[keep]
+    scores = adjust_to_prior(tiny_forest.predict_proba(features)[:, 1], 0.05, 0.00172)
+    threshold = 0.01
+    split = Split(labels, scores, features[:, -1])
+    metrics = {
+        "test": evaluate(labels, scores, threshold)
+        | {"ci95": bootstrap_intervals(labels, scores, threshold, resamples=50)},
+        "test_at_production_rate": evaluate(labels, scores, threshold, target_rate=0.00172),
+        "warnings": [small_test_warning(labels)],
+    }
+    report = build_report(
+        validation=split, test=split, threshold=threshold, strategy="fixed (test)",
+        review_cost=5.0, production_rate=0.00172, importances=tiny_forest.feature_importances_,
+        metrics=metrics, summary={},
+    )  # fmt: skip
+    markdown = report[REPORT_FILE].decode()
+    assert "> **Warning:** The test split holds only 6 frauds" in markdown
+    low, high = metrics["test"]["ci95"]["recall"]
+    assert f"[{low:.3f}, {high:.3f}]" in markdown
+    assert report[PLOTS["scores"]].startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [([0.002, 0.004, 0.009], "linear"), ([1e-5, 0.01, 0.5], "log"), ([0, 0.001, 0.5], "log")],
+)
+def test_an_axis_is_logarithmic_only_over_two_decades_or_more(values: list, scale: str) -> None:
+    assert _scale(np.array(values)) == scale
