@@ -14,6 +14,7 @@ from fraud_model.drift import reference_bins
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
 from fraud_model.prior import adjust_to_prior
+from training.calibrate import fit_training_prior, nominal_training_prior
 from training.data import Dataset
 from training.evaluate import (
     bootstrap_intervals,
@@ -30,13 +31,6 @@ from training.report import REPORT_FILE, Split, build_report
 from training.save import save_artifact
 
 logger = logging.getLogger(__name__)
-
-
-def effective_training_prior(labels: np.ndarray, class_weight: str | None) -> float:
-    """The fraud share the trees' leaves estimate, after class weighting."""
-    if class_weight in ("balanced", "balanced_subsample"):
-        return 0.5  # both classes carry equal total weight
-    return float(labels.mean())
 
 
 def train_and_export(
@@ -77,7 +71,12 @@ def train_and_export(
     train_seconds = time.perf_counter() - started
 
     calibration = Calibration(
-        training_prior=effective_training_prior(y_fit, params.class_weight),
+        training_prior=fit_training_prior(
+            forest.predict_proba(x_val)[:, 1],
+            y_val,
+            options.production_fraud_rate,
+            fallback=nominal_training_prior(y_fit, params.class_weight),
+        ),
         production_prior=options.production_fraud_rate,
     )
 
@@ -138,8 +137,10 @@ def train_and_export(
             "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items()),
             "Split": f"fit {len(y_fit)}, validation {len(y_val)}, test {len(y_test)} "
             f"(stratified, seed {options.seed})",
-            "Calibration": f"the trees saw fraud at {calibration.training_prior:g}; served "
-            f"probabilities are at the production rate {calibration.production_prior:g}",
+            "Calibration": f"prior shift from {calibration.training_prior:.4g} (fitted on the "
+            f"validation rows; the trees saw fraud at "
+            f"{nominal_training_prior(y_fit, params.class_weight):g}) to the production rate "
+            f"{calibration.production_prior:g}",
         },
     )
     return save_artifact(
