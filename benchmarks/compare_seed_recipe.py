@@ -16,13 +16,12 @@ import sys
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-import ray
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
 from training.data import load_transactions
-from training.forest import train_forest
+from training.forest import train_forest_in_threads
 from training.options import ForestParams
 
 logger = logging.getLogger("benchmarks.compare_seed_recipe")
@@ -47,7 +46,6 @@ def main() -> int:
     x_fit, _, y_fit, _ = train_test_split(
         x_train, y_train, test_size=0.2, stratify=y_train, random_state=args.split_seed
     )
-    ray.init(logging_level=logging.WARNING)
     seed_scores, our_scores = [], []
     for seed in range(args.seeds):
         seed_model = RandomForestClassifier(
@@ -55,12 +53,11 @@ def main() -> int:
         )
         seed_model.fit(x_train, y_train)
         seed_scores.append(average_precision_score(y_test, seed_model.predict_proba(x_test)[:, 1]))
-        ours = train_forest(x_fit, y_fit, ForestParams(), seed=seed)
+        ours = train_forest_in_threads(x_fit, y_fit, ForestParams(), seed=seed)
         our_scores.append(average_precision_score(y_test, ours.predict_proba(x_test)[:, 1]))
         logger.info(
             "seed %d: seed recipe PR-AUC %.4f | ours %.4f", seed, seed_scores[-1], our_scores[-1]
         )
-    ray.shutdown()
     for name, scores in (
         ("seed recipe (100 trees, max_depth=12, 80 %)", seed_scores),
         ("ours (CLI defaults, 64 %)", our_scores),

@@ -1,7 +1,9 @@
-"""`python -m training`: train a Ray-parallel RandomForest and write a versioned model artifact."""
+"""`python -m training`: train a RandomForest, in threads or on a Ray cluster, and write a
+versioned model artifact."""
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -153,9 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="precision to reach with --threshold-strategy target_precision",
     )
     run.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        metavar="ADDRESS",
+        help="build the trees in Ray tasks on this running cluster: host:port, ray://host:10001, "
+        "or auto for the one `ray start` runs on this machine (default: $RAY_ADDRESS; without "
+        "either, the trees are built in this process's threads and Ray is not started)",
+    )
+    run.add_argument(
         "--num-tasks",
         type=int,
-        help="Ray tasks to build trees in (default: one per CPU of the Ray cluster)",
+        help="threads, or Ray tasks with --ray-address, to build the trees in (default: one per "
+        "CPU of this machine or of the Ray cluster)",
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
     run.add_argument(
@@ -210,11 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("Invalid training data: %s", error)
         return 2
 
-    # Imported here so `--help` and data errors answer without loading Ray.
-    import ray
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    ray.init(logging_level=logging.WARNING)  # RAY_ADDRESS, if set, selects an existing cluster
+    from training.forest import train_forest_in_threads
+
+    build_forest = train_forest_in_threads
+    if args.ray_address:
+        # Imported here so that runs without a cluster never load Ray.
+        import ray
+
+        from training.ray_forest import train_forest_on_ray
+
+        ray.init(address=args.ray_address, logging_level=logging.WARNING)
+        build_forest = train_forest_on_ray
     progress = tree_progress_bar(params.n_estimators, disable=True if args.no_progress else None)
     try:
         # Log lines go through tqdm.write, above the bar, instead of through it.
@@ -226,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.output,
                 overwrite=args.overwrite,
                 on_progress=progress.update_to,
+                build_forest=build_forest,
             )
     finally:
         progress.close()
-        ray.shutdown()
+        if args.ray_address:
+            ray.shutdown()
     logger.info("Artifact %s written to %s", metadata.model_version, args.output)
     for line in summarise(metadata.metrics, metadata.threshold):
         logger.info(line)

@@ -1,24 +1,29 @@
-"""Ray-parallel RandomForest training: trees are built in Ray tasks and merged into one forest.
+"""A RandomForest built in parts and merged into one forest.
 
 Every tree gets its own seed, spawned from the forest's seed, and trees are dealt to tasks in
 order. The merged forest therefore depends only on the data, the parameters and the seed, not on
-how many tasks or machines built it: a re-run on a bigger cluster gives the same model.
+how many tasks, threads or machines built it: a re-run on a Ray cluster gives the same model as
+one in this process's threads. This module needs no Ray; `training.ray_forest` builds on Ray.
 """
 
 import copy
 import logging
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
-import ray
 from sklearn.ensemble import RandomForestClassifier
 
 from training.options import ForestParams
 
 logger = logging.getLogger(__name__)
+
+# train_forest_in_threads or training.ray_forest.train_forest_on_ray: same arguments, same forest.
+ForestBuilder = Callable[..., RandomForestClassifier]
 
 
 def tree_seeds(n_estimators: int, seed: int) -> list[int]:
@@ -60,23 +65,39 @@ def merge_forests(forests: list[RandomForestClassifier]) -> RandomForestClassifi
     return merged
 
 
-def _fit_trees_on_a_node(
-    features: np.ndarray, labels: np.ndarray, seeds: list[int], params: ForestParams
-) -> tuple[RandomForestClassifier, str]:
-    """fit_trees, and the id of the Ray node that ran it."""
-    return fit_trees(features, labels, seeds, params), ray.get_runtime_context().get_node_id()
+def deal_seeds(n_estimators: int, seed: int, num_tasks: int) -> list[list[int]]:
+    """The trees' seeds in order, cut into at most `num_tasks` consecutive chunks."""
+    if n_estimators < 1:
+        raise ValueError(f"n_estimators must be at least 1, got {n_estimators}")
+    if num_tasks < 1:
+        raise ValueError(f"num_tasks must be at least 1, got {num_tasks}")
+    seeds = tree_seeds(n_estimators, seed)
+    chunk = math.ceil(n_estimators / min(num_tasks, n_estimators))
+    return [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
 
 
-# SPREAD: on a cluster, tasks go to as many nodes as have room, not first to the driver's own.
-_fit_trees_task = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_fit_trees_on_a_node)
+class Progress:
+    """Counts finished sub-forests, logs each and reports (built, total) to `on_progress`."""
+
+    def __init__(self, total: int, on_progress: Callable[[int, int], None] | None) -> None:
+        self.total, self.on_progress = total, on_progress
+        self.built, self.started = 0, time.perf_counter()
+
+    def add(self, trees: int, where: str) -> None:
+        self.built += trees
+        logger.info(
+            "Trees built: %d/%d (%.1f s), the last %d %s",
+            self.built,
+            self.total,
+            time.perf_counter() - self.started,
+            trees,
+            where,
+        )
+        if self.on_progress is not None:
+            self.on_progress(self.built, self.total)
 
 
-def default_num_tasks() -> int:
-    """One task per CPU of the Ray cluster this process is connected to."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def train_forest(
+def train_forest_in_threads(
     features: np.ndarray,
     labels: np.ndarray,
     params: ForestParams,
@@ -86,50 +107,31 @@ def train_forest(
     on_progress: Callable[[int, int], None] | None = None,
     trees_by_node: Counter[str] | None = None,
 ) -> RandomForestClassifier:
-    """Grow `params.n_estimators` trees across Ray tasks and merge them. Ray must be initialised.
+    """Grow the forest in this process, one thread per task (default: one per CPU).
 
-    `on_progress(built, total)` is called as tasks finish; `trees_by_node`, if given, counts the
-    trees each Ray node built (by node id).
+    scikit-learn builds a tree without holding the GIL, so the threads use every core, as its own
+    forests do, and nothing is started: no Ray, no worker processes. `trees_by_node` stays empty.
     """
-    if params.n_estimators < 1:
-        raise ValueError(f"n_estimators must be at least 1, got {params.n_estimators}")
-    seeds = tree_seeds(params.n_estimators, seed)
-    num_tasks = min(num_tasks or default_num_tasks(), params.n_estimators)
-    chunk = math.ceil(params.n_estimators / num_tasks)
-    seed_chunks = [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
-
-    # Put the arrays in the object store once; every task reads the same zero-copy buffers.
-    features_ref, labels_ref = ray.put(features), ray.put(labels)
-    pending = {
-        _fit_trees_task.remote(features_ref, labels_ref, chunk_seeds, params): index
-        for index, chunk_seeds in enumerate(seed_chunks)
-    }
+    del trees_by_node  # no Ray nodes here
+    chunks = deal_seeds(params.n_estimators, seed, num_tasks or os.cpu_count() or 1)
     logger.info(
-        "Building %d trees in %d Ray tasks (%d rows, %d features)",
+        "Building %d trees in %d threads of this process (%d rows, %d features)",
         params.n_estimators,
-        len(seed_chunks),
+        len(chunks),
         *features.shape,
     )
-    started = time.perf_counter()
-    sub_forests: list[RandomForestClassifier | None] = [None] * len(seed_chunks)
-    built = 0
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        index = pending.pop(done[0])
-        forest, node_id = ray.get(done[0])
-        sub_forests[index] = forest
-        built += forest.n_estimators
-        if trees_by_node is not None:
-            trees_by_node[node_id] += forest.n_estimators
-        logger.info(
-            "Trees built: %d/%d (%.1f s), the last %d on node %s",
-            built,
-            params.n_estimators,
-            time.perf_counter() - started,
-            forest.n_estimators,
-            node_id[:12],
-        )
-        if on_progress is not None:
-            on_progress(built, params.n_estimators)
-    # Merge in seed order so the forest is the same whichever task finished first.
+    progress = Progress(params.n_estimators, on_progress)
+    sub_forests: list[RandomForestClassifier | None] = [None] * len(chunks)
+    with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="trees") as pool:
+        pending = {
+            pool.submit(fit_trees, features, labels, chunk, params): index
+            for index, chunk in enumerate(chunks)
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                sub_forests[index] = future.result()
+                progress.add(len(chunks[index]), "in a thread")
+    # Merge in seed order so the forest is the same whichever thread finished first.
     return merge_forests([forest for forest in sub_forests if forest is not None])

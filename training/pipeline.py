@@ -25,7 +25,7 @@ from training.evaluate import (
     small_test_warning,
 )
 from training.export import forest_to_onnx
-from training.forest import train_forest
+from training.forest import ForestBuilder, train_forest_in_threads
 from training.options import ForestParams, TrainingOptions
 from training.report import REPORT_FILE, Split, build_report
 from training.save import save_artifact
@@ -41,8 +41,13 @@ def train_and_export(
     *,
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    build_forest: ForestBuilder = train_forest_in_threads,
 ) -> ArtifactMetadata:
-    """Train on `dataset` and write a versioned artifact. Ray must already be initialised."""
+    """Train on `dataset` and write a versioned artifact.
+
+    The trees are built by `build_forest`: in this process's threads by default, or
+    `training.ray_forest.train_forest_on_ray` on the Ray cluster this process is connected to.
+    """
     x_train, x_test, y_train, y_test = train_test_split(
         dataset.features,
         dataset.labels,
@@ -59,7 +64,7 @@ def train_and_export(
     )
     started = time.perf_counter()
     trees_by_node: Counter[str] = Counter()
-    forest = train_forest(
+    forest = build_forest(
         x_fit,
         y_fit,
         params,

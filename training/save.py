@@ -5,6 +5,7 @@ into place, so a reader never sees a half-written one. The ONNX export must scor
 probe like the scikit-learn forest it came from, or nothing is written.
 """
 
+import importlib.metadata
 import logging
 import os
 import platform
@@ -46,7 +47,6 @@ PROBE_FILE = "parity_probe.npz"
 
 def library_versions() -> dict[str, str]:
     import onnxruntime
-    import ray
     import sklearn
 
     return {
@@ -55,7 +55,9 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "joblib": joblib.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "ray": ray.__version__,
+        # From the installed package's metadata: importing Ray takes seconds, and a run in threads
+        # never needs it.
+        "ray": importlib.metadata.version("ray"),
     }
 
 
