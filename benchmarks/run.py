@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: the seed design vs this service, on the same artifact and machine.
+"""Side-by-side benchmark: the plain FastAPI app vs this service, on the same artifact and machine.
 
     uv run python -m benchmarks.run                  # seed vs every Serve mode, no-op, batch
     uv run python -m benchmarks.run --modes "haproxy;haproxy+throughput"   # only some modes
@@ -145,7 +145,7 @@ def main() -> int:
         files["single"].write_text(json.dumps(rows))
         files["batch"].write_text(json.dumps([{"transactions": real_rows(1000)}]))
 
-        logger.info("== seed design (FastAPI + uvicorn, 2 workers, sklearn per request)")
+        logger.info("== plain FastAPI app (uvicorn, 2 workers, sklearn per request)")
         with seed_server(ARTIFACT) as server:
             results["seed"] = http_suite(server, files, args, batch=False)
         log_suite("seed", results["seed"])
@@ -180,7 +180,7 @@ def log_suite(name: str, suite: dict) -> None:
 
 def summarise(results: dict, modes: list[str]) -> None:
     seed = results["seed"]
-    logger.info("== ratios to the seed design (same run)")
+    logger.info("== ratios to the plain FastAPI app (same run)")
     for mode in modes:
         ours = results[mode]
         for level in seed:

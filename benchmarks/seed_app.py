@@ -1,5 +1,5 @@
-"""The seed design, for comparison only: a plain FastAPI app that unpickles the forest and calls
-sklearn's predict_proba once per request (run with `uvicorn --workers 2`).
+"""The plain FastAPI app this service replaces, for comparison only: it unpickles the forest and
+calls sklearn's predict_proba once per request (run with `uvicorn --workers 2`).
 
     FRAUD_SEED_ARTIFACT=artifacts/default uvicorn benchmarks.seed_app:app --workers 2
 """

@@ -40,7 +40,7 @@ class Server(NamedTuple):
 
 @contextlib.contextmanager
 def seed_server(artifact: Path, workers: int = 2) -> Iterator[Server]:
-    """The seed design: uvicorn with `workers` processes, sklearn per request."""
+    """The plain FastAPI app: uvicorn with `workers` processes, sklearn per request."""
     port = free_port()
     command = [
         sys.executable,

@@ -313,9 +313,14 @@ def keep_scoring(
                 started = time.monotonic()
                 try:
                     response = http.post("/api/v1/predict", json=as_json(row))
-                    outcome = (response.status_code, response.json())
-                except (httpx.HTTPError, ValueError) as error:
+                except httpx.HTTPError as error:
                     outcome = (type(error).__name__, {})
+                else:
+                    try:
+                        outcome = (response.status_code, response.json())
+                    except ValueError:  # not our JSON: an error page from a hop on the way
+                        page = f"{response.headers.get('server', '')} {response.text[:300]!r}"
+                        outcome = (f"{response.status_code} page", {"page": page})
                 results.append((started, time.monotonic() - started, index % len(rows), outcome))
                 index += 1
 
@@ -440,12 +445,12 @@ def test_a_worker_node_lost_under_load_fails_requests_only_with_503_or_504(
     # closes without any answer at the instant the node goes (a known gap, docs/DEPLOY.md):
     # never an error page, never another status, never more than one per client, never later.
     unanswered = [
-        (status, round(started - killed, 2))
-        for started, _, _, (status, _) in results + reused
+        (status, round(started - killed, 2), answer)
+        for started, _, _, (status, answer) in results + reused
         if status not in answered
     ]
-    assert {status for status, _ in unanswered} <= {"RemoteProtocolError"}, unanswered
-    assert len(unanswered) <= 6 and all(-1 < offset < 2 for _, offset in unanswered), unanswered
+    assert {status for status, _, _ in unanswered} <= {"RemoteProtocolError"}, unanswered
+    assert len(unanswered) <= 6 and all(-1 < offset < 2 for _, offset, _ in unanswered), unanswered
 
 
 def node_ids_of(rehearsal: Rehearsal, node) -> set[str]:
