@@ -44,7 +44,22 @@ def _named_list(value: Any) -> bool:
 
 
 def production_config() -> dict:
-    return merge(yaml.safe_load(BASE_CONFIG.read_text()), yaml.safe_load(OVERRIDES.read_text()))
+    config = merge(yaml.safe_load(BASE_CONFIG.read_text()), yaml.safe_load(OVERRIDES.read_text()))
+    for application in config["applications"]:
+        for deployment in application.get("deployments", []):
+            if deployment["name"] == "FraudModel" and "autoscaling_config" in deployment:
+                deployment["autoscaling_config"] = complete_autoscaling(
+                    deployment["autoscaling_config"]
+                )
+    return config
+
+
+def complete_autoscaling(partial: dict) -> dict:
+    """FraudModel's autoscaling_config with what `partial` leaves out taken from the code's
+    defaults: Serve would take Ray's instead, since it replaces the whole mapping."""
+    from serve_app.config import ModelAutoscaling
+
+    return ModelAutoscaling.model_validate(partial).model_dump()
 
 
 def render() -> dict[Path, str]:

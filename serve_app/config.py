@@ -31,3 +31,20 @@ class AppArgs(BaseModel):
         True,
         description="Serve the OpenAPI spec and Swagger UI under /api/v1 (off in production).",
     )
+
+
+class ModelAutoscaling(BaseModel):
+    """FraudModel's `autoscaling_config` defaults.
+
+    Serve replaces a deployment's autoscaling_config as a whole, so a config that set only
+    max_replicas would silently get Ray's other defaults (target_ongoing_requests 2, not 16).
+    `python -m k8s.render` therefore completes a partial one from these defaults.
+    """
+
+    model_config = ConfigDict(extra="allow")  # any other field of Ray's AutoscalingConfig
+
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 16
+    upscale_delay_s: float = 5
+    downscale_delay_s: float = 60

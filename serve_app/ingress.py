@@ -38,9 +38,17 @@ class CoalescingModelHandle:
         return await self._handle.score_many.remote(rows)
 
 
-# The ingress only parses JSON and awaits the model: let it hold many requests at once. With
-# Serve's default of 5, the proxy backs off while all 5 are busy and 32 clients get ~10 req/s.
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    # Two processes parse HTTP and JSON in parallel: Python uses one core per process.
+    num_replicas=2,
+    # The Ingress only parses JSON and awaits the model: let it hold many requests at once. With
+    # Serve's default of 5, the proxy backs off while all 5 are busy.
+    max_ongoing_requests=256,
+    # Beyond this the proxy sheds load with 503 and Retry-After instead of queueing without end.
+    max_queued_requests=512,
+    backpressure_config={"retry_after_s": 1},
+)
 @serve.ingress()
 class Ingress:
     def __init__(self, model: DeploymentHandle, args: AppArgs) -> None:

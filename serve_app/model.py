@@ -23,6 +23,7 @@ from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
+from serve_app.config import ModelAutoscaling
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
 
@@ -99,7 +100,16 @@ class ScoreDrift:
         return population_stability_index(self.bins.shares, self.counts)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1})
+@serve.deployment(
+    ray_actor_options={"num_cpus": 1},
+    # A batch never exceeds the requests a replica holds at once: room for two full batches of
+    # the default size lets one fill while the other is scored. A config that raises
+    # user_config.max_batch_size must raise this with it.
+    max_ongoing_requests=2 * DEFAULT_MAX_BATCH_SIZE,
+    # Beyond this, callers get 503 and Retry-After instead of waiting in a growing queue.
+    max_queued_requests=128,
+    autoscaling_config=ModelAutoscaling().model_dump(),
+)
 class FraudModel:
     def __init__(self) -> None:
         # The model is loaded by reconfigure(), which Serve calls right after this with the

@@ -73,7 +73,12 @@ def test_overload_is_shed_with_503_and_retry_after(serve_url: str, session_artif
     deploy_app(
         "overload",
         str(session_artifact),
-        model_options={"num_replicas": 1, "max_ongoing_requests": 2, "max_queued_requests": 4},
+        model_options={
+            "num_replicas": 1,
+            "autoscaling_config": None,
+            "max_ongoing_requests": 2,
+            "max_queued_requests": 4,
+        },
     )
     url = f"{serve_url}/overload"
     try:
@@ -116,7 +121,11 @@ def test_a_killed_model_replica_is_replaced_under_load(
     serve_url: str, session_artifact: Path
 ) -> None:
     expected = load_artifact(session_artifact).fraud_probability(ROWS)
-    deploy_app("faults", str(session_artifact), model_options={"num_replicas": 1})
+    deploy_app(
+        "faults",
+        str(session_artifact),
+        model_options={"num_replicas": 1, "autoscaling_config": None},
+    )
     url = f"{serve_url}/faults"
     (victim,) = replica_names("faults")
     responses: list[httpx.Response] = []

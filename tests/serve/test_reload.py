@@ -195,6 +195,7 @@ def s3_model_options(s3_env: dict[str, str], cache: Path, replicas: int = 1) -> 
     replica_env = s3_env | {"FRAUD_ARTIFACT_CACHE": str(cache)}
     return {
         "num_replicas": replicas,
+        "autoscaling_config": None,  # a fixed count instead of the code's autoscaling
         "ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": replica_env}},
     }
 

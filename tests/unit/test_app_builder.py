@@ -8,9 +8,12 @@ import yaml
 from pydantic import ValidationError
 
 from fraud_model.store import LocalLocation, parse_location
+from k8s.render import production_config
 from serve_app.app import AppArgs, build_app
+from serve_app.config import ModelAutoscaling
+from serve_app.ingress import Ingress
 from serve_app.loading import PROJECT_ROOT
-from serve_app.model import ModelConfig
+from serve_app.model import FraudModel, ModelConfig
 
 
 def test_unknown_config_args_are_refused() -> None:
@@ -44,14 +47,74 @@ def test_the_default_model_is_the_bundled_one_unpinned() -> None:
     assert default.metadata_sha256 is None
 
 
-def test_shipped_config_tunes_the_model_consistently() -> None:
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
-    (application,) = config["applications"]
-    AppArgs.model_validate(application["args"])
-    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
-    tuning = ModelConfig.model_validate(model.get("user_config", {}))
+BASE_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
+DEPLOYMENTS = {"FraudModel": FraudModel, "Ingress": Ingress}
+
+
+def restated_defaults(application: dict, base: dict | None = None) -> list[str]:
+    """Keys of a config's application that only repeat the code's own default (or, for an
+    overrides file, the value the base config already sets)."""
+    base_args = (base or {}).get("args", {})
+    restated = [
+        f"args.{key}"
+        for key, value in application.get("args", {}).items()
+        if base_args.get(key, AppArgs.model_fields[key].default) == value
+    ]
+    for options in application.get("deployments", []):
+        name, code = options["name"], DEPLOYMENTS[options["name"]]
+        for key, value in options.get("user_config", {}).items():
+            if ModelConfig.model_fields[key].default == value:
+                restated.append(f"{name}.user_config.{key}")
+        for key, value in options.get("autoscaling_config", {}).items():
+            if ModelAutoscaling.model_fields[key].default == value:
+                restated.append(f"{name}.autoscaling_config.{key}")
+        for key, value in options.items():
+            if key not in ("name", "user_config") and getattr(code, key, object()) == value:
+                restated.append(f"{name}.{key}")
+    return restated
+
+
+def test_configs_list_only_what_differs_from_the_code_s_defaults() -> None:
+    (base,) = yaml.safe_load(BASE_CONFIG.read_text())["applications"]
+    assert restated_defaults(base) == []
+    overrides = yaml.safe_load((PROJECT_ROOT / "k8s" / "overrides.yaml").read_text())
+    (production,) = overrides["applications"]
+    assert restated_defaults(production, base) == []
+
+
+def test_the_restated_defaults_check_finds_a_restated_default() -> None:
+    application = {
+        "args": {"request_timeout_s": 2.0, "allow_anonymous": True},
+        "deployments": [
+            {"name": "FraudModel", "user_config": {"max_batch_size": 32, "threshold": 0.2},
+             "autoscaling_config": {"max_replicas": 2, "min_replicas": 3},
+             "max_queued_requests": 128},
+            {"name": "Ingress", "num_replicas": 2, "max_ongoing_requests": 100},
+        ],
+    }  # fmt: skip
+    assert restated_defaults(application, {"args": {"allow_anonymous": True}}) == [
+        "args.request_timeout_s",
+        "args.allow_anonymous",
+        "FraudModel.user_config.max_batch_size",
+        "FraudModel.autoscaling_config.max_replicas",
+        "FraudModel.max_queued_requests",
+        "Ingress.num_replicas",
+    ]
+
+
+def test_the_model_replica_holds_two_default_batches() -> None:
     # Serve caps a batch at max_ongoing_requests: leave room for a second batch to fill.
-    assert model["max_ongoing_requests"] >= 2 * tuning.max_batch_size
+    assert FraudModel.max_ongoing_requests >= 2 * ModelConfig().max_batch_size
+
+
+def test_production_autoscaling_is_completed_from_the_code_s_defaults() -> None:
+    (application,) = production_config()["applications"]
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    overrides = yaml.safe_load((PROJECT_ROOT / "k8s" / "overrides.yaml").read_text())
+    partial = overrides["applications"][0]["deployments"][0]["autoscaling_config"]
+    assert model["autoscaling_config"] == ModelAutoscaling().model_dump() | partial
+    # Left to Serve, a partial mapping would fall back to Ray's target of 2 ongoing requests.
+    assert model["autoscaling_config"]["target_ongoing_requests"] == 16
 
 
 def test_relative_artifact_paths_are_taken_from_the_project_root(tmp_path: Path) -> None:
