@@ -1,7 +1,5 @@
 """The model's input contract: which columns, in which order."""
 
-from collections.abc import Iterable, Mapping
-
 import numpy as np
 
 # `Time` is in creditcard.csv but is not a model input: it is seconds since the first
@@ -11,8 +9,3 @@ TARGET_COLUMN = "Class"
 
 # Trees compare float32 thresholds (sklearn casts inputs to float32), so float32 loses nothing.
 FEATURE_DTYPE = np.float32
-
-
-def feature_matrix(rows: Iterable[Mapping[str, float]]) -> np.ndarray:
-    """Stack name -> value mappings into an (n, 29) matrix in contract order."""
-    return np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=FEATURE_DTYPE)

@@ -1,11 +1,11 @@
 """JSON in and out through pydantic-core's Rust parser and serializer.
 
-FastAPI parses a body with `json.loads` and then validates the Python objects: for a batch of
-1,000 transactions that was 44 ms of the Ingress's CPU, against 18 ms for pydantic's
-`model_validate_json` on the raw bytes (docs/BENCHMARKS.md). ValidatedJsonRoute hands FastAPI
-the already-validated model, which FastAPI then accepts as is.
+FastAPI parses a body with `json.loads` and then validates the Python objects, two passes in
+Python; pydantic's `model_validate_json` does both in one pass in Rust, for a fraction of the
+Ingress's CPU on large batches (docs/BENCHMARKS.md). ValidatedJsonRoute hands FastAPI the
+already-validated model, which FastAPI then accepts as is.
 
-A body that fails goes the old way (`json.loads`, then FastAPI's validation), so every refusal
+A body that fails goes FastAPI's own way (`json.loads`, then its validation), so every refusal
 keeps the same status, error shape and order of checks (API key before the schema); only
 valid bodies take the fast path.
 """
@@ -51,9 +51,9 @@ class ValidatedJsonRequest(Request):
 
 
 class FastJSONResponse(JSONResponse):
-    """JSONResponse written by pydantic-core: 0.55 ms against json.dumps' 3.5 ms for 1,000
-    answers. It would write NaN as null, so the scores are checked finite before they get here
-    (serve_app.model.predictions)."""
+    """JSONResponse written by pydantic-core, several times faster than json.dumps for large
+    answers (docs/BENCHMARKS.md). It would write NaN as null, so the scores are checked finite
+    before they get here (serve_app.model.predictions)."""
 
     def render(self, content: Any) -> bytes:
         return to_json(content)

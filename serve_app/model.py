@@ -211,7 +211,7 @@ class FraudModel:
         self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K
     ) -> list[dict[str, Any]]:
         """Scores with the top_k features' contributions and the rest's sum (reason codes).
-        About 8 to 10 times the cost of plain scoring (benchmarks/explain_cost.py), so only on
+        Several times the cost of plain scoring (benchmarks/explain_cost.py), so only on
         request."""
         serving = self._require_model()
         answers = await asyncio.to_thread(explained_predictions, serving, rows, top_k)

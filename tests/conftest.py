@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint
+from fraud_model.drift import reference_bins
+from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint, ScoreBins
+from fraud_model.prior import adjust_to_prior
 from serve_app.cli import free_port
 from training.data import Dataset, synthetic_dataset
 from training.export import forest_to_onnx
@@ -45,7 +47,13 @@ def write_artifact(
     **save_options: Any,
 ) -> ArtifactMetadata:
     """save_artifact with test defaults; `save_options` (score_bins, extra_files, report_file,
-    overwrite) are passed through."""
+    overwrite) are passed through. The drift reference defaults to the first 200 rows' scores."""
+    calibration = Calibration(training_prior=dataset.fraud_rate, production_prior=0.00172)
+    if "score_bins" not in save_options:
+        raw = model.predict_proba(dataset.features[:200])[:, 1]
+        scores = adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
+        edges, shares = reference_bins(scores)
+        save_options["score_bins"] = ScoreBins(edges=edges, shares=shares)
     return save_artifact(
         path,
         model,
@@ -53,7 +61,7 @@ def write_artifact(
         dataset.features[:200],
         threshold=threshold,
         threshold_strategy="fixed (test)",
-        calibration=Calibration(training_prior=dataset.fraud_rate, production_prior=0.00172),
+        calibration=calibration,
         training_params={"n_estimators": model.n_estimators},
         data=DataFingerprint(**dataset.fingerprint.model_dump()),
         metrics={},

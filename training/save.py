@@ -25,7 +25,6 @@ from fraud_model.artifact import (
     FeatureMismatchError,
     sha256_file,
 )
-from fraud_model.drift import reference_bins
 from fraud_model.engines import PARITY_TOLERANCE, OnnxEngine
 from fraud_model.explain import TREES_FILE, save_trees
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
@@ -36,7 +35,6 @@ from fraud_model.metadata import (
     Parity,
     ScoreBins,
 )
-from fraud_model.prior import adjust_to_prior
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ def save_artifact(
     training_params: dict[str, Any],
     data: DataFingerprint,
     metrics: dict[str, Any],
-    score_bins: ScoreBins | None = None,
+    score_bins: ScoreBins,
     extra_files: dict[str, bytes] | None = None,
     report_file: str | None = None,
     overwrite: bool = False,
@@ -81,7 +79,7 @@ def save_artifact(
     """Write the forest (sklearn, ONNX and plain arrays), the parity probe, any extra files
     (the training report) and the metadata, atomically.
 
-    `score_bins`: the drift reference (default: the probe rows' served scores).
+    `score_bins`: the drift reference (training.pipeline.live_score_bins).
     Raises ArtifactParityError, leaving nothing behind, if the engines disagree.
     """
     final = Path(output_dir)
@@ -111,12 +109,6 @@ def save_artifact(
         save_trees(model, staging / TREES_FILE)
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
-        if score_bins is None:
-            probe_scores = adjust_to_prior(
-                sklearn_scores, calibration.training_prior, calibration.production_prior
-            )
-            edges, shares = reference_bins(probe_scores)
-            score_bins = ScoreBins(edges=edges, shares=shares)
         files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
         created_at = datetime.now(UTC).replace(microsecond=0)
         onnx_sha = files[MODEL_FILES["onnx"]]

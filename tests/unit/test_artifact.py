@@ -22,6 +22,7 @@ from fraud_model.artifact import (
 )
 from fraud_model.explain import TREES_FILE
 from fraud_model.features import FEATURE_NAMES
+from fraud_model.metadata import ScoreBins
 from fraud_model.prior import adjust_to_prior
 from tests.conftest import random_transactions, write_artifact
 from training.data import Dataset
@@ -29,6 +30,9 @@ from training.export import forest_to_onnx
 from training.save import MODEL_FILES, PROBE_FILE, save_artifact
 
 ONNX, JOBLIB = MODEL_FILES["onnx"], MODEL_FILES["sklearn"]
+
+# Refused before the drift reference matters.
+ANY_BINS = ScoreBins(edges=[0.5], shares=[0.5, 0.5])
 
 
 def edit_metadata(artifact: Path, **changes: object) -> None:
@@ -128,7 +132,7 @@ def test_export_that_disagrees_with_sklearn_is_not_written(
             tmp_path / "model", tiny_forest, forest_to_onnx(other), tiny_dataset.features[:100],
             threshold=0.5, threshold_strategy="test",
             calibration=Calibration(training_prior=0.05, production_prior=0.00172),
-            training_params={}, data=tiny_dataset.fingerprint, metrics={},
+            training_params={}, data=tiny_dataset.fingerprint, metrics={}, score_bins=ANY_BINS,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
@@ -219,7 +223,7 @@ def test_model_trained_on_other_features_is_not_saved(
         tiny_dataset.features[:, :10], tiny_dataset.labels
     )
     with pytest.raises(FeatureMismatchError, match="expects 10 features"):
-        write_artifact(tmp_path / "model", narrow, tiny_dataset)
+        write_artifact(tmp_path / "model", narrow, tiny_dataset, score_bins=ANY_BINS)
 
 
 def test_model_trained_on_other_features_is_not_loaded(
