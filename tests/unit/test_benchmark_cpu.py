@@ -1,7 +1,10 @@
 """The benchmark's CPU accounting: process names and per-request figures."""
 
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +32,23 @@ def test_cpu_per_request_is_the_difference_spread_over_the_requests() -> None:
     assert per_request_ms(before, after, requests=100) == {"a": 5.0, "c": 2.0}
 
 
-def test_this_session_is_found() -> None:
-    busy = sum(range(3_000_000))  # some CPU time of our own
-    assert busy and sum(session_cpu_seconds(os.getsid(0)).values()) > 0
+def test_a_session_s_cpu_is_counted_and_no_other_s() -> None:
+    # A process in a session of its own spends at least 0.3 s of CPU, says so, and waits.
+    burner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile time.process_time() < 0.3: pass\n"
+         "print('spent', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert burner.stdout is not None and burner.stdout.readline() == "spent\n"
+        # This test's own process spends more than the upper bound below, so counting it (or
+        # any process outside the session) would show.
+        while sum(os.times()[:2]) < 1.0:
+            pass
+        counted = session_cpu_seconds(burner.pid)  # its session id is its pid
+        assert set(counted) == {Path(sys.executable).name}
+        # /proc counts whole clock ticks: a little under the 0.3 s the process measured.
+        assert 0.25 <= counted[Path(sys.executable).name] < 1.0
+    finally:
+        burner.kill()
+        burner.wait()
