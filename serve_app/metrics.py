@@ -59,20 +59,45 @@ class ModelMetrics:
             "fraud_model_reload_failures",
             description="Hot model reloads refused (the previous model kept serving).",
         )
+        # The model's own drift bins (the artifact's score_bins), counted per replica and added
+        # up across the fleet by Prometheus: k8s/monitoring.yaml's fleet-wide, windowed PSI.
+        self._drift_bins = metrics.Counter(
+            "fraud_score_drift_bin",
+            description="Served fraud_probability per bin of the model's drift reference "
+            "(bin i: the artifact's score_bins.edges[i-1] <= score < edges[i]).",
+            tag_keys=("model_version", "bin"),
+        )
+        self._reference_shares = metrics.Gauge(
+            "fraud_score_reference_share",
+            description="Share of each drift bin in the model's held-out scores, weighted to the "
+            "production fraud rate (the artifact's score_bins.shares).",
+            tag_keys=("model_version", "bin"),
+        )
         # (tag name, tag value, model version) -> count not yet sent; see record_batch.
         self._pending: Counter[tuple[str, str, str]] = Counter()
         self._pending_psi: dict[str, float] = {}
         self._flushed_at = time.monotonic()
         self._score_psi = metrics.Gauge(
             "fraud_score_psi",
-            description="Population stability index of live scores against the training scores.",
+            description="This replica's population stability index of its scores since it loaded "
+            "the model, against the training scores. Fleet-wide over the last hour: the "
+            "recording rule fraud:score_psi:1h (k8s/monitoring.yaml).",
             tag_keys=("model_version",),
         )
 
-    def record_batch(self, model_version: str, scores: Sequence[float], threshold: float) -> None:
-        """Count a batch's predictions. The counts are added up here and sent to Ray at most
-        once a second (and on every health check): each metric record costs CPU here and in
-        Ray's metrics agent, far more than scoring a row."""
+    def record_batch(
+        self,
+        model_version: str,
+        scores: Sequence[float],
+        threshold: float,
+        drift_counts: Sequence[int] = (),
+    ) -> None:
+        """Count a batch's predictions (and its scores per drift bin, `drift_counts`). The counts
+        are added up here and sent to Ray at most once a second (and on every health check):
+        each metric record costs CPU here and in Ray's metrics agent, far more than scoring a
+        row."""
+        for index, count in enumerate(drift_counts):
+            self._pending[("bin", str(index), model_version)] += int(count)
         flagged = sum(1 for score in scores if score >= threshold)
         self._pending[("decision", "fraud", model_version)] += flagged
         self._pending[("decision", "legit", model_version)] += len(scores) - flagged
@@ -89,7 +114,11 @@ class ModelMetrics:
         for (label, value, model_version), count in pending.items():
             if count == 0:  # Counter.inc refuses 0
                 continue
-            metric = self._predictions if label == "decision" else self._score_buckets
+            metric = {
+                "decision": self._predictions,
+                "le": self._score_buckets,
+                "bin": self._drift_bins,
+            }[label]
             metric.inc(count, tags={label: value, "model_version": model_version})
         psi, self._pending_psi = self._pending_psi, {}
         for model_version, value in psi.items():
@@ -102,6 +131,12 @@ class ModelMetrics:
 
     def serving(self, model_version: str, engine: str) -> None:
         self._model_info.set(1, tags={"model_version": model_version, "engine": engine})
+
+    def drift_reference(self, model_version: str, shares: Sequence[float]) -> None:
+        for index, share in enumerate(shares):
+            self._reference_shares.set(
+                share, tags={"model_version": model_version, "bin": str(index)}
+            )
 
     def reload_failed(self) -> None:
         self._reload_failures.inc()

@@ -81,6 +81,10 @@ class ServingModel:
     explainer: ForestExplainer | None = None  # loaded with the artifact; reason codes only
 
 
+# The recording rule of k8s/monitoring.yaml with the PSI of every replica's scores of the last hour.
+FLEET_PSI_RULE = "fraud:score_psi:1h"
+
+
 class ScoreDrift:
     """Live served scores in the artifact's reference bins, and their PSI against it."""
 
@@ -90,9 +94,11 @@ class ScoreDrift:
         self.bins = bins
         self.counts = np.zeros(len(bins.shares), dtype=np.int64)
 
-    def add(self, scores: np.ndarray) -> float | None:
-        self.counts += bin_counts(self.bins.edges, scores)
-        return self.psi()
+    def add(self, scores: np.ndarray) -> np.ndarray:
+        """Count `scores` in; returns their counts per bin."""
+        counts = bin_counts(self.bins.edges, scores)
+        self.counts += counts
+        return counts
 
     def psi(self) -> float | None:
         if self.counts.sum() < self.MIN_SCORES:
@@ -146,6 +152,9 @@ class FraudModel:
         )
         if not same:
             self._drift = ScoreDrift(artifact.metadata.score_bins)
+            self._metrics.drift_reference(
+                artifact.metadata.model_version, artifact.metadata.score_bins.shares
+            )
         self._last_reload_error = None
         self.score_many.set_max_batch_size(tuning.max_batch_size)
         self.score_many.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
@@ -221,8 +230,12 @@ class FraudModel:
     def _record(self, serving: ServingModel, answers: list[dict[str, Any]]) -> None:
         version = serving.artifact.metadata.model_version
         scores = [answer["fraud_probability"] for answer in answers]
-        self._metrics.record_batch(version, scores, serving.threshold)
-        psi = self._drift.add(np.asarray(scores)) if self._drift is not None else None
+        if self._drift is None:
+            self._metrics.record_batch(version, scores, serving.threshold)
+            return
+        drift_counts = self._drift.add(np.asarray(scores))
+        self._metrics.record_batch(version, scores, serving.threshold, drift_counts.tolist())
+        psi = self._drift.psi()
         if psi is not None:
             self._metrics.score_drift(version, psi)
 
@@ -252,16 +265,22 @@ class FraudModel:
         if self._drift is None:
             return None
         return {
+            # One replica's view, since it loaded the model: it moves less every day and differs
+            # between replicas. The fleet's, over the last hour, is a Prometheus recording rule.
+            "scope": "this replica, since it loaded the model",
             "scores_seen": int(self._drift.counts.sum()),
             "psi": self._drift.psi(),  # null until MIN_SCORES scores were seen
             "min_scores": ScoreDrift.MIN_SCORES,
+            "fleet_psi": f"{FLEET_PSI_RULE} (Prometheus recording rule, k8s/monitoring.yaml)",
         }
 
     def check_health(self) -> None:
         serving = self._require_model()
         # Serve calls this every few seconds: re-assert the model-info gauge, which a single
         # set() at load time did not always get exported (seen on a fraud-serve scrape).
-        self._metrics.serving(serving.artifact.metadata.model_version, SERVING_ENGINE)
+        metadata = serving.artifact.metadata
+        self._metrics.serving(metadata.model_version, SERVING_ENGINE)
+        self._metrics.drift_reference(metadata.model_version, metadata.score_bins.shares)
         self._metrics.flush()  # counts from the last second of traffic, if it has stopped
 
     def _require_model(self) -> ServingModel:

@@ -9,7 +9,7 @@ import pytest
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from tests.conftest import random_transactions
-from tests.serve.conftest import as_json
+from tests.serve.conftest import as_json, metric_value, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -72,6 +72,8 @@ def test_score_drift_is_tracked_against_the_artifact_s_reference(
     client: httpx.Client, session_artifact: Path
 ) -> None:
     before = client.get("/api/v1/model").json()["score_drift"]
+    version = load_artifact(session_artifact).metadata.model_version
+    binned_before = metric_value("ray_fraud_score_drift_bin_total", model_version=version)
     # Traffic unlike the reference: every row pushed towards the fraud pattern.
     rows = random_transactions(300, seed=33)
     rows[:, 13] -= 5.0
@@ -80,5 +82,13 @@ def test_score_drift_is_tracked_against_the_artifact_s_reference(
     after = client.get("/api/v1/model").json()["score_drift"]
     assert after["scores_seen"] >= before["scores_seen"] + 300
     assert after["psi"] > 0.25  # "the inputs have moved"
+    assert after["scope"] == "this replica, since it loaded the model"
+    assert "fraud:score_psi:1h" in after["fleet_psi"]
+
+    # The fleet-wide rule's input: every score counted in a drift bin, on Ray's endpoint.
+    def binned() -> float:
+        return metric_value("ray_fraud_score_drift_bin_total", model_version=version)
+
+    assert wait_for(lambda: binned() >= binned_before + 300)
     scores = load_artifact(session_artifact).fraud_probability(rows)
     assert np.mean(scores) > 0.01  # the pushed rows do score high

@@ -118,6 +118,9 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
         "ray_fraud_rejected_requests_total{",
         'reason="invalid"',
         "ray_fraud_score_psi{",  # the score drift gauge
+        "ray_fraud_score_drift_bin_total{",  # the fleet-wide drift rule's inputs
+        'bin="0"',
+        "ray_fraud_score_reference_share{",
         "ray_serve_num_http_requests",  # Ray's own, on the same endpoint
     ]
 

@@ -24,7 +24,7 @@ def test_every_ray_pod_uses_the_ingress_mode_of_fraud_serve() -> None:
 
 
 def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod() -> None:
-    (monitor,) = load("monitoring.yaml")
+    (monitor,) = [doc for doc in load("monitoring.yaml") if doc["kind"] == "PodMonitor"]
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
     spec = monitor["spec"]
     (namespace,) = [
