@@ -9,7 +9,8 @@ from ray import serve
 from ray.serve import Application
 
 from serve_app.ingress import Ingress
-from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE, FeatureRows
+from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE
+from serve_app.schemas import FeatureRows
 
 NOOP_ANSWER = {
     "fraud_probability": 0.0,

@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT_VERSION = 3
 METADATA_FILE = "metadata.json"
-SERVING_ENGINE = "onnx"
+SERVING_ENGINE: Literal["onnx"] = "onnx"
 
 
 class ArtifactError(Exception):

@@ -34,4 +34,5 @@ class OnnxEngine:
     def raw_fraud_scores(self, features: np.ndarray) -> np.ndarray:
         """The forest's mean-over-trees P(fraud) for an (n, 29) float32 matrix, as float64."""
         (probabilities,) = self._session.run(["probabilities"], {self._input: features})
-        return probabilities[:, 1].astype(np.float64)
+        scores: np.ndarray = probabilities[:, 1].astype(np.float64)
+        return scores

@@ -55,7 +55,7 @@ def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
 
 def save_trees(forest: Any, path: Path) -> None:
     """Write forest_arrays() as an .npz of plain numeric arrays (loadable without pickle)."""
-    np.savez(path, **forest_arrays(forest))
+    np.savez(path, **forest_arrays(forest))  # type: ignore[arg-type]  # numpy's stub: the first **kwarg is read as allow_pickle
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,8 @@ class _S3Artifact:
     def read(self, name: str) -> bytes:
         body = self._body(name)
         try:
-            return body.read()
+            content: bytes = body.read()
+            return content
         except Exception as error:  # botocore's streaming and connection errors
             raise self._failed(name, error) from error
         finally:

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,7 +21,15 @@ from serve_app.config import AppArgs
 from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
 from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
 from serve_app.guards import require_json
-from serve_app.schemas import BatchPrediction, Prediction, Transaction, batch_request_model
+from serve_app.schemas import (
+    Answer,
+    BatchPrediction,
+    BatchRequestBody,
+    FeatureRows,
+    Prediction,
+    Transaction,
+    batch_request_model,
+)
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
@@ -47,23 +55,29 @@ TopK = Annotated[
         "the rest are summed into `other`. Ignored without explain.",
     ),
 ]
+T = TypeVar("T")
 RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
 
 
 class ModelHandle(Protocol):
-    """The part of the FraudModel DeploymentHandle the API calls (`handle.<method>.remote()`)."""
+    """What the API awaits from the FraudModel deployment (serve_app.ingress adapts its
+    DeploymentHandle; the unit tests score in-process)."""
 
-    @property
-    def score(self): ...  # one row; the Ingress sends concurrent ones as one score_many call
+    def score(self, row: list[float]) -> Awaitable[Answer]:
+        """One row; the Ingress sends concurrent ones as one score_many call."""
+        ...
 
-    @property
-    def score_many(self): ...  # the rows of one request; requests are batched in the replica
+    def score_many(self, rows: FeatureRows) -> Awaitable[list[Answer]]:
+        """The rows of one request; requests are batched in the replica."""
+        ...
 
-    @property
-    def explain_many(self): ...  # scores with each feature's contribution
+    def explain_many(self, rows: FeatureRows, top_k: int) -> Awaitable[list[Answer]]:
+        """Scores with each feature's contribution."""
+        ...
 
-    @property
-    def describe(self): ...  # the serving model's metadata
+    def describe(self) -> Awaitable[dict[str, Any]]:
+        """The serving model's metadata (GET /api/v1/model)."""
+        ...
 
 
 def create_api(
@@ -77,11 +91,8 @@ def create_api(
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
-    about = {
-        "title": "Fraud scoring API",
-        "description": "Scores card transactions for fraud with a RandomForest on Ray Serve.",
-        "version": "1",
-    }
+    title, version = "Fraud scoring API", "1"
+    description = "Scores card transactions for fraud with a RandomForest on Ray Serve."
     if args.openapi_docs:
         # Swagger UI's files come from the fastapi-offline package and are served here, under
         # the prefix, so the page works without internet (a VPC, an offline laptop).
@@ -91,7 +102,9 @@ def create_api(
             static_url=f"{DOCS_URL}/static",
             openapi_url=f"{API_PREFIX}/openapi.json",
             swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
-            **about,
+            title=title,
+            description=description,
+            version=version,
         )
 
         @api.get("/", include_in_schema=False)
@@ -100,7 +113,14 @@ def create_api(
             return RedirectResponse(DOCS_URL)
 
     else:
-        api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
+        api = FastAPI(
+            docs_url=None,
+            redoc_url=None,
+            openapi_url=None,
+            title=title,
+            description=description,
+            version=version,
+        )
     install_error_handlers(api, rejections)
     # Middleware added last runs first: CORS (preflights carry no key), then the key check,
     # then the body size limit, so a request without a valid key is refused unread.
@@ -120,7 +140,7 @@ def create_api(
             allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
         )
 
-    async def call_model(response: Awaitable[Any]) -> Any:
+    async def call_model(response: Awaitable[T]) -> T:
         """Await the model with the end-to-end timeout; map Serve's failures to 503/504."""
         try:
             return await asyncio.wait_for(response, request_timeout_s)
@@ -148,7 +168,7 @@ def create_api(
             logger.exception("The model call failed")
             raise ApiError(500, "internal", "Internal error; it has been logged") from None
 
-    def log_prediction(answer: dict[str, Any], started: float, row: list[float]) -> None:
+    def log_prediction(answer: Answer, started: float, row: list[float]) -> None:
         fields: dict[str, Any] = {
             "model_version": answer["model_version"],
             "fraud_probability": answer["fraud_probability"],
@@ -159,7 +179,7 @@ def create_api(
             fields["features"] = row
         logger.info("prediction", extra=fields)
 
-    def log_batch(answers: list[dict[str, Any]], started: float) -> None:
+    def log_batch(answers: list[Answer], started: float) -> None:
         # One line per request, not per row: a line per row costs more than scoring 1,000 rows.
         scores = [answer["fraud_probability"] for answer in answers]
         fields = {
@@ -188,9 +208,9 @@ def create_api(
         started = time.perf_counter()
         row = transaction.feature_row()
         if explain:
-            (answer,) = await call_model(model.explain_many.remote([row], top_k))
+            (answer,) = await call_model(model.explain_many([row], top_k))
         else:
-            answer = await call_model(model.score.remote(row))
+            answer = await call_model(model.score(row))
         if settings.log_predictions:
             log_prediction(answer, started, row)
         # Built by our own code from floats and bools: skip re-validating the response.
@@ -212,11 +232,12 @@ def create_api(
         top_k: TopK = DEFAULT_TOP_K,
     ) -> Any:
         started = time.perf_counter()
-        rows = request.feature_matrix()
+        batch: BatchRequestBody = request
+        rows = batch.feature_matrix()
         if explain:
-            answers = await call_model(model.explain_many.remote(rows, top_k))
+            answers = await call_model(model.explain_many(rows, top_k))
         else:
-            answers = await call_model(model.score_many.remote(rows))
+            answers = await call_model(model.score_many(rows))
         if settings.log_predictions:
             log_batch(answers, started)
         return FastJSONResponse({"predictions": answers})
@@ -228,7 +249,7 @@ def create_api(
         responses={status: ERROR_RESPONSES[status] for status in (401, 403, 500, 503, 504)},
     )
     async def model_info() -> dict[str, Any]:
-        return await call_model(model.describe.remote())
+        return await call_model(model.describe())
 
     @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:

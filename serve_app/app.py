@@ -1,6 +1,6 @@
 """The Serve application builder: `import_path: serve_app.app:build_app` in configs/*.yaml."""
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from serve_app.config import AppArgs
 from serve_app.ingress import Ingress
@@ -16,5 +16,12 @@ def build_graph(args: AppArgs, model_config: ModelConfig) -> Application:
     """The graph: the Ingress (HTTP) holding a handle to the FraudModel deployment. For
     `serve.run` from Python, with the model given here instead of in a config file."""
     # A config's `deployments:` section overrides this user_config, key by key from ModelConfig.
-    model = FraudModel.options(user_config=model_config.model_dump()).bind()
-    return Ingress.bind(model, args)
+    model = deployment(FraudModel).options(user_config=model_config.model_dump()).bind()
+    return deployment(Ingress).bind(model, args)
+
+
+def deployment(decorated: object) -> Deployment:
+    """A class as @serve.deployment left it: a Deployment, which Ray's annotations do not say."""
+    if not isinstance(decorated, Deployment):
+        raise TypeError(f"{decorated!r} is not a Serve deployment")
+    return decorated

@@ -77,11 +77,14 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
         if rejections is not None:
             rejections.rejected(reason)
 
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+    # Starlette types every handler as taking any Exception; each is registered for one class.
+    async def api_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
         count(error.kind)
         return error.response()
 
-    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
         # FastAPI's default echoes each offending `input`: that leaks transaction data into
         # responses and logs, and a NaN input cannot even be encoded as JSON (it ended in a 500).
         detail = [
@@ -96,7 +99,8 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
         count("invalid")
         return JSONResponse(status_code=422, content={"detail": capped(detail)})
 
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
         if isinstance(error.__cause__, RecursionError):  # json's answer to deep nesting
             answer = ApiError(400, "bad_json", "The JSON body is nested too deeply", loc=["body"])
         elif isinstance(error.__cause__, BodyTooLarge):

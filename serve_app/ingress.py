@@ -1,7 +1,6 @@
 """The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
 
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,6 +10,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.api import create_api
 from serve_app.config import AppArgs
 from serve_app.metrics import RequestMetrics
+from serve_app.schemas import Answer, FeatureRows
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -23,19 +23,31 @@ COALESCE_MAX_ROWS = 64
 
 
 class CoalescingModelHandle:
-    """The FraudModel handle as create_api calls it, with `score.remote(row)` calls that arrive
-    together sent as one `score_many` request. A lone request goes at once: nothing waits."""
+    """The FraudModel DeploymentHandle as the API awaits it (serve_app.api.ModelHandle), with
+    single rows that arrive together sent as one `score_many` request. A lone request goes at
+    once: nothing waits."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
-        self.score = SimpleNamespace(remote=self._score_rows)
-        self.score_many = handle.score_many
-        self.explain_many = handle.explain_many
-        self.describe = handle.describe
+
+    async def score(self, row: list[float]) -> Answer:
+        return await self._score_rows(row)
+
+    async def score_many(self, rows: FeatureRows) -> list[Answer]:
+        answers: list[Answer] = await self._handle.score_many.remote(rows)
+        return answers
+
+    async def explain_many(self, rows: FeatureRows, top_k: int) -> list[Answer]:
+        answers: list[Answer] = await self._handle.explain_many.remote(rows, top_k)
+        return answers
+
+    async def describe(self) -> dict[str, Any]:
+        description: dict[str, Any] = await self._handle.describe.remote()
+        return description
 
     @serve.batch(max_batch_size=COALESCE_MAX_ROWS, batch_wait_timeout_s=0.0)
-    async def _score_rows(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        return await self._handle.score_many.remote(rows)
+    async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
+        return await self.score_many(rows)
 
 
 @serve.deployment(
@@ -51,7 +63,7 @@ class CoalescingModelHandle:
 )
 @serve.ingress()
 class Ingress:
-    def __init__(self, model: DeploymentHandle, args: AppArgs) -> None:
+    def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
         self._model = model
         self._args = args
         self._settings = ServiceSettings()

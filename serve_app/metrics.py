@@ -14,7 +14,13 @@ import numpy as np
 SCORE_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8]
 SCORE_LABELS = [f"{bound:g}" for bound in SCORE_BUCKETS]
 FLUSH_EVERY_S = 1.0
-BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+BATCH_SIZE_BUCKETS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]
+
+
+def tag_keys(*names: str) -> tuple[str]:
+    """`names` as ray.serve.metrics takes them: it accepts any number of tag keys, but its
+    annotation says a 1-tuple."""
+    return names  # type: ignore[return-value]
 
 
 def cumulative_bucket_counts(scores: Sequence[float]) -> list[tuple[str, int]]:
@@ -34,7 +40,7 @@ class ModelMetrics:
         self._predictions = metrics.Counter(
             "fraud_predictions",
             description="Transactions scored, by decision and model version.",
-            tag_keys=("decision", "model_version"),
+            tag_keys=tag_keys("decision", "model_version"),
         )
         # A Prometheus histogram kept as counters, so that the counts can be added up before
         # they are sent (one observe() per score cost a 1,000-row batch ~1,000 metric records,
@@ -43,7 +49,7 @@ class ModelMetrics:
             "fraud_score_bucket",
             description="Served fraud_probability: scores <= le (cumulative, like a histogram's "
             "buckets; le='+Inf' counts every score).",
-            tag_keys=("model_version", "le"),
+            tag_keys=tag_keys("model_version", "le"),
         )
         self._batch_sizes = metrics.Histogram(
             "fraud_model_batch_size",
@@ -53,7 +59,7 @@ class ModelMetrics:
         self._model_info = metrics.Gauge(
             "fraud_model_info",
             description="1 for the model version and engine this replica serves.",
-            tag_keys=("model_version", "engine"),
+            tag_keys=tag_keys("model_version", "engine"),
         )
         self._reload_failures = metrics.Counter(
             "fraud_model_reload_failures",
@@ -65,13 +71,13 @@ class ModelMetrics:
             "fraud_score_drift_bin",
             description="Served fraud_probability per bin of the model's drift reference "
             "(bin i: the artifact's score_bins.edges[i-1] <= score < edges[i]).",
-            tag_keys=("model_version", "bin"),
+            tag_keys=tag_keys("model_version", "bin"),
         )
         self._reference_shares = metrics.Gauge(
             "fraud_score_reference_share",
             description="Share of each drift bin in the model's held-out scores, weighted to the "
             "production fraud rate (the artifact's score_bins.shares).",
-            tag_keys=("model_version", "bin"),
+            tag_keys=tag_keys("model_version", "bin"),
         )
         # (tag name, tag value, model version) -> count not yet sent; see record_batch.
         self._pending: Counter[tuple[str, str, str]] = Counter()
@@ -82,7 +88,7 @@ class ModelMetrics:
             description="This replica's population stability index of its scores since it loaded "
             "the model, against the training scores. Fleet-wide over the last hour: the "
             "recording rule fraud:score_psi:1h (k8s/monitoring.yaml).",
-            tag_keys=("model_version",),
+            tag_keys=tag_keys("model_version"),
         )
 
     def record_batch(
@@ -121,8 +127,8 @@ class ModelMetrics:
             }[label]
             metric.inc(count, tags={label: value, "model_version": model_version})
         psi, self._pending_psi = self._pending_psi, {}
-        for model_version, value in psi.items():
-            self._score_psi.set(value, tags={"model_version": model_version})
+        for model_version, index in psi.items():
+            self._score_psi.set(index, tags={"model_version": model_version})
 
     def model_switched(self, old: tuple[str, str] | None, new: tuple[str, str]) -> None:
         if old is not None and old != new:
@@ -155,7 +161,7 @@ class RequestMetrics:
         self._rejected = metrics.Counter(
             "fraud_rejected_requests",
             description="Requests answered with an error, by reason.",
-            tag_keys=("reason",),
+            tag_keys=tag_keys("reason"),
         )
 
     def rejected(self, reason: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import ray
@@ -26,13 +26,11 @@ from fraud_model.metadata import ScoreBins
 from serve_app.config import ModelAutoscaling
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
+from serve_app.schemas import Answer, FeatureRows
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
-# The rows of one request in the feature contract's order: an (n, 29) float32 matrix from a
-# batch request, or the lists of floats of single transactions coalesced by an Ingress.
-FeatureRows = np.ndarray | list[list[float]]
 
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
@@ -85,6 +83,14 @@ class ServingModel:
 FLEET_PSI_RULE = "fraud:score_psi:1h"
 
 
+class TunableBatch(Protocol):
+    """What @serve.batch adds to the method it wraps (its annotations leave it out)."""
+
+    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+
+    def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
+
+
 class ScoreDrift:
     """Live served scores in the artifact's reference bins, and their PSI against it."""
 
@@ -135,8 +141,9 @@ class FraudModel:
         current = self._serving
         # The URI and the pin name the model; an unchanged pair is the model already loaded.
         same = current is not None and (current.uri, current.pin) == (uri, pin)
-        artifact, explainer = (current.artifact, current.explainer) if same else (None, None)
-        if artifact is None:
+        if current is not None and same:
+            artifact, explainer = current.artifact, current.explainer
+        else:
             try:
                 artifact, explainer = await asyncio.to_thread(self._open, uri, pin)
             except Exception as error:  # whatever failed, a reload never drops the old model
@@ -156,8 +163,9 @@ class FraudModel:
                 artifact.metadata.model_version, artifact.metadata.score_bins.shares
             )
         self._last_reload_error = None
-        self.score_many.set_max_batch_size(tuning.max_batch_size)
-        self.score_many.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
+        batching = cast(TunableBatch, self.score_many)
+        batching.set_max_batch_size(tuning.max_batch_size)
+        batching.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
         version = artifact.metadata.model_version
         self._metrics.model_switched(
             (current.artifact.metadata.model_version, SERVING_ENGINE) if current else None,
@@ -205,7 +213,7 @@ class FraudModel:
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score_many(self, requests: list[FeatureRows]) -> list[list[dict[str, Any]]]:
+    async def score_many(self, requests: list[FeatureRows]) -> list[list[Answer]]:
         """Score the feature rows (contract order) of each request; the rows of every request
         in a batch go through the model in one vectorised call."""
         serving = self._require_model()
@@ -216,9 +224,7 @@ class FraudModel:
         self._record(serving, answers)
         return split_by_request(answers, [len(request) for request in requests])
 
-    async def explain_many(
-        self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K
-    ) -> list[dict[str, Any]]:
+    async def explain_many(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[Answer]:
         """Scores with the top_k features' contributions and the rest's sum (reason codes).
         Several times the cost of plain scoring (benchmarks/explain_cost.py), so only on
         request."""
@@ -227,7 +233,7 @@ class FraudModel:
         self._record(serving, answers)
         return answers
 
-    def _record(self, serving: ServingModel, answers: list[dict[str, Any]]) -> None:
+    def _record(self, serving: ServingModel, answers: list[Answer]) -> None:
         version = serving.artifact.metadata.model_version
         scores = [answer["fraud_probability"] for answer in answers]
         if self._drift is None:
@@ -289,7 +295,7 @@ class FraudModel:
         return self._serving
 
 
-def predictions(serving: ServingModel, rows: FeatureRows) -> list[dict[str, Any]]:
+def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
     """The API's answer for each feature row, from one vectorised model call."""
     probabilities = serving.artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
     if not np.isfinite(probabilities).all():  # never answer a score that is not a number
@@ -315,7 +321,7 @@ def split_by_request(answers: list[Any], sizes: list[int]) -> list[list[Any]]:
 
 def explained_predictions(
     serving: ServingModel, rows: FeatureRows, top_k: int = DEFAULT_TOP_K
-) -> list[dict[str, Any]]:
+) -> list[Answer]:
     """predictions() plus, per row, the top_k features' contributions, largest first, and
     `other`, the summed contribution of the rest.
 

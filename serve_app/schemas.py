@@ -1,10 +1,10 @@
 """Request and response bodies of the HTTP API."""
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
@@ -13,8 +13,27 @@ from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 MAX_ABS_COMPONENT = 1_000.0
 MAX_AMOUNT = 1_000_000.0
 
-_EXAMPLE = {name: 0.0 for name in FEATURE_NAMES} | {"V14": -0.31, "Amount": 149.62}
+_EXAMPLE: dict[str, JsonValue] = {
+    **{name: 0.0 for name in FEATURE_NAMES},
+    "V14": -0.31,
+    "Amount": 149.62,
+}
 _features_in_order = attrgetter(*FEATURE_NAMES)
+
+
+# The rows of one request in the feature contract's order: an (n, 29) float32 matrix from a
+# batch request, or the lists of floats of single transactions coalesced by an Ingress.
+FeatureRows = np.ndarray | list[list[float]]
+
+
+class Answer(TypedDict):
+    """One scored transaction as the model replica returns it (the fields of Prediction)."""
+
+    fraud_probability: float
+    is_fraud: bool
+    threshold: float
+    model_version: str
+    explanation: NotRequired[dict[str, Any]]  # with explain=true: Explanation's fields
 
 
 class _TransactionBase(BaseModel):
@@ -32,7 +51,7 @@ class _TransactionBase(BaseModel):
         return list(_features_in_order(self))  # one C-level call (operator.attrgetter)
 
 
-def _feature_field(name: str) -> tuple[type, Any]:
+def _feature_field(name: str) -> Any:
     if name == "Amount":
         return float, Field(ge=0, le=MAX_AMOUNT, description="Transaction amount")
     return float, Field(
@@ -88,7 +107,7 @@ class BatchPrediction(BaseModel):
     predictions: list[Prediction] = Field(description="One answer per transaction, in order.")
 
 
-class _BatchRequestBase(BaseModel):
+class BatchRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     transactions: list[Transaction]
 
@@ -99,11 +118,11 @@ class _BatchRequestBase(BaseModel):
         return np.array(rows, dtype=FEATURE_DTYPE)
 
 
-def batch_request_model(max_transactions: int) -> type[_BatchRequestBase]:
+def batch_request_model(max_transactions: int) -> type[BatchRequestBody]:
     """The batch body, `{"transactions": [...]}`, with the configured size limit."""
     return create_model(
         "BatchRequest",
-        __base__=_BatchRequestBase,
+        __base__=BatchRequestBody,
         transactions=(list[Transaction], Field(min_length=1, max_length=max_transactions)),
     )
 

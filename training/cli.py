@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 # Only the parameters at import time, so that `--help` answers at once; pandas, scikit-learn
 # and Ray are imported by main() when it runs.
@@ -49,7 +49,7 @@ def parse_class_weight(value: str) -> str | None:
 
 
 # Forest options: ForestParams field -> argparse settings (the default comes from ForestParams).
-FOREST_OPTIONS: dict[str, dict] = {
+FOREST_OPTIONS: dict[str, dict[str, Any]] = {
     "n_estimators": {"type": int, "help": "number of trees"},
     "criterion": {"choices": ["gini", "entropy", "log_loss"], "help": "split quality measure"},
     "max_depth": {"type": parse_optional_int, "help": "maximum tree depth ('none' = unlimited)"},
@@ -273,7 +273,15 @@ def publish(artifact: Path, destination: str) -> int:
     return 0
 
 
-def tree_progress_bar(total: int, *, disable: bool | None = None, file: TextIO | None = None):
+class ProgressBar(Protocol):
+    def update_to(self, done: int, total: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def tree_progress_bar(
+    total: int, *, disable: bool | None = None, file: TextIO | None = None
+) -> ProgressBar:
     """A tqdm bar fed by train_forest's on_progress(done, total), as `bar.update_to`.
 
     disable=None (the default) turns it off when the output (stderr) is not a terminal: CI logs
@@ -281,7 +289,7 @@ def tree_progress_bar(total: int, *, disable: bool | None = None, file: TextIO |
     """
     from tqdm import tqdm
 
-    class TreeProgress(tqdm):
+    class TreeProgress(tqdm):  # type: ignore[type-arg]  # generic in its stubs only
         def update_to(self, done: int, total: int) -> None:
             self.total = total
             self.update(done - self.n)
@@ -289,7 +297,7 @@ def tree_progress_bar(total: int, *, disable: bool | None = None, file: TextIO |
     return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable, file=file)
 
 
-def summarise(metrics: dict, threshold: float) -> list[str]:
+def summarise(metrics: dict[str, Any], threshold: float) -> list[str]:
     """A small fixed-width table of the held-out metrics."""
     rows = [
         ("held-out test", metrics["test"]),

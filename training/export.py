@@ -12,4 +12,5 @@ def forest_to_onnx(forest: RandomForestClassifier) -> bytes:
     # The forest's own width: a wrong-width model is refused by save_artifact, not hidden here.
     example = np.zeros((1, forest.n_features_in_), dtype=FEATURE_DTYPE)
     model = to_onnx(forest, example, options={id(forest): {"zipmap": False}})
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized

@@ -7,13 +7,18 @@ built.
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fraud_model.features import FEATURE_NAMES
 from training.evaluate import cost_curve, prevalence_weights
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
 
 REPORT_FILE = "report.md"
 FEW_FRAUDS = 30  # below this, frauds are drawn one by one instead of as a histogram
@@ -76,7 +81,7 @@ def build_report(
     return {REPORT_FILE: markdown.encode()} | plots
 
 
-def _figure():
+def _figure() -> tuple["Figure", "Axes"]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -85,7 +90,7 @@ def _figure():
     return figure, figure.subplots()
 
 
-def _png(figure) -> bytes:
+def _png(figure: "Figure") -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png")
@@ -122,7 +127,7 @@ def _roc(test: Split) -> bytes:
 
 def _score_distributions(test: Split, threshold: float) -> bytes:
     figure, axes = _figure()
-    bins = np.logspace(-6, 0, 50)
+    bins = np.logspace(-6, 0, 50).tolist()
     legitimate = np.clip(test.scores[test.labels == 0], 1e-6, 1)
     frauds = np.clip(test.scores[test.labels == 1], 1e-6, 1)
     axes.hist(legitimate, bins=bins, alpha=0.6, label="legitimate")
@@ -167,7 +172,7 @@ def _threshold_tradeoffs(
     for axis in (axes.xaxis, cost_axes.yaxis):
         _plain_numbers(axis)
     lines = axes.get_legend_handles_labels()[0] + cost_axes.get_legend_handles_labels()[0]
-    axes.legend(lines, [line.get_label() for line in lines], loc="upper center",
+    axes.legend(lines, [str(line.get_label()) for line in lines], loc="upper center",
                 bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize="small")  # fmt: skip
     return _png(figure)
 
@@ -179,7 +184,7 @@ def _scale(values: np.ndarray) -> str:
     return "log" if len(positive) and positive.max() / positive.min() >= 100 else "linear"
 
 
-def _plain_numbers(axis) -> None:
+def _plain_numbers(axis: "Axis") -> None:
     """Tick labels as plain numbers (0.02, not 2e-2 as a power of ten), none on minor ticks."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 

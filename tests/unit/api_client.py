@@ -1,6 +1,5 @@
 """The API around a real model scored in-process (no Ray): for the unit tests of the HTTP layer."""
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +10,12 @@ from fraud_model.features import FEATURE_NAMES
 from serve_app.api import create_api
 from serve_app.config import AppArgs
 from serve_app.model import ServingModel, explained_predictions, predictions
+from serve_app.schemas import Answer, FeatureRows
 from serve_app.settings import ServiceSettings
 
 
-class Remote:
-    """`.remote(...)` of one handle method, run right here."""
-
-    def __init__(self, method: Callable[..., Any]) -> None:
-        self._method = method
-
-    async def remote(self, *args: Any) -> Any:
-        return self._method(*args)
-
-
 class InProcessModel:
-    """Stands in for the FraudModel handle: the same `<method>.remote(...)` calls, run here."""
+    """Stands in for the FraudModel deployment (serve_app.api.ModelHandle), scored right here."""
 
     def __init__(self, artifact_dir: Path) -> None:
         artifact = load_artifact(artifact_dir)
@@ -36,12 +26,18 @@ class InProcessModel:
             artifact.metadata.threshold,
             artifact.load_explainer(),
         )
-        self.score = Remote(lambda row: predictions(self.serving, [row])[0])
-        self.score_many = Remote(lambda rows: predictions(self.serving, rows))
-        self.explain_many = Remote(
-            lambda rows, top_k: explained_predictions(self.serving, rows, top_k)
-        )
-        self.describe = Remote(lambda: {"model_version": artifact.metadata.model_version})
+
+    async def score(self, row: list[float]) -> Answer:
+        return predictions(self.serving, [row])[0]
+
+    async def score_many(self, rows: FeatureRows) -> list[Answer]:
+        return predictions(self.serving, rows)
+
+    async def explain_many(self, rows: FeatureRows, top_k: int) -> list[Answer]:
+        return explained_predictions(self.serving, rows, top_k)
+
+    async def describe(self) -> dict[str, Any]:
+        return {"model_version": self.serving.artifact.metadata.model_version}
 
 
 TRANSACTION = {name: 0.5 for name in FEATURE_NAMES}
