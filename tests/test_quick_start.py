@@ -17,7 +17,7 @@ from benchmarks.servers import running
 from fraud_model.artifact import read_metadata
 from serve_app import cli
 from serve_app.cli import free_port
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 

@@ -40,7 +40,7 @@ from k8s.local_cluster import (
     rendered_rayservice,
     session_members,
 )
-from tests.conftest import PROJECT_ROOT, write_artifact
+from tests.helpers import PROJECT_ROOT, write_artifact
 from tests.polling import wait_for
 from training.data import Dataset
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from fraud_model.artifact import load_artifact, sha256_file
-from tests.conftest import PROJECT_ROOT, random_transactions
+from tests.helpers import PROJECT_ROOT, random_transactions
 from training.data import Dataset, synthetic_dataset
 from training.forest import ForestParams, train_forest_in_threads
 from training.pipeline import TrainingOptions, train_and_export

@@ -1,31 +1,15 @@
+"""Fixtures of the Serve tier: the application on a tiny artifact, and a client for it."""
+
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-import yaml
 from ray import serve
 
-from fraud_model.features import FEATURE_NAMES
-from serve_app.app import AppArgs, build_graph
+from serve_app.app import build_graph
 from serve_app.model import ModelConfig
-from tests.conftest import PROJECT_ROOT
-from tests.polling import wait_for  # noqa: F401  (the serve tests' import of it)
-
-
-def as_json(row: np.ndarray) -> dict[str, float]:
-    return {name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
-
-
-def shipped_config() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
-
-
-def shipped_app_args(**overrides: object) -> AppArgs:
-    """The args of configs/serve_config.yaml, as Serve would validate them, with overrides."""
-    (application,) = shipped_config()["applications"]
-    return AppArgs.model_validate(application["args"] | overrides)
+from tests.serve.serving import shipped_app_args, shipped_config
 
 
 @pytest.fixture(scope="session")
@@ -48,62 +32,3 @@ def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
 def client(fraud_app: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fraud_app, timeout=30) as http:
         yield http
-
-
-def deploy_app(
-    name: str,
-    artifact_uri: str,
-    *,
-    user_config: dict | None = None,
-    model_options: dict | None = None,
-    args: dict | None = None,
-    wait: bool = True,
-) -> str:
-    """Apply a Serve config of one app, as `serve deploy` (and KubeRay) would; returns its
-    route prefix. FraudModel serves `artifact_uri`, with more of its `user_config` and other
-    `model_options` if given; `args` are added to the shipped config's args. Like any config,
-    it replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
-    from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
-    from ray.serve.schema import ServeDeploySchema
-
-    (application,) = shipped_config()["applications"]
-    model = {
-        "name": "FraudModel",
-        **(model_options or {}),
-        "user_config": {"artifact_uri": artifact_uri, **(user_config or {})},
-    }
-    app = {
-        "name": name,
-        "route_prefix": f"/{name}",
-        "import_path": "serve_app.app:build_app",
-        "args": application["args"] | (args or {}),
-        "deployments": [model],
-    }
-    config = ServeDeploySchema.model_validate({"applications": [app]})
-    _get_global_client().deploy_apps(config, _blocking=wait)
-    return app["route_prefix"]
-
-
-def metrics_text() -> str:
-    """Ray's Prometheus metrics endpoint on the test cluster's node."""
-    import ray
-
-    port = ray._private.worker._global_node.metrics_export_port
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-
-
-def metric_value(name: str, **tags: str) -> float:
-    """The sum of a metric's samples whose labels include `tags` (0 if none is exported yet)."""
-    wanted = [f'{key}="{value}"' for key, value in tags.items()]
-    total = 0.0
-    for line in metrics_text().splitlines():
-        if line.startswith(f"{name}{{") and all(tag in line for tag in wanted):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def replica_names(app: str, deployment: str = "FraudModel") -> set[str]:
-    import ray
-
-    actors = ray.util.list_named_actors(all_namespaces=True)
-    return {actor["name"] for actor in actors if f"{app}#{deployment}" in actor["name"]}

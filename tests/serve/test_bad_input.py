@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from serve_app.schemas import MAX_ABS_COMPONENT, MAX_AMOUNT
-from tests.conftest import random_transactions
-from tests.serve.conftest import as_json
+from tests.helpers import as_json, random_transactions
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 

@@ -8,8 +8,9 @@ import pytest
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
-from tests.conftest import random_transactions
-from tests.serve.conftest import as_json, metric_value, wait_for
+from tests.helpers import as_json, random_transactions
+from tests.polling import wait_for
+from tests.serve.serving import metric_value
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 

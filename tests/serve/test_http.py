@@ -10,8 +10,8 @@ from ray import serve
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
-from tests.conftest import random_transactions
-from tests.serve.conftest import as_json, deploy_app, replica_names
+from tests.helpers import as_json, random_transactions
+from tests.serve.serving import deploy_app, replica_names
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 

@@ -12,8 +12,9 @@ import ray
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
 from serve_app.model import ScoreDrift
-from tests.conftest import random_transactions
-from tests.serve.conftest import as_json, metrics_text, wait_for
+from tests.helpers import as_json, random_transactions
+from tests.polling import wait_for
+from tests.serve.serving import metrics_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 

@@ -20,15 +20,9 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import load_artifact, read_metadata
 from fraud_model.store import publish_artifact
-from tests.conftest import random_transactions, write_artifact
-from tests.serve.conftest import (
-    as_json,
-    deploy_app,
-    metric_value,
-    metrics_text,
-    replica_names,
-    wait_for,
-)
+from tests.helpers import as_json, random_transactions, write_artifact
+from tests.polling import wait_for
+from tests.serve.serving import deploy_app, metric_value, metrics_text, replica_names
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]

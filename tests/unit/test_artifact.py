@@ -24,7 +24,7 @@ from fraud_model.explain import TREES_FILE
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ScoreBins
 from fraud_model.prior import adjust_to_prior
-from tests.conftest import random_transactions, write_artifact
+from tests.helpers import random_transactions, write_artifact
 from training.data import Dataset
 from training.export import forest_to_onnx
 from training.save import MODEL_FILES, PROBE_FILE, save_artifact

@@ -6,7 +6,7 @@ import pandas as pd
 
 from fraud_model.artifact import load_artifact, read_metadata, sha256_file
 from fraud_model.features import FEATURE_NAMES
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 BUNDLED = PROJECT_ROOT / "artifacts" / "default"
 

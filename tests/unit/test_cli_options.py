@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 from training.cli import build_parser, forest_params, tree_progress_bar
 from training.options import ForestParams, TrainingOptions
 

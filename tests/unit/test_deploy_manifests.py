@@ -15,7 +15,7 @@ from fraud_model.store import S3Location, parse_location
 from k8s import render
 from serve_app.app import AppArgs
 from serve_app.model import FraudModel, ModelConfig
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 CRD = PROJECT_ROOT / "tests" / "data" / "kuberay" / "ray.io_rayservices.yaml"  # v1.7.0
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()

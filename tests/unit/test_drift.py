@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fraud_model.drift import bin_counts, population_stability_index, reference_bins
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 @pytest.fixture

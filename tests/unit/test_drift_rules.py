@@ -12,7 +12,7 @@ import yaml
 
 from fraud_model.drift import PSI_EPSILON, population_stability_index
 from serve_app.model import FLEET_PSI_RULE, ScoreDrift
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(

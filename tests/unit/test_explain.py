@@ -9,7 +9,7 @@ from sklearn.ensemble import RandomForestClassifier
 from fraud_model.explain import ForestExplainer, save_trees, top_reasons
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.prior import adjust_to_prior
-from tests.conftest import random_transactions
+from tests.helpers import random_transactions
 from training.data import Dataset
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from tests.conftest import random_transactions
+from tests.helpers import random_transactions
 from training.data import Dataset
 from training.forest import ForestParams, fit_trees, merge_forests, tree_seeds
 

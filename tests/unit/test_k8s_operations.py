@@ -3,7 +3,7 @@
 import yaml
 
 from serve_app.cli import FAST_INGRESS
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 def load(name: str) -> list[dict]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 POLICIES = [
     doc

@@ -8,7 +8,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.prior import adjust_to_prior
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 from training.data import Dataset
 from training.evaluate import (
     bootstrap_intervals,

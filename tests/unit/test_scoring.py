@@ -11,8 +11,7 @@ from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from serve_app.model import ServingModel, predictions
 from serve_app.schemas import batch_request_model
-from tests.conftest import random_transactions
-from tests.serve.conftest import as_json
+from tests.helpers import as_json, random_transactions
 
 
 def test_a_batch_becomes_one_float32_matrix_in_contract_order() -> None:

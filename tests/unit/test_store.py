@@ -42,12 +42,7 @@ from fraud_model.store import (
     parse_location,
     publish_artifact,
 )
-from tests.conftest import (
-    PROJECT_ROOT,
-    random_transactions,
-    upload_artifact,
-    upload_files,
-)
+from tests.helpers import PROJECT_ROOT, random_transactions, upload_artifact, upload_files
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 

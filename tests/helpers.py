@@ -1,0 +1,90 @@
+"""Helpers shared by every test tier: the project root, real rows and artifacts, S3 uploads.
+Fixtures live in the conftest files; tests import helpers from here, never from a conftest."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+from fraud_model.drift import reference_bins
+from fraud_model.features import FEATURE_NAMES
+from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint, ScoreBins
+from fraud_model.prior import adjust_to_prior
+from training.data import Dataset
+from training.export import forest_to_onnx
+from training.save import save_artifact
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",  # never the developer's own AWS config or credentials
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def write_artifact(
+    path: Path,
+    model: RandomForestClassifier,
+    dataset: Dataset,
+    threshold: float = 0.5,
+    **save_options: Any,
+) -> ArtifactMetadata:
+    """save_artifact with test defaults; `save_options` (score_bins, extra_files, report_file,
+    overwrite) are passed through. The drift reference defaults to the first 200 rows' scores."""
+    calibration = Calibration(training_prior=dataset.fraud_rate, production_prior=0.00172)
+    if "score_bins" not in save_options:
+        raw = model.predict_proba(dataset.features[:200])[:, 1]
+        scores = adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
+        edges, shares = reference_bins(scores)
+        save_options["score_bins"] = ScoreBins(edges=edges, shares=shares)
+    return save_artifact(
+        path,
+        model,
+        forest_to_onnx(model),
+        dataset.features[:200],
+        threshold=threshold,
+        threshold_strategy="fixed (test)",
+        calibration=calibration,
+        training_params={"n_estimators": model.n_estimators},
+        data=DataFingerprint(**dataset.fingerprint.model_dump()),
+        metrics={},
+        **save_options,
+    )
+
+
+def random_transactions(n: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(n, 29)).astype(np.float32)
+    rows[:, -1] = np.abs(rows[:, -1]) * 100  # Amount: never negative
+    return rows
+
+
+def as_json(row: np.ndarray) -> dict[str, float]:
+    return {name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
+
+
+def upload_files(artifact_dir: Path, bucket: str, prefix: str) -> str:
+    """Copy an artifact directory's files to s3://bucket/prefix as they are (creating the
+    bucket), bypassing publish: for tests of what a replica does with a store it cannot trust."""
+    import boto3
+
+    client = boto3.client("s3")
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)
+    for file in artifact_dir.iterdir():
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{file.name}", Body=file.read_bytes())
+    return f"s3://{bucket}/{prefix}"
+
+
+def upload_artifact(artifact_dir: Path, bucket: str, base: str) -> str:
+    """The artifact's files at s3://bucket/base/<model_version>, where a published version lives
+    (as upload_files: nothing is checked, nothing is refused); returns that URI."""
+    version = json.loads((artifact_dir / "metadata.json").read_text())["model_version"]
+    return upload_files(artifact_dir, bucket, f"{base}/{version}")
