@@ -76,25 +76,40 @@ def deal_seeds(n_estimators: int, seed: int, num_tasks: int) -> list[list[int]]:
     return [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
 
 
-class Progress:
-    """Counts finished sub-forests, logs each and reports (built, total) to `on_progress`."""
+class Assembly:
+    """The sub-forests of one forest as their tasks finish, in any order: logs and reports
+    progress (`on_progress(built, total)`), and merges them in seed order, so the forest is the
+    same whichever task finished first."""
 
-    def __init__(self, total: int, on_progress: Callable[[int, int], None] | None) -> None:
-        self.total, self.on_progress = total, on_progress
+    def __init__(
+        self,
+        chunks: list[list[int]],
+        rows: int,
+        workers: str,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.total = sum(len(chunk) for chunk in chunks)
+        self.on_progress = on_progress
         self.built, self.started = 0, time.perf_counter()
+        self._parts: list[RandomForestClassifier | None] = [None] * len(chunks)
+        logger.info("Building %d trees in %d %s (%d rows)", self.total, len(chunks), workers, rows)
 
-    def add(self, trees: int, where: str) -> None:
-        self.built += trees
+    def add(self, index: int, part: RandomForestClassifier, where: str) -> None:
+        self._parts[index] = part
+        self.built += part.n_estimators
         logger.info(
             "Trees built: %d/%d (%.1f s), the last %d %s",
             self.built,
             self.total,
             time.perf_counter() - self.started,
-            trees,
+            part.n_estimators,
             where,
         )
         if self.on_progress is not None:
             self.on_progress(self.built, self.total)
+
+    def forest(self) -> RandomForestClassifier:
+        return merge_forests([part for part in self._parts if part is not None])
 
 
 def train_forest_in_threads(
@@ -114,14 +129,7 @@ def train_forest_in_threads(
     """
     del trees_by_node  # no Ray nodes here
     chunks = deal_seeds(params.n_estimators, seed, num_tasks or os.cpu_count() or 1)
-    logger.info(
-        "Building %d trees in %d threads of this process (%d rows, %d features)",
-        params.n_estimators,
-        len(chunks),
-        *features.shape,
-    )
-    progress = Progress(params.n_estimators, on_progress)
-    sub_forests: list[RandomForestClassifier | None] = [None] * len(chunks)
+    assembly = Assembly(chunks, len(labels), "threads of this process", on_progress)
     with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="trees") as pool:
         pending = {
             pool.submit(fit_trees, features, labels, chunk, params): index
@@ -130,8 +138,5 @@ def train_forest_in_threads(
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                index = pending.pop(future)
-                sub_forests[index] = future.result()
-                progress.add(len(chunks[index]), "in a thread")
-    # Merge in seed order so the forest is the same whichever thread finished first.
-    return merge_forests([forest for forest in sub_forests if forest is not None])
+                assembly.add(pending.pop(future), future.result(), "in a thread")
+    return assembly.forest()

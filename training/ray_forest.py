@@ -8,7 +8,7 @@ import numpy as np
 import ray
 from sklearn.ensemble import RandomForestClassifier
 
-from training.forest import Progress, deal_seeds, fit_trees, merge_forests
+from training.forest import Assembly, deal_seeds, fit_trees
 from training.options import ForestParams
 
 logger = logging.getLogger(__name__)
@@ -46,27 +46,17 @@ def train_forest_on_ray(
     trees each Ray node built (by node id).
     """
     seed_chunks = deal_seeds(params.n_estimators, seed, num_tasks or default_num_tasks())
+    assembly = Assembly(seed_chunks, len(labels), "Ray tasks", on_progress)
     # Put the arrays in the object store once; every task reads the same zero-copy buffers.
     features_ref, labels_ref = ray.put(features), ray.put(labels)
     pending = {
         _fit_trees_task.remote(features_ref, labels_ref, chunk_seeds, params): index
         for index, chunk_seeds in enumerate(seed_chunks)
     }
-    logger.info(
-        "Building %d trees in %d Ray tasks (%d rows, %d features)",
-        params.n_estimators,
-        len(seed_chunks),
-        *features.shape,
-    )
-    progress = Progress(params.n_estimators, on_progress)
-    sub_forests: list[RandomForestClassifier | None] = [None] * len(seed_chunks)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
-        index = pending.pop(done[0])
-        forest, node_id = ray.get(done[0])
-        sub_forests[index] = forest
+        part, node_id = ray.get(done[0])
         if trees_by_node is not None:
-            trees_by_node[node_id] += forest.n_estimators
-        progress.add(forest.n_estimators, f"on node {node_id[:12]}")
-    # Merge in seed order so the forest is the same whichever task finished first.
-    return merge_forests([forest for forest in sub_forests if forest is not None])
+            trees_by_node[node_id] += part.n_estimators
+        assembly.add(pending.pop(done[0]), part, f"on node {node_id[:12]}")
+    return assembly.forest()

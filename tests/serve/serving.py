@@ -56,8 +56,8 @@ def metrics_text() -> str:
     """Ray's Prometheus metrics endpoint on the test cluster's node."""
     import ray
 
-    port = ray._private.worker._global_node.metrics_export_port
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    (node,) = [node for node in ray.nodes() if node["Alive"]]  # the test cluster has one
+    return httpx.get(f"http://127.0.0.1:{node['MetricsExportPort']}/metrics", timeout=10).text
 
 
 def metric_value(name: str, **tags: str) -> float:
