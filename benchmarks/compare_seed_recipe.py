@@ -10,11 +10,8 @@ CLI defaults on 64 % (the other 16 % choose the threshold), exactly as `python -
 
 import argparse
 import logging
-import os
 import statistics
 import sys
-
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score

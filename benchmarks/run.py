@@ -9,6 +9,8 @@ taken in this one run, since the machine may be shared and noisy. Each figure al
 server's CPU time per request, by process (benchmarks/cpu.py), which noise moves far less.
 """
 
+# ruff: noqa: E402  (the environment is set before the imports that bring Ray)
+
 import argparse
 import json
 import logging
@@ -21,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+from fraud_model.ray_env import use_this_venv_for_ray_workers
+
+use_this_venv_for_ray_workers()  # before anything imports Ray
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,6 @@ behind and nothing unverified is ever handed out.
 """
 
 import logging
-import os
 import re
 import shutil
 import time
@@ -37,7 +36,6 @@ from fraud_model.artifact import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "FRAUD_ARTIFACT_CACHE"
 S3_SCHEME = "s3://"
 FILE_SCHEME = "file://"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -128,20 +126,12 @@ def parse_location(uri: str, base_dir: Path | None = None) -> Location:
     return LocalLocation(path)
 
 
-def default_cache_dir() -> Path:
-    """`$FRAUD_ARTIFACT_CACHE`, else `~/.cache/fraud-serving/artifacts`."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "fraud-serving" / "artifacts"
-
-
 def fetch_artifact(
     uri: str,
     metadata_sha256: str | None = None,
     *,
+    cache_dir: Path,
     base_dir: Path | None = None,
-    cache_dir: Path | None = None,
 ) -> Path:
     """A local directory holding the artifact at `uri`.
 
@@ -155,7 +145,7 @@ def fetch_artifact(
     location = parse_location(uri, base_dir)
     if isinstance(location, LocalLocation):
         return location.path
-    cache = cache_dir if cache_dir is not None else default_cache_dir()
+    cache = cache_dir
     source = _S3Artifact(uri, location, _s3_client())
     metadata_bytes = source.read(METADATA_FILE)
     check_pin(metadata_bytes, metadata_sha256, uri)

@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import yaml
 
+from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+
 ROOT = Path(__file__).resolve().parent.parent
 RAYSERVICE = ROOT / "k8s" / "rayservice.yaml"
 # Ports are taken below the kernel's ephemeral range (32768 and up), so that no port Ray binds
@@ -286,7 +288,7 @@ class LocalRayCluster:
             # What authOptions: {mode: token} makes KubeRay put in every Ray container.
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
-            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",  # the image's ENV: workers use this venv
+            **THIS_VENV_FOR_RAY_WORKERS,  # the image's ENV
             # Per node, as each pod has its own /tmp and cache volume and its own address.
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy.cfg",
             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/admin.sock",

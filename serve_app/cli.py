@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
 from serve_app.loading import PROJECT_ROOT
 
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
@@ -47,9 +48,7 @@ FAST_INGRESS = {
 def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
-        # Ray would otherwise notice `uv run` and rebuild a virtualenv for its workers from a
-        # copy of the working directory; this venv is already right.
-        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        **THIS_VENV_FOR_RAY_WORKERS,
         **FAST_INGRESS,
         # HAProxy's files default to fixed paths in /tmp, which a second server (the tests,
         # while the user's is running) would take over: give each server its own.

@@ -1,8 +1,9 @@
 """Service settings from the environment (prefix FRAUD_) or an optional `.env` file."""
 
 import logging
+from pathlib import Path
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_LENGTH = 32
@@ -40,6 +41,11 @@ class ServiceSettings(BaseSettings):
 
     log_features: bool = False
     """Add the raw transaction to those lines. For debugging only: it logs card data."""
+
+    artifact_cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "fraud-serving" / "artifacts"
+    )
+    """Where a model replica keeps the verified artifacts it downloaded from `s3://`."""
 
     @field_validator("cors_origins")
     @classmethod

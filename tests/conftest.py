@@ -1,20 +1,20 @@
 """Shared fixtures: tiny real models and artifacts, one private Ray cluster per test session."""
 
-import os
 import shutil
-
-# Before anything imports Ray: keep Ray's workers in this venv instead of a fresh `uv run` one.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
+from fraud_model.ray_env import use_this_venv_for_ray_workers
 from serve_app.cli import free_port
 from tests.helpers import S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    use_this_venv_for_ray_workers()  # before the test modules import Ray
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,9 @@
-import os
 import sys
 
-# Ray replaces the workers' interpreter with a fresh `uv run` environment when the driver runs
-# under `uv run`; the project's own venv is already the right one, so keep it.
-# This must run before anything imports Ray.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+from fraud_model.ray_env import use_this_venv_for_ray_workers
 
-from training.cli import main
+use_this_venv_for_ray_workers()  # before anything imports Ray
+
+from training.cli import main  # noqa: E402
 
 sys.exit(main())

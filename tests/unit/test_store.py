@@ -325,29 +325,37 @@ def test_malformed_or_unsupported_uris_are_refused(uri: str, tmp_path: Path) -> 
 
 
 def test_local_paths_pass_through_unchanged(artifact_dir: Path, tmp_path: Path) -> None:
-    assert fetch_artifact(str(artifact_dir), cache_dir=tmp_path / "cache") == artifact_dir
-    assert fetch_artifact(f"file://{artifact_dir}") == artifact_dir
-    assert fetch_artifact("artifacts/default") == Path("artifacts/default")  # caller resolves
-    assert fetch_artifact("file://artifacts/default") == Path("artifacts/default")
-    assert fetch_artifact(str(tmp_path / "absent")) == tmp_path / "absent"  # caller verifies
-    assert not (tmp_path / "cache").exists()
+    cache = tmp_path / "cache"
+    assert fetch_artifact(str(artifact_dir), cache_dir=cache) == artifact_dir
+    assert fetch_artifact(f"file://{artifact_dir}", cache_dir=cache) == artifact_dir
+    # The caller resolves a relative path, and verifies what is there (or not).
+    assert fetch_artifact("artifacts/default", cache_dir=cache) == Path("artifacts/default")
+    assert fetch_artifact("file://artifacts/default", cache_dir=cache) == Path("artifacts/default")
+    assert fetch_artifact(str(tmp_path / "absent"), cache_dir=cache) == tmp_path / "absent"
+    assert not cache.exists()
 
 
-def test_local_paths_never_import_boto3(artifact_dir: Path) -> None:
+def test_local_paths_never_import_boto3(artifact_dir: Path, tmp_path: Path) -> None:
     code = (
         "import sys; from fraud_model.store import fetch_artifact; "
-        f"fetch_artifact({str(artifact_dir)!r}); fetch_artifact('file://x'); "
+        f"from pathlib import Path; cache = Path({str(tmp_path)!r}); "
+        f"fetch_artifact({str(artifact_dir)!r}, cache_dir=cache); "
+        "fetch_artifact('file://x', cache_dir=cache); "
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
 
 
-def test_the_default_cache_follows_the_environment(
+def test_a_replica_s_cache_follows_the_environment(
     artifact_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from serve_app.loading import open_artifact
+
     monkeypatch.setenv("FRAUD_ARTIFACT_CACHE", str(tmp_path / "env-cache"))
     uri = upload_artifact(artifact_dir, "models", "fraud/env")
-    assert fetch_artifact(uri).is_relative_to(tmp_path / "env-cache")
+    open_artifact(uri, None, threads=1)
+    (cached,) = (tmp_path / "env-cache").rglob("metadata.json")
+    assert read_metadata(cached.parent) == read_metadata(artifact_dir)
 
 
 def test_publishing_writes_an_immutable_version_and_returns_its_pin(
