@@ -5,7 +5,7 @@ against 0.172 %). Precision depends on that rate, so every metric can also be co
 non-fraud rows re-weighted to the production rate: what precision the model would have live.
 """
 
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 from sklearn.metrics import (
@@ -16,6 +16,49 @@ from sklearn.metrics import (
 )
 
 from training.options import DEFAULT_REVIEW_COST, ThresholdStrategy
+
+
+class ConfusionCounts(TypedDict):
+    """Weighted counts when the metrics are at a target rate: "per this many live transactions"."""
+
+    tn: float
+    fp: float
+    fn: float
+    tp: float
+
+
+class Intervals(TypedDict):
+    """95 % bootstrap intervals, [low, high]."""
+
+    pr_auc: list[float]
+    precision: list[float]
+    recall: list[float]
+
+
+class SplitMetrics(TypedDict):
+    rows: int
+    frauds: int
+    fraud_rate: float
+    pr_auc: float
+    roc_auc: float
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    confusion_matrix: ConfusionCounts
+    ci95: NotRequired[Intervals]
+
+
+class TrainingMetrics(TypedDict):
+    """The `metrics` of an artifact's metadata.json, as training writes them."""
+
+    test: SplitMetrics
+    test_at_production_rate: SplitMetrics
+    expected_cost_per_transaction: float
+    review_cost: float
+    train_seconds: float
+    split_rows: dict[str, int]
+    warnings: NotRequired[list[str]]
 
 
 def prevalence_weights(labels: np.ndarray, target_rate: float | None) -> np.ndarray | None:
@@ -30,7 +73,7 @@ def prevalence_weights(labels: np.ndarray, target_rate: float | None) -> np.ndar
 
 def evaluate(
     labels: np.ndarray, scores: np.ndarray, threshold: float, *, target_rate: float | None = None
-) -> dict[str, Any]:
+) -> SplitMetrics:
     """PR-AUC, ROC-AUC and the decision metrics at `threshold` (flag when score >= threshold)."""
     weights = prevalence_weights(labels, target_rate)
     flagged = scores >= threshold
@@ -78,7 +121,7 @@ def bootstrap_intervals(
     resamples: int = 400,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, list[float]]:
+) -> Intervals:
     """Percentile intervals of PR-AUC, precision and recall over bootstrap resamples of the
     test rows. Frauds and legitimate rows are resampled separately, so every resample keeps the
     split's class counts (and so its re-weighting to `target_rate`)."""
@@ -91,13 +134,19 @@ def bootstrap_intervals(
             rng.choice(normal_rows, len(normal_rows)),
         ])  # fmt: skip
         metrics = evaluate(labels[rows], scores[rows], threshold, target_rate=target_rate)
-        for name, values in samples.items():
-            values.append(metrics[name])
+        samples["pr_auc"].append(metrics["pr_auc"])
+        samples["precision"].append(metrics["precision"])
+        samples["recall"].append(metrics["recall"])
     tail = (1 - level) / 2 * 100
-    return {
-        name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
-        for name, values in samples.items()
-    }
+
+    def interval(values: list[float]) -> list[float]:
+        return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+    return Intervals(
+        pr_auc=interval(samples["pr_auc"]),
+        precision=interval(samples["precision"]),
+        recall=interval(samples["recall"]),
+    )
 
 
 def cost_curve(

@@ -17,6 +17,7 @@ from fraud_model.prior import adjust_to_prior
 from training.calibrate import fit_training_prior, nominal_training_prior
 from training.data import Dataset
 from training.evaluate import (
+    TrainingMetrics,
     bootstrap_intervals,
     choose_threshold,
     evaluate,
@@ -102,27 +103,22 @@ def train_and_export(
         review_cost=options.review_cost,
     )
     rate = options.production_fraud_rate
-    metrics = {
-        "test": evaluate(y_test, test.scores, threshold)
-        | {"ci95": bootstrap_intervals(y_test, test.scores, threshold, seed=options.seed)},
-        "test_at_production_rate": evaluate(y_test, test.scores, threshold, target_rate=rate)
-        | {
-            "ci95": bootstrap_intervals(
-                y_test, test.scores, threshold, target_rate=rate, seed=options.seed
-            )
-        },
-        "expected_cost_per_transaction": expected_cost(
-            test.labels,
-            test.scores,
-            test.amounts,
-            threshold,
-            options.review_cost,
-            options.production_fraud_rate,
+    as_tested = evaluate(y_test, test.scores, threshold)
+    as_tested["ci95"] = bootstrap_intervals(y_test, test.scores, threshold, seed=options.seed)
+    at_rate = evaluate(y_test, test.scores, threshold, target_rate=rate)
+    at_rate["ci95"] = bootstrap_intervals(
+        y_test, test.scores, threshold, target_rate=rate, seed=options.seed
+    )
+    metrics = TrainingMetrics(
+        test=as_tested,
+        test_at_production_rate=at_rate,
+        expected_cost_per_transaction=expected_cost(
+            test.labels, test.scores, test.amounts, threshold, options.review_cost, rate
         ),
-        "review_cost": options.review_cost,
-        "train_seconds": round(train_seconds, 2),
-        "split_rows": {"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
-    }
+        review_cost=options.review_cost,
+        train_seconds=round(train_seconds, 2),
+        split_rows={"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
+    )
     warning = small_test_warning(y_test)
     if warning is not None:
         logger.warning(warning)

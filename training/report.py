@@ -7,13 +7,18 @@ built.
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fraud_model.features import FEATURE_NAMES
-from training.evaluate import cost_curve, prevalence_weights
+from training.evaluate import (
+    SplitMetrics,
+    TrainingMetrics,
+    cost_curve,
+    prevalence_weights,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,7 +66,7 @@ def build_report(
     review_cost: float,
     production_rate: float,
     importances: np.ndarray,
-    metrics: dict[str, Any],
+    metrics: TrainingMetrics,
     summary: dict[str, str],
 ) -> dict[str, bytes]:
     """File name -> content (report.md and five PNGs), for save_artifact(extra_files=...).
@@ -204,7 +209,7 @@ def _markdown(
     threshold: float,
     strategy: str,
     review_cost: float,
-    metrics: dict[str, Any],
+    metrics: TrainingMetrics,
     summary: dict[str, str],
 ) -> str:
     rows = [
@@ -257,7 +262,7 @@ def _markdown(
     return "\n".join(lines)
 
 
-def _with_interval(metrics: dict[str, Any], name: str) -> str:
+def _with_interval(metrics: SplitMetrics, name: Literal["pr_auc", "precision", "recall"]) -> str:
     interval = metrics.get("ci95", {}).get(name)
     if interval is None:
         return f"{metrics[name]:.4f}"

@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def save_artifact(
     calibration: Calibration,
     training_params: dict[str, Any],
     data: DataFingerprint,
-    metrics: dict[str, Any],
+    metrics: Mapping[str, object],
     score_bins: ScoreBins,
     extra_files: dict[str, bytes] | None = None,
     report_file: str | None = None,
@@ -134,7 +135,7 @@ def save_artifact(
             library_versions=library_versions(),
             training_params=training_params,
             data=data,
-            metrics=metrics,
+            metrics=dict(metrics),
         )
         (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n")
         for file in staging.iterdir():
