@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from fraud_model.artifact import load_artifact
 from fraud_model.prior import adjust_to_prior
 from training.data import load_transactions
 from training.evaluate import prevalence_weights
 from training.options import TrainingOptions
+from training.pipeline import split_off_test
 
 logger = logging.getLogger("benchmarks.calibration_check")
 
@@ -32,13 +32,7 @@ def main() -> int:
     artifact = load_artifact(args.artifact)
     options = TrainingOptions(**artifact.metadata.training_params["options"])
     data = load_transactions(args.data)
-    _, x_test, _, y_test = train_test_split(
-        data.features,
-        data.labels,
-        test_size=options.test_size,
-        stratify=data.labels,
-        random_state=options.seed,
-    )
+    _, x_test, _, y_test = split_off_test(data, options)
     raw = artifact.engine.raw_fraud_scores(x_test.astype(np.float32))
     rate = artifact.metadata.calibration.production_prior
     weights = prevalence_weights(y_test, rate)

@@ -34,6 +34,20 @@ from training.save import save_artifact
 logger = logging.getLogger(__name__)
 
 
+def split_off_test(
+    dataset: Dataset, options: TrainingOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, x_test, y_train, y_test): the stratified test split a training run holds out."""
+    x_train, x_test, y_train, y_test = train_test_split(
+        dataset.features,
+        dataset.labels,
+        test_size=options.test_size,
+        stratify=dataset.labels,
+        random_state=options.seed,
+    )
+    return x_train, x_test, y_train, y_test
+
+
 def train_and_export(
     dataset: Dataset,
     params: ForestParams,
@@ -49,13 +63,7 @@ def train_and_export(
     The trees are built by `build_forest`: in this process's threads by default, or
     `training.ray_forest.train_forest_on_ray` on the Ray cluster this process is connected to.
     """
-    x_train, x_test, y_train, y_test = train_test_split(
-        dataset.features,
-        dataset.labels,
-        test_size=options.test_size,
-        stratify=dataset.labels,
-        random_state=options.seed,
-    )
+    x_train, x_test, y_train, y_test = split_off_test(dataset, options)
     x_fit, x_val, y_fit, y_val = train_test_split(
         x_train,
         y_train,
