@@ -4,15 +4,15 @@ from pathlib import Path
 
 from fraud_model.artifact import LoadedArtifact, load_artifact
 from fraud_model.store import fetch_artifact
-from serve_app.settings import ServiceSettings
 
 # Relative artifact paths in a Serve config (the bundled `artifacts/default`) are taken from here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def open_artifact(uri: str, metadata_sha256: str | None, threads: int) -> LoadedArtifact:
-    """Fetch, check the pin and every hash, load the ONNX engine and re-check parity; raises
-    an ArtifactError naming the URI and the reason."""
-    cache = ServiceSettings().artifact_cache.expanduser()
-    path = fetch_artifact(uri, metadata_sha256, cache_dir=cache, base_dir=PROJECT_ROOT)
+def open_artifact(
+    uri: str, metadata_sha256: str | None, threads: int, cache_dir: Path
+) -> LoadedArtifact:
+    """Fetch (an `s3://` artifact into `cache_dir`), check the pin and every hash, load the ONNX
+    engine and re-check parity; raises an ArtifactError naming the URI and the reason."""
+    path = fetch_artifact(uri, metadata_sha256, cache_dir=cache_dir, base_dir=PROJECT_ROOT)
     return load_artifact(path, threads=threads, metadata_sha256=metadata_sha256)

@@ -27,6 +27,7 @@ from serve_app.config import ModelAutoscaling
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
 from serve_app.schemas import Answer, FeatureRows
+from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
@@ -130,6 +131,8 @@ class FraudModel:
         self._drift: ScoreDrift | None = None
         self._last_reload_error: dict[str, str] | None = None
         self._metrics = ModelMetrics()
+        # Read once: the environment a replica starts with does not change.
+        self._artifact_cache = ServiceSettings().artifact_cache.expanduser()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         try:
@@ -184,7 +187,7 @@ class FraudModel:
         )
 
     def _open(self, uri: str, pin: str | None) -> tuple[LoadedArtifact, ForestExplainer]:
-        artifact = open_artifact(uri, pin, replica_cpus())
+        artifact = open_artifact(uri, pin, replica_cpus(), self._artifact_cache)
         return artifact, artifact.load_explainer()
 
     def _refuse(self, reason: str, uri: str) -> None:

@@ -350,10 +350,11 @@ def test_a_replica_s_cache_follows_the_environment(
     artifact_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from serve_app.loading import open_artifact
+    from serve_app.settings import ServiceSettings
 
     monkeypatch.setenv("FRAUD_ARTIFACT_CACHE", str(tmp_path / "env-cache"))
     uri = upload_artifact(artifact_dir, "models", "fraud/env")
-    open_artifact(uri, None, threads=1)
+    open_artifact(uri, None, threads=1, cache_dir=ServiceSettings().artifact_cache)
     (cached,) = (tmp_path / "env-cache").rglob("metadata.json")
     assert read_metadata(cached.parent) == read_metadata(artifact_dir)
 
