@@ -8,6 +8,8 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from serve_app.app import deployment
+from serve_app.config import AppArgs
 from serve_app.ingress import Ingress
 from serve_app.model import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE
 from serve_app.schemas import FeatureRows
@@ -31,5 +33,6 @@ class NoopModel:
         return [[NOOP_ANSWER] * len(rows) for rows in requests]
 
 
-def build_noop_app(args: dict[str, Any]) -> Application:
-    return Ingress.bind(NoopModel.bind())
+def build_noop_app(args: AppArgs) -> Application:
+    """The same Ingress, with the same args as the shipped config gives it, on the no-op model."""
+    return deployment(Ingress).bind(deployment(NoopModel).bind(), args)

@@ -48,7 +48,6 @@ NOOP_APP = {
     "name": "fraud",
     "route_prefix": "/",
     "import_path": "benchmarks.noop_app:build_noop_app",
-    "args": {},
 }
 
 

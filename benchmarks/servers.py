@@ -66,7 +66,7 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
     """This service as the README starts it (`uv run fraud-serve CONFIG`) on a free port.
 
     `application` replaces the shipped config's application (for the no-op model), keeping the
-    shipped settings of the Ingress deployment, so that only the model differs.
+    shipped args and settings of the Ingress deployment, so that only the model differs.
     """
     config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
     port = free_port()
@@ -74,7 +74,7 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
     if application is not None:
         (shipped,) = config["applications"]
         ingress = [entry for entry in shipped["deployments"] if entry["name"] == "Ingress"]
-        config["applications"] = [application | {"deployments": ingress}]
+        config["applications"] = [application | {"args": shipped["args"], "deployments": ingress}]
     with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
         config_path = Path(workdir) / "serve_config.yaml"
         config_path.write_text(yaml.safe_dump(config))
