@@ -1,40 +1,35 @@
 """The HTTP API as a FastAPI app, built around the FraudModel handle (or anything like it)."""
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
-from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError
 
 from fraud_model.explain import DEFAULT_TOP_K
 from fraud_model.features import FEATURE_NAMES
 from serve_app.auth import ApiKeyMiddleware, KeyRing, access_rules
 from serve_app.body_limit import BodySizeLimit
 from serve_app.config import AppArgs
-from serve_app.errors import ERROR_RESPONSES, ApiError, Rejections, install_error_handlers
+from serve_app.errors import ERROR_RESPONSES, Rejections, install_error_handlers
 from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
+from serve_app.fast_path import ScoringFastPath
 from serve_app.guards import require_json
+from serve_app.prediction_log import PredictionLog
 from serve_app.schemas import (
-    Answer,
     BatchPrediction,
     BatchRequestBody,
-    FeatureRows,
     Prediction,
     Transaction,
     batch_request_model,
 )
+from serve_app.scoring import API_PREFIX, BATCH_ROUTE, SINGLE_ROUTE, ModelHandle, Scorer
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
-API_PREFIX = "/api/v1"
 DOCS_URL = f"{API_PREFIX}/docs"
 SINGLE_BODY_LIMIT = 16 * 1024  # one transaction is about 1 KiB of JSON
 BYTES_PER_TRANSACTION = 2 * 1024
@@ -55,29 +50,6 @@ TopK = Annotated[
         "the rest are summed into `other`. Ignored without explain.",
     ),
 ]
-T = TypeVar("T")
-RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
-
-
-class ModelHandle(Protocol):
-    """What the API awaits from the FraudModel deployment (serve_app.ingress adapts its
-    DeploymentHandle; the unit tests score in-process)."""
-
-    def score(self, row: list[float]) -> Awaitable[Answer]:
-        """One row; the Ingress sends concurrent ones as one score_many call."""
-        ...
-
-    def score_many(self, rows: FeatureRows) -> Awaitable[list[Answer]]:
-        """The rows of one request; requests are batched in the replica."""
-        ...
-
-    def explain_many(self, rows: FeatureRows, top_k: int) -> Awaitable[list[Answer]]:
-        """Scores with each feature's contribution."""
-        ...
-
-    def describe(self) -> Awaitable[dict[str, Any]]:
-        """The serving model's metadata (GET /api/v1/model)."""
-        ...
 
 
 def create_api(
@@ -122,13 +94,14 @@ def create_api(
             version=version,
         )
     install_error_handlers(api, rejections)
-    # Middleware added last runs first: CORS (preflights carry no key), then the key check,
-    # then the body size limit, so a request without a valid key is refused unread.
-    api.add_middleware(
-        BodySizeLimit,
-        limits={f"{API_PREFIX}/predict/batch": max_transactions * BYTES_PER_TRANSACTION},
-        default=SINGLE_BODY_LIMIT,
-    )
+    # Middleware added last runs first: the lean predict path (serve_app.fast_path), then
+    # CORS (preflights carry no key), then the key check, then the body size limit, so a
+    # request without a valid key is refused unread.
+    body_limits = {
+        SINGLE_ROUTE: SINGLE_BODY_LIMIT,
+        BATCH_ROUTE: max_transactions * BYTES_PER_TRANSACTION,
+    }
+    api.add_middleware(BodySizeLimit, limits=body_limits, default=SINGLE_BODY_LIMIT)
     api.add_middleware(
         ApiKeyMiddleware, keys=keys, needed=access_rules(API_PREFIX), rejections=rejections
     )
@@ -140,56 +113,23 @@ def create_api(
             allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
         )
 
-    async def call_model(response: Awaitable[T]) -> T:
-        """Await the model with the end-to-end timeout; map Serve's failures to 503/504."""
-        try:
-            return await asyncio.wait_for(response, request_timeout_s)
-        except TimeoutError:
-            raise ApiError(
-                504, "timeout", f"The model did not answer within {request_timeout_s:g} s"
-            ) from None
-        except BackPressureError:
-            raise ApiError(
-                503,
-                "overloaded",
-                "The model's queue is full; retry later",
-                retry_after=RETRY,
-            ) from None
-        except RayActorError:  # the replica died mid-request; Serve is replacing it
-            raise ApiError(
-                503,
-                "model_unavailable",
-                "The model replica failed; retry",
-                retry_after=RETRY,
-            ) from None
-        except Exception:
-            # Answered here, in the API's error shape: an exception escaping to Serve would
-            # become a plain-text 500.
-            logger.exception("The model call failed")
-            raise ApiError(500, "internal", "Internal error; it has been logged") from None
-
-    def log_prediction(answer: Answer, started: float, row: list[float]) -> None:
-        fields: dict[str, Any] = {
-            "model_version": answer["model_version"],
-            "fraud_probability": answer["fraud_probability"],
-            "is_fraud": answer["is_fraud"],
-            "latency_ms": elapsed_ms(started),
-        }
-        if settings.log_features:
-            fields["features"] = row
-        logger.info("prediction", extra=fields)
-
-    def log_batch(answers: list[Answer], started: float) -> None:
-        # One line per request, not per row: a line per row costs more than scoring 1,000 rows.
-        scores = [answer["fraud_probability"] for answer in answers]
-        fields = {
-            "model_version": answers[0]["model_version"],
-            "transactions": len(answers),
-            "flagged": [index for index, answer in enumerate(answers) if answer["is_fraud"]],
-            "max_fraud_probability": max(scores),
-            "latency_ms": elapsed_ms(started),
-        }
-        logger.info("batch prediction", extra=fields)
+    scorer = Scorer(
+        model,
+        request_timeout_s,
+        PredictionLog() if settings.log_predictions else None,
+        log_features=settings.log_features,
+    )
+    BatchRequest = batch_request_model(max_transactions)
+    # Added last, so it runs first: valid predict requests are answered there.
+    api.add_middleware(
+        ScoringFastPath,
+        scorer=scorer,
+        keys=keys,
+        batch_model=BatchRequest,
+        body_limits=body_limits,
+        cross_origin=bool(settings.cors_origins),
+        rejections=rejections,
+    )
 
     body_guards = [Depends(require_json)]
     router = APIRouter(prefix=API_PREFIX, route_class=ValidatedJsonRoute)
@@ -203,20 +143,18 @@ def create_api(
         responses=ERROR_RESPONSES,
     )
     async def predict(
-        transaction: Transaction, explain: Explain = False, top_k: TopK = DEFAULT_TOP_K
+        request: Request,
+        transaction: Transaction,
+        explain: Explain = False,
+        top_k: TopK = DEFAULT_TOP_K,
     ) -> Any:
-        started = time.perf_counter()
-        row = transaction.feature_row()
+        row, request_id = transaction.feature_row(), request.headers.get("x-request-id")
         if explain:
-            (answer,) = await call_model(model.explain_many([row], top_k))
+            (answer,) = await scorer.explained([row], top_k, request_id, SINGLE_ROUTE)
         else:
-            answer = await call_model(model.score(row))
-        if settings.log_predictions:
-            log_prediction(answer, started, row)
+            answer = await scorer.one(row, request_id)
         # Built by our own code from floats and bools: skip re-validating the response.
         return FastJSONResponse(answer)
-
-    BatchRequest = batch_request_model(max_transactions)
 
     @router.post(
         "/predict/batch",
@@ -227,19 +165,17 @@ def create_api(
         responses=ERROR_RESPONSES,
     )
     async def predict_batch(
+        http_request: Request,
         request: BatchRequest,  # type: ignore[valid-type]
         explain: Explain = False,
         top_k: TopK = DEFAULT_TOP_K,
     ) -> Any:
-        started = time.perf_counter()
         batch: BatchRequestBody = request
-        rows = batch.feature_matrix()
+        rows, request_id = batch.feature_matrix(), http_request.headers.get("x-request-id")
         if explain:
-            answers = await call_model(model.explain_many(rows, top_k))
+            answers = await scorer.explained(rows, top_k, request_id, BATCH_ROUTE)
         else:
-            answers = await call_model(model.score_many(rows))
-        if settings.log_predictions:
-            log_batch(answers, started)
+            answers = await scorer.many(rows, request_id)
         return FastJSONResponse({"predictions": answers})
 
     @router.get(
@@ -249,7 +185,7 @@ def create_api(
         responses={status: ERROR_RESPONSES[status] for status in (401, 403, 500, 503, 504)},
     )
     async def model_info() -> dict[str, Any]:
-        return await call_model(model.describe())
+        return await scorer.call(model.describe())
 
     @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:
@@ -257,7 +193,3 @@ def create_api(
 
     api.include_router(router)
     return api
-
-
-def elapsed_ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)

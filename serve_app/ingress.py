@@ -1,6 +1,9 @@
 """The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -8,8 +11,10 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.api import create_api
+from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs
 from serve_app.metrics import RequestMetrics
+from serve_app.prediction_log import prediction_log_file, write_predictions_to
 from serve_app.schemas import Answer, FeatureRows
 from serve_app.settings import ServiceSettings
 
@@ -17,21 +22,22 @@ from serve_app.settings import ServiceSettings
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 
-# Single transactions that arrive together (under load, many per event-loop turn) go to the
-# model as one request: each handle call costs far more than scoring a row (docs/BENCHMARKS.md).
-COALESCE_MAX_ROWS = 64
-
-
 class CoalescingModelHandle:
-    """The FraudModel DeploymentHandle as the API awaits it (serve_app.api.ModelHandle), with
-    single rows that arrive together sent as one `score_many` request. A lone request goes at
-    once: nothing waits."""
+    """The FraudModel DeploymentHandle as the API awaits it (serve_app.scoring.ModelHandle), with
+    single rows grouped into few `score_many` calls (serve_app.coalescing)."""
 
-    def __init__(self, handle: DeploymentHandle[Any]) -> None:
+    def __init__(
+        self,
+        handle: DeploymentHandle[Any],
+        call_timeout_s: float,
+        limits: CoalescingLimits | None = None,
+    ) -> None:
         self._handle = handle
+        self._call_timeout_s = call_timeout_s
+        self._rows: RowCoalescer[list[float], Answer] = RowCoalescer(self._score_rows, limits)
 
-    async def score(self, row: list[float]) -> Answer:
-        return await self._score_rows(row)
+    def score(self, row: list[float]) -> Awaitable[Answer]:
+        return self._rows.submit(row)
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         answers: list[Answer] = await self._handle.score_many.remote(rows)
@@ -45,9 +51,9 @@ class CoalescingModelHandle:
         description: dict[str, Any] = await self._handle.describe.remote()
         return description
 
-    @serve.batch(max_batch_size=COALESCE_MAX_ROWS, batch_wait_timeout_s=0.0)
     async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
-        return await self.score_many(rows)
+        # Bounded like a request: a call that never returns would hold its in-flight slot.
+        return await asyncio.wait_for(self.score_many(rows), self._call_timeout_s)
 
 
 @serve.deployment(
@@ -68,17 +74,44 @@ class Ingress:
         self._args = args
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
+        if self._settings.log_predictions:
+            write_predictions_to(
+                prediction_log_file(
+                    prediction_log_path(self._settings.prediction_log_dir),
+                    self._settings.prediction_log_max_bytes,
+                    self._settings.prediction_log_backups,
+                )
+            )
         if self._settings.sentry_dsn is not None:
             init_sentry(self._settings.sentry_dsn.get_secret_value())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__: the app is built per replica from its own settings.
         return create_api(
-            CoalescingModelHandle(self._model),
+            CoalescingModelHandle(self._model, self._args.request_timeout_s),
             self._settings,
             self._args,
             rejections=RequestMetrics(),
         )
+
+
+def prediction_log_path(directory: Path | None) -> Path:
+    """This replica's prediction log file, in `directory` or else beside its Serve log."""
+    replica = serve.get_replica_context().replica_id
+    name = f"predictions_{replica.deployment_id.app_name}_{replica.deployment_id.name}"
+    return (directory or serve_log_dir()) / f"{name}_{replica.unique_id}.jsonl"
+
+
+def serve_log_dir() -> Path:
+    """Where Serve writes this replica's log (its logging_config may have moved it)."""
+    for handler in logging.getLogger("ray.serve").handlers:
+        target = getattr(handler, "target", handler)  # Serve buffers in a MemoryHandler
+        if isinstance(target, logging.FileHandler):
+            return Path(target.baseFilename).parent
+    raise RuntimeError(
+        "Serve's replica log file was not found: set FRAUD_PREDICTION_LOG_DIR for the "
+        "prediction log, or FRAUD_LOG_PREDICTIONS=false"
+    )
 
 
 def init_sentry(dsn: str) -> None:

@@ -13,7 +13,13 @@ from tests.serve.serving import shipped_app_args, shipped_config
 
 
 @pytest.fixture(scope="session")
-def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
+def serve_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the `fraud_app` replicas write their logs and prediction logs."""
+    return tmp_path_factory.mktemp("serve-logs")
+
+
+@pytest.fixture(scope="session")
+def fraud_app(serve_url: str, session_artifact: Path, serve_logs: Path) -> Iterator[str]:
     """The application with the shipped config's args, on a tiny artifact; yields its URL.
 
     Run from Python (`serve.run`), so that the apps the tests deploy from configs, each of
@@ -22,7 +28,7 @@ def fraud_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
         build_graph(shipped_app_args(), ModelConfig(artifact_uri=str(session_artifact))),
         name="fraud",
         route_prefix="/",
-        logging_config=shipped_config()["logging_config"],
+        logging_config=shipped_config()["logging_config"] | {"logs_dir": str(serve_logs)},
     )
     yield serve_url
     serve.delete("fraud")

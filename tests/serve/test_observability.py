@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import ray
 
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
@@ -19,13 +18,9 @@ from tests.serve.serving import metrics_text
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
 
-def serve_log_dir() -> Path:
-    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-
-
-def json_log_records(pattern: str) -> list[dict]:
+def json_log_records(directory: Path, pattern: str) -> list[dict]:
     records = []
-    for file in serve_log_dir().glob(pattern):
+    for file in directory.glob(pattern):
         for line in file.read_text().splitlines():
             if line.startswith("{"):
                 records.append(json.loads(line))
@@ -48,7 +43,7 @@ def test_model_endpoint_describes_the_serving_model(
 
 
 def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
-    client: httpx.Client, session_artifact: Path
+    client: httpx.Client, serve_logs: Path
 ) -> None:
     request_id = f"checkout-{uuid.uuid4()}"
     row = as_json(random_transactions(1, seed=5)[0])
@@ -59,8 +54,8 @@ def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
     def logged() -> list[dict]:
         return [
             record
-            for record in json_log_records("replica_fraud_Ingress_*.log")
-            if record.get("request_id") == request_id and record["message"] == "prediction"
+            for record in json_log_records(serve_logs, "predictions_fraud_Ingress_*.jsonl")
+            if record["request_id"] == request_id
         ]
 
     (record,) = wait_for(logged)
@@ -71,7 +66,7 @@ def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
     assert "features" not in record
 
 
-def test_transaction_values_never_reach_the_logs(client: httpx.Client) -> None:
+def test_transaction_values_never_reach_the_logs(client: httpx.Client, serve_logs: Path) -> None:
     marker = 4321.987654321
     good = as_json(random_transactions(1, seed=6)[0]) | {"Amount": marker}
     batch = {"transactions": [good, good | {"V2": None}]}
@@ -87,11 +82,11 @@ def test_transaction_values_never_reach_the_logs(client: httpx.Client) -> None:
 
     # Every request's own log lines are written (the positive marker) before the check.
     def logged_ids() -> bool:
-        ids = {record.get("request_id") for record in json_log_records("*.log")}
+        ids = {record.get("request_id") for record in json_log_records(serve_logs, "*.log")}
         return set(sent) <= ids
 
     assert wait_for(logged_ids)
-    logs = "".join(file.read_text() for file in serve_log_dir().glob("*.log"))
+    logs = "".join(file.read_text() for file in serve_logs.glob("*"))
     assert "4321.98" not in logs
 
 

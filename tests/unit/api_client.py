@@ -15,7 +15,7 @@ from serve_app.settings import ServiceSettings
 
 
 class InProcessModel:
-    """Stands in for the FraudModel deployment (serve_app.api.ModelHandle), scored right here."""
+    """Stands in for the FraudModel deployment (serve_app.scoring.ModelHandle), scored here."""
 
     def __init__(self, artifact_dir: Path) -> None:
         artifact = load_artifact(artifact_dir)

@@ -1,0 +1,124 @@
+"""The Ingress's grouping of single rows into model calls (serve_app.coalescing)."""
+
+import asyncio
+
+import pytest
+
+from serve_app.coalescing import CoalescingLimits, RowCoalescer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class GatedModel:
+    """Answers each call with its rows doubled, once the test opens the call's gate."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[list[int]] = []
+        self.gates: list[asyncio.Event] = []
+        self.fail_on = fail_on
+
+    async def send(self, rows: list[int]) -> list[int]:
+        self.calls.append(list(rows))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        if self.fail_on in rows:
+            raise ValueError(f"row {self.fail_on} broke the model")
+        return [2 * row for row in rows]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_lone_row_is_sent_at_once() -> None:
+    model = GatedModel()
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    pending = asyncio.ensure_future(coalescer.submit(7))
+    await settle()
+    assert model.calls == [[7]]
+    model.gates[0].set()
+    assert await pending == 14
+
+
+async def test_rows_that_arrive_while_the_calls_are_out_leave_together_in_order() -> None:
+    model = GatedModel()
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=2))
+    first = [asyncio.ensure_future(coalescer.submit(row)) for row in (1, 2)]
+    await settle()
+    assert model.calls == [[1], [2]]  # two calls may be out: both went at once
+    rest = [asyncio.ensure_future(coalescer.submit(row)) for row in range(10, 20)]
+    await settle()
+    assert len(model.calls) == 2  # both slots busy: the ten wait
+    model.gates[0].set()
+    await settle()
+    assert model.calls[2] == list(range(10, 20))
+    model.gates[1].set()
+    model.gates[2].set()
+    assert await asyncio.gather(*first, *rest) == [2, 4] + [2 * row for row in range(10, 20)]
+
+
+async def test_a_call_takes_at_most_max_rows_per_call() -> None:
+    model = GatedModel()
+    limits = CoalescingLimits(max_rows_per_call=4, max_calls_in_flight=1)
+    coalescer = RowCoalescer(model.send, limits)
+    pending = [asyncio.ensure_future(coalescer.submit(row)) for row in range(9)]
+    for _ in range(4):
+        await settle()
+        if model.gates:
+            model.gates[-1].set()
+    assert await asyncio.gather(*pending) == [2 * row for row in range(9)]
+    assert model.calls == [[0], [1, 2, 3, 4], [5, 6, 7, 8]]
+
+
+async def test_a_failed_call_fails_only_its_own_rows() -> None:
+    model = GatedModel(fail_on=3)
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    lone = asyncio.ensure_future(coalescer.submit(1))
+    await settle()
+    together = [asyncio.ensure_future(coalescer.submit(row)) for row in (2, 3)]
+    later = asyncio.ensure_future(coalescer.submit(4))
+    model.gates[0].set()
+    await settle()
+    assert model.calls[1] == [2, 3, 4]
+    model.gates[1].set()
+    assert await lone == 2
+    for pending in (*together, later):
+        with pytest.raises(ValueError, match="row 3 broke the model"):
+            await pending
+    # The coalescer goes on after a failure.
+    after = asyncio.ensure_future(coalescer.submit(5))
+    await settle()
+    model.gates[2].set()
+    assert await after == 10
+
+
+async def test_a_row_whose_request_gave_up_is_not_sent() -> None:
+    model = GatedModel()
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await settle()
+    abandoned = asyncio.ensure_future(coalescer.submit(2))
+    kept = asyncio.ensure_future(coalescer.submit(3))
+    await settle()
+    abandoned.cancel()
+    model.gates[0].set()
+    await settle()
+    assert model.calls == [[1], [3]]
+    model.gates[1].set()
+    assert await asyncio.gather(first, kept) == [2, 6]
+
+
+async def test_a_wrong_number_of_results_fails_the_call_loudly() -> None:
+    async def short(rows: list[int]) -> list[int]:
+        return rows[:-1]
+
+    coalescer = RowCoalescer(short)
+    with pytest.raises(RuntimeError, match="1 rows sent, 0 results back"):
+        await coalescer.submit(1)
