@@ -21,11 +21,21 @@ from serve_app.prediction_log import PredictionLog
 from serve_app.schemas import (
     BatchPrediction,
     BatchRequestBody,
+    ColumnarBatchBody,
+    ColumnarPrediction,
     Prediction,
     Transaction,
     batch_request_model,
+    columnar_request_model,
 )
-from serve_app.scoring import API_PREFIX, BATCH_ROUTE, SINGLE_ROUTE, ModelHandle, Scorer
+from serve_app.scoring import (
+    API_PREFIX,
+    BATCH_ROUTE,
+    COLUMNS_ROUTE,
+    SINGLE_ROUTE,
+    ModelHandle,
+    Scorer,
+)
 from serve_app.settings import ServiceSettings
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
@@ -100,6 +110,7 @@ def create_api(
     body_limits = {
         SINGLE_ROUTE: SINGLE_BODY_LIMIT,
         BATCH_ROUTE: max_transactions * BYTES_PER_TRANSACTION,
+        COLUMNS_ROUTE: max_transactions * BYTES_PER_TRANSACTION,
     }
     api.add_middleware(BodySizeLimit, limits=body_limits, default=SINGLE_BODY_LIMIT)
     api.add_middleware(
@@ -120,12 +131,14 @@ def create_api(
         log_features=settings.log_features,
     )
     BatchRequest = batch_request_model(max_transactions)
+    ColumnarRequest = columnar_request_model(max_transactions)
     # Added last, so it runs first: valid predict requests are answered there.
     api.add_middleware(
         ScoringFastPath,
         scorer=scorer,
         keys=keys,
         batch_model=BatchRequest,
+        columnar_model=ColumnarRequest,
         body_limits=body_limits,
         cross_origin=bool(settings.cors_origins),
         rejections=rejections,
@@ -177,6 +190,26 @@ def create_api(
         else:
             answers = await scorer.many(rows, request_id)
         return FastJSONResponse({"predictions": answers})
+
+    @router.post(
+        "/predict/columns",
+        response_model=ColumnarPrediction,
+        summary=f"Score 1 to {max_transactions} transactions sent as columns, answers as columns",
+        description="The batch endpoint's compact form for bulk scoring: each feature is a list "
+        "with one value per transaction (a data frame's columns), and the answer lists each "
+        "field for the transactions in the same order. The same rules apply to every value as "
+        "to a single transaction's; an error's `loc` names the column and the position.",
+        dependencies=body_guards,
+        responses=ERROR_RESPONSES,
+    )
+    async def predict_columns(
+        http_request: Request,
+        request: ColumnarRequest,  # type: ignore[valid-type]
+    ) -> Any:
+        columns: ColumnarBatchBody = request
+        request_id = http_request.headers.get("x-request-id")
+        answer = await scorer.columns(columns.feature_matrix(), request_id)
+        return FastJSONResponse(answer)
 
     @router.get(
         "/model",

@@ -66,7 +66,7 @@ class KeyRing:
 def access_rules(api_prefix: str) -> Callable[[str, bytes], Access]:
     """What each route needs: the model endpoint and reason codes an operator key, the predict
     endpoints a scoring key; everything else (health check, docs, unknown paths) none."""
-    scoring_paths = {f"{api_prefix}/predict", f"{api_prefix}/predict/batch"}
+    scoring_paths = {f"{api_prefix}/predict{kind}" for kind in ("", "/batch", "/columns")}
     operator_paths = {f"{api_prefix}/model"}
 
     def needed(path: str, query: bytes) -> Access:

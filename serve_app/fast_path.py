@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.auth import KeyRing, presented_key
 from serve_app.errors import ApiError, Rejections
-from serve_app.schemas import BatchRequestBody, Transaction
+from serve_app.schemas import BatchRequestBody, ColumnarBatchBody, Transaction
 from serve_app.scoring import BATCH_ROUTE, SINGLE_ROUTE, Scorer
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -34,6 +34,7 @@ class ScoringFastPath:
         scorer: Scorer,
         keys: KeyRing,
         batch_model: type[BatchRequestBody],
+        columnar_model: type[ColumnarBatchBody],
         body_limits: Mapping[str, int],
         cross_origin: bool,
         rejections: Rejections | None = None,
@@ -42,6 +43,7 @@ class ScoringFastPath:
         self.scorer = scorer
         self.keys = keys
         self.batch_model = batch_model
+        self.columnar_model = columnar_model
         self.body_limits = dict(body_limits)
         self.cross_origin = cross_origin  # CORS is on: its headers are FastAPI's to add
         self.rejections = rejections
@@ -50,7 +52,7 @@ class ScoringFastPath:
         path = scope.get("path")
         if (
             scope["type"] != "http"
-            or path not in (SINGLE_ROUTE, BATCH_ROUTE)
+            or path not in self.body_limits
             or scope["method"] != "POST"
             or scope.get("query_string")
             or not self._may_take(scope)
@@ -64,8 +66,10 @@ class ScoringFastPath:
         try:
             if path == SINGLE_ROUTE:
                 row = Transaction.model_validate_json(body).feature_row()
-            else:
+            elif path == BATCH_ROUTE:
                 rows = self.batch_model.model_validate_json(body).feature_matrix()
+            else:
+                rows = self.columnar_model.model_validate_json(body).feature_matrix()
         except ValidationError:
             await self.app(scope, replay(messages, receive), send)
             return
@@ -73,8 +77,10 @@ class ScoringFastPath:
         try:
             if path == SINGLE_ROUTE:
                 content = to_json(await self.scorer.one(row, request_id))
-            else:
+            elif path == BATCH_ROUTE:
                 content = to_json({"predictions": await self.scorer.many(rows, request_id)})
+            else:
+                content = to_json(await self.scorer.columns(rows, request_id))
         except ApiError as error:
             if self.rejections is not None:
                 self.rejections.rejected(error.kind)

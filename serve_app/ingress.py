@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -15,7 +16,7 @@ from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs
 from serve_app.metrics import RequestMetrics
 from serve_app.prediction_log import prediction_log_file, write_predictions_to
-from serve_app.schemas import Answer, FeatureRows
+from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -42,6 +43,10 @@ class CoalescingModelHandle:
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         answers: list[Answer] = await self._handle.score_many.remote(rows)
         return answers
+
+    async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
+        answer: ColumnarAnswer = await self._handle.score_columns.remote(rows)
+        return answer
 
     async def explain_many(self, rows: FeatureRows, top_k: int) -> list[Answer]:
         answers: list[Answer] = await self._handle.explain_many.remote(rows, top_k)

@@ -26,7 +26,7 @@ from fraud_model.metadata import ScoreBins
 from serve_app.config import ModelAutoscaling
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
-from serve_app.schemas import Answer, FeatureRows
+from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -224,8 +224,16 @@ class FraudModel:
         # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
         # accepting requests (and filling the next batch) meanwhile.
         answers = await asyncio.to_thread(predictions, serving, features)
-        self._record(serving, answers)
+        self._record(serving, [answer["fraud_probability"] for answer in answers])
         return split_by_request(answers, [len(request) for request in requests])
+
+    async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
+        """The rows of a columnar batch request, answered as columns: no answer per row to
+        build, send back and serialise."""
+        serving = self._require_model()
+        answer = await asyncio.to_thread(column_predictions, serving, rows)
+        self._record(serving, answer["fraud_probability"])
+        return answer
 
     async def explain_many(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[Answer]:
         """Scores with the top_k features' contributions and the rest's sum (reason codes).
@@ -233,12 +241,11 @@ class FraudModel:
         request."""
         serving = self._require_model()
         answers = await asyncio.to_thread(explained_predictions, serving, rows, top_k)
-        self._record(serving, answers)
+        self._record(serving, [answer["fraud_probability"] for answer in answers])
         return answers
 
-    def _record(self, serving: ServingModel, answers: list[Answer]) -> None:
+    def _record(self, serving: ServingModel, scores: list[float]) -> None:
         version = serving.artifact.metadata.model_version
-        scores = [answer["fraud_probability"] for answer in answers]
         if self._drift is None:
             self._metrics.record_batch(version, scores, serving.threshold)
             return
@@ -298,11 +305,17 @@ class FraudModel:
         return self._serving
 
 
-def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
-    """The API's answer for each feature row, from one vectorised model call."""
+def fraud_probabilities(serving: ServingModel, rows: FeatureRows) -> np.ndarray:
+    """One vectorised model call for all `rows`."""
     probabilities = serving.artifact.fraud_probability(np.asarray(rows, dtype=FEATURE_DTYPE))
     if not np.isfinite(probabilities).all():  # never answer a score that is not a number
         raise ValueError("the model produced a non-finite fraud probability")
+    return probabilities
+
+
+def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
+    """The API's answer for each feature row, from one vectorised model call."""
+    probabilities = fraud_probabilities(serving, rows)
     version = serving.artifact.metadata.model_version
     threshold = serving.threshold
     return [
@@ -314,6 +327,17 @@ def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
         }
         for p in probabilities
     ]
+
+
+def column_predictions(serving: ServingModel, rows: np.ndarray) -> ColumnarAnswer:
+    """The answers to `rows` as columns."""
+    probabilities = fraud_probabilities(serving, rows)
+    return {
+        "fraud_probability": probabilities.tolist(),
+        "is_fraud": (probabilities >= serving.threshold).tolist(),
+        "threshold": serving.threshold,
+        "model_version": serving.artifact.metadata.model_version,
+    }
 
 
 def split_by_request(answers: list[Any], sizes: list[int]) -> list[list[Any]]:

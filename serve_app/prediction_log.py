@@ -28,8 +28,8 @@ class PredictionLog:
         self._lines: list[bytes] = []
 
     def write(self, record: dict[str, Any]) -> None:
-        record["time"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-        self._lines.append(to_json(record))
+        time = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._lines.append(to_json({"time": time, **record}))
         if len(self._lines) > 1:
             return  # a flush is already scheduled for this turn
         try:

@@ -1,10 +1,10 @@
 """Request and response bodies of the HTTP API."""
 
 from operator import attrgetter
-from typing import Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired, Self, TypedDict
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
@@ -36,6 +36,15 @@ class Answer(TypedDict):
     explanation: NotRequired[dict[str, Any]]  # with explain=true: Explanation's fields
 
 
+class ColumnarAnswer(TypedDict):
+    """The answers to a columnar batch, as columns (the fields of ColumnarPrediction)."""
+
+    fraud_probability: list[float]
+    is_fraud: list[bool]
+    threshold: float
+    model_version: str
+
+
 class _TransactionBase(BaseModel):
     # JSON numbers only (no numeric strings, booleans, NaN or Infinity), and no unknown fields:
     # a typo such as "v1" or "amount" is refused, never ignored.
@@ -58,6 +67,15 @@ def _feature_field(name: str) -> Any:
         ge=-MAX_ABS_COMPONENT,
         le=MAX_ABS_COMPONENT,
         description="PCA component of the card transaction",
+    )
+
+
+def _feature_column(name: str, max_transactions: int) -> Any:
+    _, bounds = _feature_field(name)
+    return list[Annotated[float, bounds]], Field(
+        min_length=1,
+        max_length=max_transactions,
+        description=f"{name} of each transaction, in order ({bounds.description}).",
     )
 
 
@@ -125,6 +143,49 @@ def batch_request_model(max_transactions: int) -> type[BatchRequestBody]:
         __base__=BatchRequestBody,
         transactions=(list[Transaction], Field(min_length=1, max_length=max_transactions)),
     )
+
+
+class ColumnarBatchBody(BaseModel):
+    # The same rules as a transaction's fields: JSON numbers only, finite, no unknown keys.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="after")
+    def same_length(self) -> Self:
+        lengths = {name: len(getattr(self, name)) for name in FEATURE_NAMES}
+        expected = lengths[FEATURE_NAMES[0]]
+        for name, length in lengths.items():
+            if length != expected:
+                raise ValueError(
+                    f"column {name} has {length} values where {FEATURE_NAMES[0]} has "
+                    f"{expected}: every column needs one value per transaction"
+                )
+        return self
+
+    def feature_matrix(self) -> np.ndarray:
+        """The transactions as one (n, 29) float32 matrix in the model's feature order."""
+        columns = np.array(_features_in_order(self), dtype=FEATURE_DTYPE)
+        return np.ascontiguousarray(columns.T)
+
+
+def columnar_request_model(max_transactions: int) -> type[ColumnarBatchBody]:
+    """The columnar batch body, `{"V1": [...], ..., "Amount": [...]}`: each feature's values,
+    one per transaction, in the same order in every column."""
+    return create_model(
+        "ColumnarBatchRequest",
+        __base__=ColumnarBatchBody,
+        __doc__="Transactions as columns: every feature (V1..V28, Amount) is a list with one "
+        "finite JSON number per transaction, all lists of the same length.",
+        **{name: _feature_column(name, max_transactions) for name in FEATURE_NAMES},
+    )
+
+
+class ColumnarPrediction(BaseModel):
+    fraud_probability: list[float] = Field(
+        description="Probability of fraud at the production fraud rate, per transaction in order."
+    )
+    is_fraud: list[bool] = Field(description="fraud_probability >= threshold, per transaction.")
+    threshold: float = Field(description="Decision threshold of the serving model.")
+    model_version: str = Field(description="Version of the model artifact that scored these.")
 
 
 class ErrorItem(BaseModel):

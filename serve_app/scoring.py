@@ -10,12 +10,13 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.errors import ApiError
 from serve_app.prediction_log import PredictionLog
-from serve_app.schemas import Answer, FeatureRows
+from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
@@ -23,6 +24,7 @@ T = TypeVar("T")
 API_PREFIX = "/api/v1"
 SINGLE_ROUTE = f"{API_PREFIX}/predict"
 BATCH_ROUTE = f"{API_PREFIX}/predict/batch"
+COLUMNS_ROUTE = f"{API_PREFIX}/predict/columns"
 RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
 
 
@@ -36,6 +38,10 @@ class ModelHandle(Protocol):
 
     def score_many(self, rows: FeatureRows) -> Awaitable[list[Answer]]:
         """The rows of one request; requests are batched in the replica."""
+        ...
+
+    def score_columns(self, rows: np.ndarray) -> Awaitable[ColumnarAnswer]:
+        """The rows of one columnar request, answered as columns."""
         ...
 
     def explain_many(self, rows: FeatureRows, top_k: int) -> Awaitable[list[Answer]]:
@@ -74,6 +80,24 @@ class Scorer:
         answers = await self.call(self.model.score_many(rows))
         self._log(BATCH_ROUTE, request_id, answers, started)
         return answers
+
+    async def columns(self, rows: np.ndarray, request_id: str | None) -> ColumnarAnswer:
+        started = time.perf_counter()
+        answer = await self.call(self.model.score_columns(rows))
+        if self._predictions is not None:
+            scores = answer["fraud_probability"]
+            self._predictions.write(
+                {
+                    "request_id": request_id,
+                    "route": COLUMNS_ROUTE,
+                    "model_version": answer["model_version"],
+                    "transactions": len(scores),
+                    "fraud_probabilities": scores,
+                    "flagged": [index for index, flag in enumerate(answer["is_fraud"]) if flag],
+                    "latency_ms": elapsed_ms(started),
+                }
+            )
+        return answer
 
     async def explained(
         self, rows: FeatureRows, top_k: int, request_id: str | None, route: str

@@ -3,14 +3,20 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from serve_app.api import create_api
 from serve_app.config import AppArgs
-from serve_app.model import ServingModel, explained_predictions, predictions
-from serve_app.schemas import Answer, FeatureRows
+from serve_app.model import (
+    ServingModel,
+    column_predictions,
+    explained_predictions,
+    predictions,
+)
+from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
 
 
@@ -32,6 +38,9 @@ class InProcessModel:
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         return predictions(self.serving, rows)
+
+    async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
+        return column_predictions(self.serving, rows)
 
     async def explain_many(self, rows: FeatureRows, top_k: int) -> list[Answer]:
         return explained_predictions(self.serving, rows, top_k)

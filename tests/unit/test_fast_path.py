@@ -11,7 +11,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from serve_app.auth import KeyRing
 from serve_app.fast_path import ScoringFastPath
-from serve_app.schemas import batch_request_model
+from serve_app.schemas import batch_request_model, columnar_request_model
 from serve_app.scoring import Scorer
 from serve_app.settings import ServiceSettings
 from tests.unit.api_client import TRANSACTION, InProcessModel, client
@@ -89,7 +89,12 @@ def fast_path(artifact_dir: Path) -> tuple[ScoringFastPath, App]:
         scorer=scorer,
         keys=KeyRing.from_settings(settings, allow_anonymous=False),
         batch_model=batch_request_model(3),
-        body_limits={"/api/v1/predict": 2048, "/api/v1/predict/batch": 8192},
+        columnar_model=columnar_request_model(3),
+        body_limits={
+            "/api/v1/predict": 2048,
+            "/api/v1/predict/batch": 8192,
+            "/api/v1/predict/columns": 8192,
+        },
         cross_origin=True,
     )
     return path, app
@@ -105,6 +110,9 @@ async def test_a_valid_transaction_is_answered_without_the_app(
     batch = json.dumps({"transactions": [TRANSACTION] * 3}).encode()
     status, body = await call(path, batch, path="/api/v1/predict/batch")
     assert status == 200 and len(json.loads(body)["predictions"]) == 3
+    columns = json.dumps({name: [value] * 3 for name, value in TRANSACTION.items()}).encode()
+    status, body = await call(path, columns, path="/api/v1/predict/columns")
+    assert status == 200 and len(json.loads(body)["fraud_probability"]) == 3
     assert app.bodies == []
 
 
@@ -120,6 +128,7 @@ async def test_a_valid_transaction_is_answered_without_the_app(
         (TRANSACTION, {"query": b"explain=true"}),
         (TRANSACTION | {"Amount": 1.0, "pad": "x" * 3000}, {"chunk": 500}),  # over the limit
         ({"transactions": [TRANSACTION] * 4}, {"path": "/api/v1/predict/batch"}),  # too many
+        (TRANSACTION | {"V2": [0.5, 0.5]}, {"path": "/api/v1/predict/columns"}),  # not columns
     ],
 )
 async def test_everything_else_reaches_the_app_with_its_body_intact(
@@ -143,4 +152,8 @@ def test_both_paths_give_the_same_answer_byte_for_byte(artifact_dir: Path) -> No
     batch = {"transactions": rows}
     lean = api.post("/api/v1/predict/batch", json=batch)
     routed = api.post("/api/v1/predict/batch?explain=false", json=batch)
+    assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
+    columns = {name: [row[name] for row in rows] for name in TRANSACTION}
+    lean = api.post("/api/v1/predict/columns", json=columns)
+    routed = api.post("/api/v1/predict/columns?routed=1", json=columns)
     assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
