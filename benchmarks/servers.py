@@ -92,31 +92,35 @@ def running(
     timeout_s: float = 180,
     log_path: Path | None = None,
     cwd: Path = PROJECT_ROOT,
+    health_path: str = HEALTH_PATH,
 ) -> Iterator[Server]:
-    """Run `command` in its own process group until `url` is healthy; stop it afterwards."""
+    """Run `command` in its own process group until `url` + `health_path` answers 200; stop it
+    afterwards."""
     log_path = log_path or Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            wait_until_healthy(url, process, timeout_s, log_path)
+            wait_until_healthy(url + health_path, process, timeout_s, log_path)
             yield Server(url, process.pid)  # a new session's id is its first process's pid
         finally:
             stop(process)
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
+def wait_until_healthy(
+    health_url: str, process: subprocess.Popen, timeout_s: float, log: Path
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args} exited early; see {log}")
         try:
-            if httpx.get(url + HEALTH_PATH, timeout=2).status_code == 200:
+            if httpx.get(health_url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not healthy after {timeout_s} s; see {log}")
+            raise TimeoutError(f"{health_url} not healthy after {timeout_s} s; see {log}")
         time.sleep(1)
 
 
