@@ -14,6 +14,7 @@ from typing import NamedTuple
 import httpx
 import yaml
 
+from benchmarks.cpu import ProcessStat, process_table, session_processes
 from serve_app.cli import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -125,11 +126,32 @@ def wait_until_healthy(
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C the process group (serve run then stops its Ray); kill it if that hangs."""
+    """Ctrl-C the process group (serve run then stops its Ray); kill it if that hangs. Processes
+    of the server that started sessions of their own (BentoML's workers), which the group's
+    signal does not reach, get time to go with their parent and are killed if they stay."""
     if process.poll() is None:
+        escaped = [
+            child
+            for child in session_processes(process.pid, process_table())
+            if child.session != process.pid
+        ]
         os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        kill_survivors(escaped)
+
+
+def kill_survivors(processes: list[ProcessStat], grace_s: float = 10) -> None:
+    deadline = time.monotonic() + grace_s
+    while True:
+        table = process_table()
+        alive = [p for p in processes if p.pid in table and table[p.pid].started == p.started]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for survivor in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(survivor.pid, signal.SIGKILL)
