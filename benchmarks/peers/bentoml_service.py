@@ -32,7 +32,8 @@ class Answer(BaseModel):
     is_fraud: bool
 
 
-@bentoml.service(workers="cpu_count")
+# No access line per request: the other peers and the seed app write none either.
+@bentoml.service(workers="cpu_count", logging={"access": {"enabled": False}})
 class FraudService:
     def __init__(self) -> None:
         config = json.loads(Path(os.environ["FRAUD_PEER_CONFIG"]).read_text())

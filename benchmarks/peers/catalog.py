@@ -1,7 +1,8 @@
 """The peers: what each installs, how it is started, where and in what format it is asked.
 
 Each is configured as its documentation advises for throughput: adaptive batching of up to 32
-requests, and one inference worker per core.
+requests, and one inference worker per core. None writes an access line per request (MLServer's
+debug mode and BentoML's access log are off, LitServe logs warnings only), as the seed app.
 """
 
 from collections.abc import Callable
