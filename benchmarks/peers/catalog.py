@@ -8,7 +8,7 @@ debug mode and BentoML's access log are off, LitServe logs warnings only), as th
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmarks.peers import bodies, commands
 from benchmarks.peers.bodies import Reading, Row
@@ -28,7 +28,7 @@ class Peer:
     name: str
     packages: tuple[str, ...]  # the peer's own pins; the artifact's libraries are pinned too
     artifact_libraries: tuple[str, ...]  # pinned to the project's installed versions
-    engine: str  # which file of the artifact it loads ("sklearn": model.joblib, "onnx")
+    engine: Literal["sklearn", "onnx"]  # which file of the artifact it loads
     command: Callable[[Path, Path, int, dict[str, Any]], list[str]]
     health_path: str
     single_path: str

@@ -26,7 +26,7 @@ def workers() -> int:
 def peer_config(peer: Peer, artifact: Path) -> dict[str, Any]:
     metadata = read_metadata(artifact)  # checks every file's hash first
     return {
-        "model": str((artifact / metadata.engines[peer.engine]).resolve()),  # type: ignore[index]
+        "model": str((artifact / metadata.engines[peer.engine]).resolve()),
         "features": metadata.features,
         "threshold": metadata.threshold,
         "training_prior": metadata.calibration.training_prior,

@@ -1,10 +1,11 @@
 """The side-by-side table of a run with peers, and this service's ratios to the best of them."""
 
 import logging
+from typing import Any
 
 logger = logging.getLogger("benchmarks")
 
-Suite = dict[str, dict]
+Suite = dict[str, dict[str, Any]]
 BATCH = "batch1000_c2"
 
 
@@ -29,7 +30,7 @@ def ratios_to_best_peer(
     theirs = {name: headline(suite, low, high) for name, suite in peers.items()}
     ratios: dict[str, dict[str, float | str]] = {}
     for figure, value in mine.items():
-        offered = {name: h[figure] for name, h in theirs.items() if h[figure] is not None}
+        offered = {name: v for name, h in theirs.items() if (v := h[figure]) is not None}
         if value is None or not offered:
             continue
         pick = min if figure.endswith("_ms") else max
