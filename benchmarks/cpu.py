@@ -7,14 +7,23 @@ request by each process of the server barely do, so they show where the time goe
 import os
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
-def session_cpu_seconds(session_id: int) -> Counter[str]:
-    """User + system CPU seconds of every live process in the session, summed by process name
-    (a Ray worker's name is its actor, e.g. `ray::ServeReplica:fraud:Ingress`)."""
-    totals: Counter[str] = Counter()
+class ProcessStat(NamedTuple):
+    pid: int
+    parent: int
+    session: int
+    started: int  # clock ticks after boot: with the pid, names this process and no later one
+    cpu_s: float  # user + system
+    name: str
+
+
+def process_table() -> dict[int, ProcessStat]:
+    """Every live process, from /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -23,11 +32,44 @@ def session_cpu_seconds(session_id: int) -> Counter[str]:
             command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         except OSError:  # the process ended meanwhile
             continue
-        # Fields after the ")" that closes the command name: state is 3, session 6, utime 14.
+        # Fields after the ")" that closes the command name: state is 3, parent 4, session 6,
+        # utime 14, stime 15, start time 22.
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) != session_id:
-            continue
-        totals[process_name(command, stat)] += (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+        pid = int(entry.name)
+        table[pid] = ProcessStat(
+            pid=pid,
+            parent=int(fields[1]),
+            session=int(fields[3]),
+            started=int(fields[19]),
+            cpu_s=(int(fields[11]) + int(fields[12])) / _TICKS_PER_S,
+            name=process_name(command, stat),
+        )
+    return table
+
+
+def session_processes(session_id: int, table: dict[int, ProcessStat]) -> list[ProcessStat]:
+    """The session's processes and all their descendants, also those that started a session of
+    their own (BentoML's workers do)."""
+    children: dict[int, list[int]] = {}
+    for process in table.values():
+        children.setdefault(process.parent, []).append(process.pid)
+    found = [pid for pid, process in table.items() if process.session == session_id]
+    seen = set(found)
+    while found:
+        for child in children.get(found.pop(), []):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+    return [table[pid] for pid in seen]
+
+
+def session_cpu_seconds(session_id: int) -> Counter[str]:
+    """User + system CPU seconds of every live process of the session (and its descendants),
+    summed by process name (a Ray worker's name is its actor, e.g.
+    `ray::ServeReplica:fraud:Ingress`)."""
+    totals: Counter[str] = Counter()
+    for process in session_processes(session_id, process_table()):
+        totals[process.name] += process.cpu_s
     return totals
 
 

@@ -3,10 +3,14 @@
     uv run python -m benchmarks.run                  # seed vs every Serve mode, no-op, batch
     uv run python -m benchmarks.run --modes "haproxy;haproxy+throughput"   # only some modes
     uv run python -m benchmarks.run --training       # also: Ray-parallel vs sklearn n_jobs=-1
+    uv run python -m benchmarks.run --peers none     # without MLServer, BentoML and LitServe
 
 Every figure is the median of --repeats runs of --duration seconds each; ratios are of medians
 taken in this one run, since the machine may be shared and noisy. Each figure also carries the
 server's CPU time per request, by process (benchmarks/cpu.py), which noise moves far less.
+
+The peers (benchmarks/peers/) run in the same run, each from a virtual environment the harness
+makes on first use, and are asked in their own request formats at the same load levels.
 """
 
 # ruff: noqa: E402  (the environment is set before the imports that bring Ray)
@@ -31,6 +35,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.cpu import per_request_ms, session_cpu_seconds
+from benchmarks.peers.catalog import Peer, parse_peers
+from benchmarks.peers.check import check_peer
+from benchmarks.peers.launch import peer_server, workers
+from benchmarks.peers.summary import log_ratios, log_side_by_side, ratios_to_best_peer
+from benchmarks.peers.venvs import ensure_venv
 from benchmarks.servers import (
     PROJECT_ROOT,
     SERVER_VARIANTS,
@@ -38,8 +47,8 @@ from benchmarks.servers import (
     seed_server,
     serve_server,
 )
-from fraud_model.artifact import load_artifact
-from fraud_model.features import FEATURE_NAMES
+from fraud_model.artifact import LoadedArtifact, load_artifact
+from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
 logger = logging.getLogger("benchmarks")
 ARTIFACT = PROJECT_ROOT / "artifacts" / "default"
@@ -54,6 +63,15 @@ NOOP_APP = {
 def real_rows(n: int) -> list[dict[str, float]]:
     frame = pd.read_csv(DATA).sample(n=n, random_state=0)
     return frame[list(FEATURE_NAMES)].astype(float).to_dict(orient="records")
+
+
+def flagged_fraud_row(artifact: LoadedArtifact) -> dict[str, float]:
+    """The real fraud the artifact is surest of: a peer must flag it too."""
+    frame = pd.read_csv(DATA)
+    frauds = frame[frame["Class"] == 1][list(FEATURE_NAMES)].astype(float)
+    scores = artifact.fraud_probability(frauds.to_numpy(FEATURE_DTYPE))
+    row: dict[str, float] = frauds.iloc[int(np.argmax(scores))].to_dict()
+    return row
 
 
 def drive(
@@ -85,18 +103,52 @@ def drive(
 
 
 def http_suite(
-    server: Server, files: dict[str, Path], args: argparse.Namespace, batch: bool
+    server: Server,
+    files: dict[str, Path],
+    args: argparse.Namespace,
+    single_path: str = "/api/v1/predict",
+    batch_path: str | None = "/api/v1/predict/batch",
 ) -> dict:
     results = {
-        f"c{c}": drive(server, "/api/v1/predict", files["single"], c, args.duration, args.repeats)
+        f"c{c}": drive(server, single_path, files["single"], c, args.duration, args.repeats)
         for c in args.concurrency
     }
-    if batch:
-        result = drive(
-            server, "/api/v1/predict/batch", files["batch"], 2, args.duration, args.repeats
-        )
+    if batch_path is not None:
+        result = drive(server, batch_path, files["batch"], 2, args.duration, args.repeats)
         results["batch1000_c2"] = result | {"tx_per_s": result["rps"] * 1000}
     return results
+
+
+def peer_suite(peer: Peer, workdir: Path, args: argparse.Namespace) -> dict:
+    """A peer at the same levels as this service, on the same rows in its own request format,
+    after it has shown that it answers with the artifact's probabilities."""
+    rows, batch = real_rows(256), real_rows(1000)
+    files = {"single": workdir / f"{peer.name}-single.json",
+             "batch": workdir / f"{peer.name}-batch.json"}  # fmt: skip
+    files["single"].write_text(json.dumps([peer.single_body(row) for row in rows]))
+    files["batch"].write_text(json.dumps([peer.batch_body(batch)]))
+    artifact = load_artifact(ARTIFACT)
+    with peer_server(peer, ARTIFACT) as server:
+        check_peer(peer, server, artifact, flagged_fraud_row(artifact), batch)
+        return http_suite(server, files, args, peer.single_path, peer.batch_path)
+
+
+def peer_settings(peers: list[Peer]) -> dict:
+    """What each peer ran with, for the JSON output."""
+    return {
+        peer.name: {
+            "requirements": peer.requirements(),
+            "engine": peer.engine,
+            "workers": workers(),
+            "batching": peer.batching,
+            "single": peer.single_path,
+            "batch": peer.batch_path,
+            "answers": "calibrated probability and decision"
+            if peer.calibrated
+            else "raw predict_proba, no decision",
+        }
+        for peer in peers
+    }
 
 
 def engine_rates(repeats: int = 50) -> dict:
@@ -133,11 +185,20 @@ def main() -> int:
     parser.add_argument("--training", action="store_true", help="also time training")
     parser.add_argument("--training-rows", type=int, default=284_807)
     parser.add_argument("--output", type=Path, help="write all results as JSON here too")
+    parser.add_argument(
+        "--peers", default="all", help="mlserver,bentoml,litserve (comma-separated), all or none"
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    try:
+        peers = parse_peers(args.peers)
+    except ValueError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    for peer in peers:  # first: a peer that cannot be installed stops the run before it starts
+        ensure_venv(peer.name, peer.requirements())
     results: dict = {"machine": machine()}
     logger.info("Machine: %s", results["machine"])
     results["engines"] = engine_rates()
@@ -150,12 +211,12 @@ def main() -> int:
 
         logger.info("== plain FastAPI app (uvicorn, 2 workers, sklearn per request)")
         with seed_server(ARTIFACT) as server:
-            results["seed"] = http_suite(server, files, args, batch=False)
+            results["seed"] = http_suite(server, files, args, batch_path=None)
         log_suite("seed", results["seed"])
         for mode in args.modes.split(";"):
             logger.info("== this service, Serve mode %s", mode)
             with serve_server(mode) as server:
-                results[mode] = http_suite(server, files, args, batch=True)
+                results[mode] = http_suite(server, files, args)
             log_suite(mode, results[mode])
             if not args.no_noop:
                 with serve_server(mode, application=NOOP_APP) as server:
@@ -163,6 +224,13 @@ def main() -> int:
                                          args.duration, args.repeats)}  # fmt: skip
                 results[f"{mode}/noop"] = noop
                 log_suite(f"{mode}/noop", noop)
+        if peers:
+            results["peer_settings"] = peer_settings(peers)
+            results["peers"] = {}
+        for peer in peers:
+            logger.info("== peer %s", peer.name)
+            results["peers"][peer.name] = peer_suite(peer, Path(tmp), args)
+            log_suite(peer.name, results["peers"][peer.name])
     if args.training:
         from benchmarks.training_time import compare_training
 
@@ -204,6 +272,23 @@ def summarise(results: dict, modes: list[str]) -> None:
                         100 * ours["c32"]["rps"] / noop)  # fmt: skip
         logger.info("  %-20s batch endpoint: %.0f transactions/s", mode,
                     ours["batch1000_c2"]["tx_per_s"])  # fmt: skip
+    if results.get("peers"):
+        summarise_peers(results, modes)
+
+
+def summarise_peers(results: dict, modes: list[str]) -> None:
+    """Every server's headline figures, and this service's ratios to the best peer (kept in the
+    JSON output too)."""
+    levels = [key for key in results["seed"] if key.startswith("c")]
+    low, high = levels[0], levels[-1]
+    servers = {"seed": results["seed"]} | {mode: results[mode] for mode in modes}
+    log_side_by_side(servers | results["peers"], low, high)
+    logger.info("== this service's ratios to the best peer (same run)")
+    results["ratios_to_best_peer"] = {}
+    for mode in modes:
+        ratios = ratios_to_best_peer(results[mode], results["peers"], low, high)
+        results["ratios_to_best_peer"][mode] = ratios
+        log_ratios(mode, ratios)
 
 
 def machine() -> str:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import httpx
 import yaml
 
+from benchmarks.cpu import ProcessStat, process_table, session_processes
 from serve_app.cli import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -92,40 +93,65 @@ def running(
     timeout_s: float = 180,
     log_path: Path | None = None,
     cwd: Path = PROJECT_ROOT,
+    health_path: str = HEALTH_PATH,
 ) -> Iterator[Server]:
-    """Run `command` in its own process group until `url` is healthy; stop it afterwards."""
+    """Run `command` in its own process group until `url` + `health_path` answers 200; stop it
+    afterwards."""
     log_path = log_path or Path(tempfile.mkstemp(prefix="fraud-bench-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            wait_until_healthy(url, process, timeout_s, log_path)
+            wait_until_healthy(url + health_path, process, timeout_s, log_path)
             yield Server(url, process.pid)  # a new session's id is its first process's pid
         finally:
             stop(process)
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
+def wait_until_healthy(
+    health_url: str, process: subprocess.Popen, timeout_s: float, log: Path
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args} exited early; see {log}")
         try:
-            if httpx.get(url + HEALTH_PATH, timeout=2).status_code == 200:
+            if httpx.get(health_url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not healthy after {timeout_s} s; see {log}")
+            raise TimeoutError(f"{health_url} not healthy after {timeout_s} s; see {log}")
         time.sleep(1)
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C the process group (serve run then stops its Ray); kill it if that hangs."""
+    """Ctrl-C the process group (serve run then stops its Ray); kill it if that hangs. Processes
+    of the server that started sessions of their own (BentoML's workers), which the group's
+    signal does not reach, get time to go with their parent and are killed if they stay."""
     if process.poll() is None:
+        escaped = [
+            child
+            for child in session_processes(process.pid, process_table())
+            if child.session != process.pid
+        ]
         os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        kill_survivors(escaped)
+
+
+def kill_survivors(processes: list[ProcessStat], grace_s: float = 10) -> None:
+    deadline = time.monotonic() + grace_s
+    while True:
+        table = process_table()
+        alive = [p for p in processes if p.pid in table and table[p.pid].started == p.started]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for survivor in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(survivor.pid, signal.SIGKILL)

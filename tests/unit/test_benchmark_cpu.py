@@ -1,6 +1,7 @@
 """The benchmark's CPU accounting: process names and per-request figures."""
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -8,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cpu import per_request_ms, process_name, session_cpu_seconds
+from benchmarks.cpu import (
+    per_request_ms,
+    process_name,
+    process_table,
+    session_cpu_seconds,
+    session_processes,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +59,27 @@ def test_a_session_s_cpu_is_counted_and_no_other_s() -> None:
     finally:
         burner.kill()
         burner.wait()
+
+
+def test_a_child_that_starts_its_own_session_is_still_counted() -> None:
+    # As BentoML's workers do: the server's process starts one in a session of its own.
+    child = (
+        "import time\nwhile time.process_time() < 0.3: pass\nprint('spent', flush=True)\n"
+        "time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True)\n"
+         "try:\n    child.wait()\nfinally:\n    child.kill()"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "spent\n"
+        counted = session_cpu_seconds(parent.pid)
+        assert 0.25 <= counted[Path(sys.executable).name] < 1.0
+    finally:
+        # The child is in its own session: end it by its pid (its parent then exits).
+        for process in session_processes(parent.pid, process_table()):
+            if process.pid != parent.pid:
+                os.kill(process.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
