@@ -7,17 +7,19 @@ logger = logging.getLogger("benchmarks")
 
 Suite = dict[str, dict[str, Any]]
 BATCH = "batch1000_c2"
+COLUMNS = "columns1000_c2"  # this service's columnar batch body
 
 
 def headline(suite: Suite, low: str, high: str) -> dict[str, float | None]:
     """The figures compared: p50 at the lowest concurrency, req/s and p99 at the highest, and the
-    batch path's transactions/s (None where a server has no batch path)."""
-    batch = suite.get(BATCH)
+    batch path's transactions/s, in the server's fastest batch format (None where a server has
+    no batch path)."""
+    rates = [suite[key]["tx_per_s"] for key in (BATCH, COLUMNS) if key in suite]
     return {
         f"{low}_p50_ms": suite[low]["p50_ms"],
         f"{high}_rps": suite[high]["rps"],
         f"{high}_p99_ms": suite[high]["p99_ms"],
-        "batch_tx_per_s": batch["tx_per_s"] if batch else None,
+        "batch_tx_per_s": max(rates) if rates else None,
     }
 
 

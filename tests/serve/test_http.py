@@ -81,6 +81,19 @@ def test_batch_endpoint_equals_the_single_endpoint_row_by_row(client: httpx.Clie
         assert answer["model_version"] == single["model_version"]
 
 
+def test_columns_get_the_batch_endpoint_s_answers(client: httpx.Client) -> None:
+    rows = [as_json(row) for row in random_transactions(60, seed=14)]
+    batch = client.post("/api/v1/predict/batch", json={"transactions": rows}).json()
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    answer = client.post("/api/v1/predict/columns", json=columns)
+    assert answer.status_code == 200
+    scored = answer.json()
+    predictions = batch["predictions"]
+    assert scored["fraud_probability"] == [p["fraud_probability"] for p in predictions]
+    assert scored["is_fraud"] == [p["is_fraud"] for p in predictions]
+    assert scored["model_version"] == predictions[0]["model_version"]
+
+
 def test_threshold_and_batching_change_without_restarting_replicas(
     fraud_app: str, session_artifact: Path
 ) -> None:
