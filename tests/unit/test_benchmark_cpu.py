@@ -83,3 +83,15 @@ def test_a_child_that_starts_its_own_session_is_still_counted() -> None:
             if process.pid != parent.pid:
                 os.kill(process.pid, signal.SIGKILL)
         parent.wait(timeout=10)
+
+
+def test_a_sample_is_put_in_the_layer_of_its_innermost_known_frame() -> None:
+    from benchmarks.layers import layer_of
+
+    fast_api = "FastAPI.__call__ (fastapi/applications.py:1224)"
+    ours = "ScoringFastPath.__call__ (serve_app/fast_path.py:83)"
+    log = "Logger._log (logging/__init__.py:1632)"
+    assert layer_of(f"{fast_api};{ours}") == "this service's code"
+    assert layer_of(f"{fast_api};{ours};{log}") == "logging"
+    assert layer_of(f"{ours};{fast_api}") == "FastAPI and Starlette"
+    assert layer_of("Thread.run (threading.py:982)").startswith("other")
