@@ -57,8 +57,15 @@ class CoalescingModelHandle:
         return description
 
     async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
-        # Bounded like a request: a call that never returns would hold its in-flight slot.
-        return await asyncio.wait_for(self.score_many(rows), self._call_timeout_s)
+        # Bounded like a request: a call that never returns would hold its in-flight slot. One
+        # cut off is cancelled in the replica too, where nobody waits for it any more.
+        response = self._handle.score_many.remote(rows)
+        try:
+            answers: list[Answer] = await asyncio.wait_for(response, self._call_timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            response.cancel()  # type: ignore[no-untyped-call]  # unannotated in Ray
+            raise
+        return answers
 
 
 @serve.deployment(
