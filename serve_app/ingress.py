@@ -29,9 +29,16 @@ class CoalescingModelHandle:
 
     def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
+        # A queue of this handle's own. @serve.batch on a method keeps one queue per class and
+        # scores a batch with its first caller's `self`: with a second handle in the process
+        # (the challenger's), rows sent to one model would be scored by the other.
+        self._score_rows = serve.batch(max_batch_size=COALESCE_MAX_ROWS, batch_wait_timeout_s=0.0)(
+            self._score_coalesced
+        )
 
     async def score(self, row: list[float]) -> Answer:
-        return await self._score_rows(row)
+        answer: Answer = await self._score_rows(row)
+        return answer
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         answers: list[Answer] = await self._handle.score_many.remote(rows)
@@ -45,8 +52,7 @@ class CoalescingModelHandle:
         description: dict[str, Any] = await self._handle.describe.remote()
         return description
 
-    @serve.batch(max_batch_size=COALESCE_MAX_ROWS, batch_wait_timeout_s=0.0)
-    async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
+    async def _score_coalesced(self, rows: list[list[float]]) -> list[Answer]:
         return await self.score_many(rows)
 
 
