@@ -1,6 +1,43 @@
 """The application's arguments: the `args:` of the application in a Serve config."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ChallengerArgs(BaseModel):
+    """`args.challenger`: a second model, the `Challenger` deployment, scored beside the serving
+    one (docs/CHALLENGER.md). Its artifact and pin are the Challenger's own `user_config`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["shadow", "canary"] = Field(
+        "shadow",
+        description="shadow: the challenger scores a share of requests after the champion "
+        "answered, and only the comparison is kept; the client always gets the champion's answer. "
+        "canary: the challenger answers a share of requests (its model_version says so), the "
+        "champion scoring them beside it as the fallback and for the comparison.",
+    )
+    share: float = Field(
+        ge=0,
+        le=1,
+        description="Share of requests (single and batch alike) sent to the challenger, 0 to 1. "
+        "Required: there is no safe default for how much traffic a new model sees.",
+    )
+    timeout_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How long a challenger call may take. A shadow call is then cancelled and "
+        "counted as a timeout; a canary request is answered by the champion instead.",
+    )
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Challenger calls under way at once, per Ingress replica. A call beyond it "
+        "is not sent (counted as dropped): a slow challenger never piles up work in the Ingress.",
+    )
 
 
 class AppArgs(BaseModel):
@@ -31,6 +68,27 @@ class AppArgs(BaseModel):
         True,
         description="Serve the OpenAPI spec and Swagger UI under /api/v1 (off in production).",
     )
+    challenger: ChallengerArgs | None = Field(
+        None,
+        description="A challenger model in shadow or canary mode; its artifact is the Challenger "
+        "deployment's user_config. None: no Challenger deployment, no extra replicas.",
+    )
+
+    @model_validator(mode="after")
+    def canary_leaves_time_for_the_champion(self) -> "AppArgs":
+        challenger = self.challenger
+        if (
+            challenger is not None
+            and challenger.mode == "canary"
+            and challenger.timeout_s >= self.request_timeout_s
+        ):
+            # A canary request falls back to the champion after timeout_s: that must leave part
+            # of the request's own budget, or a slow challenger turns into 504s.
+            raise ValueError(
+                f"challenger.timeout_s ({challenger.timeout_s:g}) must be below "
+                f"request_timeout_s ({self.request_timeout_s:g}) in canary mode"
+            )
+        return self
 
 
 class ModelAutoscaling(BaseModel):
