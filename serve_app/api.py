@@ -3,10 +3,10 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
@@ -25,6 +25,7 @@ from serve_app.schemas import (
     Answer,
     BatchPrediction,
     BatchRequestBody,
+    ErrorBody,
     FeatureRows,
     Prediction,
     Transaction,
@@ -85,9 +86,11 @@ def create_api(
     settings: ServiceSettings,
     args: AppArgs | None = None,
     rejections: Rejections | None = None,
+    challenger: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> FastAPI:
     """The API around `model`. Raises MissingApiKeysError when no key is configured and
-    `args.allow_anonymous` is off."""
+    `args.allow_anonymous` is off. `challenger` describes the challenger model and its
+    comparison with `model` (serve_app.challenger), if there is one."""
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
@@ -250,6 +253,20 @@ def create_api(
     )
     async def model_info() -> dict[str, Any]:
         return await call_model(model.describe())
+
+    @router.get(
+        "/model/challenger",
+        summary="The challenger model, its mode and share, and how its decisions compared with "
+        "the serving model's, as counted by the Ingress replica that answers (operator key)",
+        responses={
+            404: {"model": ErrorBody, "description": "No challenger is configured."},
+            **{status: ERROR_RESPONSES[status] for status in (401, 403, 500, 503, 504)},
+        },
+    )
+    async def challenger_info() -> dict[str, Any]:
+        if challenger is None:  # a 404 like an unknown route's: not counted as a refusal
+            raise HTTPException(404, "No challenger is configured (the application's args)")
+        return await call_model(challenger())
 
     @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:

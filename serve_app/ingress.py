@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.api import create_api
+from serve_app.api import ModelHandle, create_api
+from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.config import AppArgs
 from serve_app.metrics import RequestMetrics
 from serve_app.schemas import Answer, FeatureRows
@@ -69,9 +70,20 @@ class CoalescingModelHandle:
 )
 @serve.ingress()
 class Ingress:
-    def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
+    def __init__(
+        self,
+        model: DeploymentHandle[Any],
+        args: AppArgs,
+        challenger: DeploymentHandle[Any] | None = None,
+    ) -> None:
+        if (args.challenger is None) != (challenger is None):
+            raise ValueError(
+                "args.challenger and the Challenger deployment go together (serve_app.app)"
+            )
         self._model = model
         self._args = args
+        self._challenger = challenger
+        self._shadowing: ShadowingModelHandle | None = None
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
@@ -79,12 +91,35 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__: the app is built per replica from its own settings.
+        model: ModelHandle = CoalescingModelHandle(self._model)
+        if self._challenger is not None and self._args.challenger is not None:
+            self._shadowing = ShadowingModelHandle(
+                model,
+                CoalescingModelHandle(self._challenger),
+                self._args.challenger,
+                ChallengerRecorder(),
+                log_predictions=self._settings.log_predictions,
+                # GET /api/v1/model/challenger answers with the counts even when the
+                # challenger itself does not, within the request's own timeout.
+                describe_timeout_s=min(
+                    self._args.challenger.timeout_s, self._args.request_timeout_s / 2
+                ),
+            )
+            model = self._shadowing
         return create_api(
-            CoalescingModelHandle(self._model),
+            model,
             self._settings,
             self._args,
             rejections=RequestMetrics(),
+            challenger=self._shadowing.describe_challenger if self._shadowing else None,
         )
+
+    async def check_health(self) -> None:
+        # Serve calls this every few seconds: send the challenger counts of the last second of
+        # traffic, which would otherwise wait for the next request. Async, so that it runs on
+        # the event loop that adds them up.
+        if self._shadowing is not None:
+            self._shadowing.flush()
 
 
 def init_sentry(dsn: str) -> None:

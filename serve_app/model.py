@@ -35,6 +35,8 @@ logger = logging.getLogger(f"ray.serve.{__name__}")
 
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
+# The second deployment of this class, serving the challenger model (serve_app.app).
+CHALLENGER = "Challenger"
 
 
 class ModelConfig(BaseModel):
@@ -133,8 +135,18 @@ class FraudModel:
         self._metrics = ModelMetrics()
         # Read once: the environment a replica starts with does not change.
         self._artifact_cache = ServiceSettings().artifact_cache.expanduser()
+        # FraudModel, or the Challenger: the same class, named in messages as the config names it.
+        self._name = serve.get_replica_context().deployment
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        if self._name == CHALLENGER and "artifact_uri" not in user_config:
+            # The bundled model, ModelConfig's default, is never what a challenger meant.
+            self._refuse(
+                "its user_config names no artifact_uri; give the config's `deployments:` an entry "
+                "`name: Challenger` with user_config.artifact_uri and metadata_sha256",
+                "(none)",
+            )
+            return
         try:
             tuning = ModelConfig.model_validate(user_config)
         except ValidationError as error:
@@ -196,8 +208,8 @@ class FraudModel:
             # A new replica (restart, autoscaling) after a refused reload ends here too, until
             # the operator fixes the config's artifact_uri.
             raise RuntimeError(
-                f"FraudModel cannot start: artifact {uri} refused: {reason}. "
-                "Fix FraudModel's user_config (artifact_uri) or the artifact, then redeploy."
+                f"{self._name} cannot start: artifact {uri} refused: {reason}. "
+                f"Fix {self._name}'s user_config (artifact_uri) or the artifact, then redeploy."
             )
         self._last_reload_error = {
             "artifact_uri": uri,

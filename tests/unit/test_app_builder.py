@@ -9,8 +9,14 @@ from pydantic import ValidationError
 
 from fraud_model.store import LocalLocation, parse_location
 from k8s.render import production_config
-from serve_app.app import AppArgs, build_app
-from serve_app.config import ModelAutoscaling
+from serve_app.app import (
+    CHALLENGER_MAX_QUEUED_REQUESTS,
+    AppArgs,
+    build_app,
+    build_graph,
+    challenger_deployment,
+)
+from serve_app.config import ChallengerArgs, ModelAutoscaling
 from serve_app.ingress import Ingress
 from serve_app.loading import PROJECT_ROOT
 from serve_app.model import FraudModel, ModelConfig
@@ -48,7 +54,7 @@ def test_the_default_model_is_the_bundled_one_unpinned() -> None:
 
 
 BASE_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
-DEPLOYMENTS = {"FraudModel": FraudModel, "Ingress": Ingress}
+DEPLOYMENTS = {"FraudModel": FraudModel, "Challenger": challenger_deployment(), "Ingress": Ingress}
 
 
 def restated_defaults(application: dict, base: dict | None = None) -> list[str]:
@@ -59,6 +65,12 @@ def restated_defaults(application: dict, base: dict | None = None) -> list[str]:
         f"args.{key}"
         for key, value in application.get("args", {}).items()
         if base_args.get(key, AppArgs.model_fields[key].default) == value
+    ]
+    base_challenger = base_args.get("challenger") or {}
+    restated += [
+        f"args.challenger.{key}"
+        for key, value in (application.get("args", {}).get("challenger") or {}).items()
+        if base_challenger.get(key, ChallengerArgs.model_fields[key].default) == value
     ]
     for options in application.get("deployments", []):
         name, code = options["name"], DEPLOYMENTS[options["name"]]
@@ -135,3 +147,59 @@ def test_the_model_deployment_gets_its_model_from_user_config_only() -> None:
     assert model.user_config == ModelConfig().model_dump()
     assert model.max_ongoing_requests == 2 * ModelConfig().max_batch_size
     assert ingress.init_args[1] == AppArgs()
+
+
+def test_without_a_challenger_there_is_no_challenger_deployment() -> None:
+    ingress = build_app(AppArgs())._bound_deployment
+    assert len(ingress.init_args) == 2  # the model's handle and the args: nothing more to run
+
+
+def test_a_challenger_is_a_second_deployment_of_the_model_class_with_a_short_queue() -> None:
+    args = AppArgs(challenger=ChallengerArgs(share=0.1))
+    ingress = build_app(args)._bound_deployment
+    model, bound_args, challenger = ingress.init_args
+    model, challenger = model._bound_deployment, challenger._bound_deployment
+    assert bound_args == args
+    assert challenger.name == "Challenger" and model.name == "FraudModel"
+    assert challenger.func_or_class is model.func_or_class
+    # Its model comes from the config's Challenger entry only: none is given here.
+    assert challenger.user_config == {}
+    assert challenger.max_queued_requests == CHALLENGER_MAX_QUEUED_REQUESTS
+    assert model.max_queued_requests > CHALLENGER_MAX_QUEUED_REQUESTS  # shed first
+    # Its own replicas, with the champion's defaults.
+    assert challenger.max_ongoing_requests == model.max_ongoing_requests
+    assert challenger._deployment_config.autoscaling_config == (
+        model._deployment_config.autoscaling_config
+    )
+
+
+def test_from_python_the_challenger_model_is_given_with_the_args() -> None:
+    args = AppArgs(challenger=ChallengerArgs(share=1.0))
+    challenger_model = ModelConfig(artifact_uri="somewhere/else")
+    ingress = build_graph(args, ModelConfig(), challenger_model)._bound_deployment
+    assert ingress.init_args[2]._bound_deployment.user_config == challenger_model.model_dump()
+    with pytest.raises(ValueError, match="challenger_config"):
+        build_graph(args, ModelConfig())
+    with pytest.raises(ValueError, match="challenger_config"):
+        build_graph(AppArgs(), ModelConfig(), challenger_model)
+
+
+def test_a_production_challenger_gets_the_code_s_autoscaling_defaults_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import k8s.render
+
+    overrides = yaml.safe_load((PROJECT_ROOT / "k8s" / "overrides.yaml").read_text())
+    (application,) = overrides["applications"]
+    application["args"]["challenger"] = {"share": 0.1}
+    application["deployments"].append(
+        {"name": "Challenger", "user_config": {"artifact_uri": "s3://b/fraud/v2"},
+         "autoscaling_config": {"max_replicas": 4}}
+    )  # fmt: skip
+    with_challenger = tmp_path / "overrides.yaml"
+    with_challenger.write_text(yaml.safe_dump(overrides))
+    monkeypatch.setattr(k8s.render, "OVERRIDES", with_challenger)
+    (rendered,) = production_config()["applications"]
+    challenger = next(d for d in rendered["deployments"] if d["name"] == "Challenger")
+    assert challenger["autoscaling_config"] == ModelAutoscaling().model_dump() | {"max_replicas": 4}
+    AppArgs.model_validate(rendered["args"])
