@@ -1,5 +1,6 @@
 """The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
 
+import asyncio
 import logging
 from typing import Any
 
@@ -57,6 +58,26 @@ class CoalescingModelHandle:
         return await self.score_many(rows)
 
 
+class ChallengerModelHandle(CoalescingModelHandle):
+    """The Challenger's DeploymentHandle, coalesced the same way, with every call cut off after
+    `timeout_s` and then cancelled in the replica too: a coalesced call that hangs would
+    otherwise hold up the rows queued behind it (one call at a time per queue), and keep the
+    Challenger's slots busy after nobody waits for it any more."""
+
+    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float) -> None:
+        super().__init__(handle)
+        self._timeout_s = timeout_s
+
+    async def score_many(self, rows: FeatureRows) -> list[Answer]:
+        response = self._handle.score_many.remote(rows)
+        try:
+            answers: list[Answer] = await asyncio.wait_for(response, self._timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            response.cancel()  # type: ignore[no-untyped-call]  # unannotated in Ray
+            raise
+        return answers
+
+
 @serve.deployment(
     ray_actor_options={"num_cpus": 0},
     # Two processes parse HTTP and JSON in parallel: Python uses one core per process.
@@ -95,7 +116,7 @@ class Ingress:
         if self._challenger is not None and self._args.challenger is not None:
             self._shadowing = ShadowingModelHandle(
                 model,
-                CoalescingModelHandle(self._challenger),
+                ChallengerModelHandle(self._challenger, self._args.challenger.timeout_s),
                 self._args.challenger,
                 ChallengerRecorder(),
                 log_predictions=self._settings.log_predictions,

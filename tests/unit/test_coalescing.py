@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from serve_app.ingress import COALESCE_MAX_ROWS, CoalescingModelHandle
+from serve_app.ingress import COALESCE_MAX_ROWS, ChallengerModelHandle, CoalescingModelHandle
 
 
 class FakeMethod:
@@ -71,3 +71,45 @@ def test_two_handles_in_one_process_never_mix_their_rows() -> None:
     for name, answer in asyncio.run(send()):
         assert answer["model_version"] == name
     assert sum(champion.calls) == 40 and sum(challenger.calls) == 40
+
+
+class FakeResponse:
+    """Stands in for a DeploymentResponse: awaitable once, cancellable."""
+
+    def __init__(self, work) -> None:
+        self._work = work
+        self.cancelled = False
+
+    def __await__(self):
+        return self._work.__await__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class HangingOnce(FakeDeployment):
+    """Its first call never answers; the later ones do."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.responses: list[FakeResponse] = []
+        self.score_many = FakeMethod(self._respond)
+
+    def _respond(self, rows: list[list[float]]) -> FakeResponse:
+        work = asyncio.Event().wait() if not self.responses else self._score_many(rows)
+        self.responses.append(FakeResponse(work))
+        return self.responses[-1]
+
+
+def test_a_hung_challenger_call_is_cut_off_cancelled_and_holds_up_no_later_row() -> None:
+    challenger = HangingOnce("challenger")
+    handle = ChallengerModelHandle(challenger, timeout_s=0.05)
+
+    async def send() -> dict:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(handle.score([1.0]), 5)
+        return await asyncio.wait_for(handle.score([2.0]), 5)
+
+    assert asyncio.run(send()) == {"fraud_probability": 2.0, "model_version": "challenger"}
+    first, second = challenger.responses
+    assert first.cancelled and not second.cancelled
