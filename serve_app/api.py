@@ -86,11 +86,11 @@ def create_api(
     settings: ServiceSettings,
     args: AppArgs | None = None,
     rejections: Rejections | None = None,
-    challenger: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    challenger: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
 ) -> FastAPI:
     """The API around `model`. Raises MissingApiKeysError when no key is configured and
     `args.allow_anonymous` is off. `challenger` describes the challenger model and its
-    comparison with `model` (serve_app.challenger), if there is one."""
+    comparison with `model` (serve_app.challenger), or gives None while there is none."""
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
@@ -264,9 +264,10 @@ def create_api(
         },
     )
     async def challenger_info() -> dict[str, Any]:
-        if challenger is None:  # a 404 like an unknown route's: not counted as a refusal
-            raise HTTPException(404, "No challenger is configured (the application's args)")
-        return await call_model(challenger())
+        info = None if challenger is None else await call_model(challenger())
+        if info is None:  # a 404 like an unknown route's: not counted as a refusal
+            raise HTTPException(404, "No challenger is configured (the Ingress's user_config)")
+        return info
 
     @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:

@@ -12,6 +12,7 @@ GET /api/v1/model/challenger, and a log record carries both scores.
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -30,7 +31,7 @@ from serve_app.comparison import (
     compare,
     cumulative,
 )
-from serve_app.config import ChallengerArgs
+from serve_app.config import ChallengerConfig
 from serve_app.metrics import tag_keys
 from serve_app.schemas import Answer, FeatureRows
 
@@ -142,25 +143,25 @@ class ChallengerRecorder:
 class ShadowingModelHandle:
     """The champion's model handle with a challenger beside it (see the module's docstring).
     Implements serve_app.api.ModelHandle; `describe_challenger` is GET /api/v1/model/challenger.
+    Without a challenger config (`configure(None)`, the start) every call is the champion's own.
     """
 
     def __init__(
         self,
         champion: ModelHandle,
         challenger: ModelHandle,
-        args: ChallengerArgs,
         recorder: ChallengerRecorder | None = None,
         *,
         log_predictions: bool = True,
-        describe_timeout_s: float | None = None,
+        budget_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._champion = champion
         self._challenger = challenger
-        self._args = args
+        self._config: ChallengerConfig | None = None
         self._recorder = recorder
         self._log_predictions = log_predictions
-        self._describe_timeout_s = describe_timeout_s or args.timeout_s
+        self._budget_s = budget_s  # the request's own timeout; describe_challenger takes half
         self._rng = rng if rng is not None else random.Random()
         # Strong references: the event loop keeps only weak ones to tasks, and a shadow call
         # that nobody awaits could otherwise be collected mid-flight.
@@ -173,18 +174,29 @@ class ShadowingModelHandle:
         self._errors_logged_at = -ERROR_LOG_EVERY_S
         self._errors_since_logged = 0
 
+    def configure(self, config: ChallengerConfig | None) -> None:
+        """Use the challenger this way from the next request on (calls under way finish as they
+        began); None stops using it, and forgets what was counted."""
+        if config is None:
+            self._outcomes, self._sent, self._totals = Counter(), 0, ChallengerTotals()
+            self._challenger_version = UNKNOWN_VERSION
+        self._config = config
+
     # The ModelHandle protocol. A request outside the share goes to the champion exactly as
     # without a challenger: the same awaitable, not even wrapped.
 
     def score(self, row: list[float]) -> Awaitable[Answer]:
-        if not self._chosen():
+        config = self._chosen()
+        if config is None:
             return self._champion.score(row)
-        return self._score_with_challenger(row)
+        return self._score_with_challenger(config, row)
 
     def score_many(self, rows: FeatureRows) -> Awaitable[list[Answer]]:
-        if not self._chosen():
+        config = self._chosen()
+        if config is None:
             return self._champion.score_many(rows)
         return self._with_challenger(
+            config,
             lambda: self._champion.score_many(rows),
             lambda: self._challenger.score_many(rows),
             single=False,
@@ -197,12 +209,18 @@ class ShadowingModelHandle:
     def describe(self) -> Awaitable[dict[str, Any]]:
         return self._champion.describe()
 
-    async def describe_challenger(self) -> dict[str, Any]:
-        """The mode, the challenger model and what this Ingress replica counted so far."""
+    async def describe_challenger(self) -> dict[str, Any] | None:
+        """The mode, the challenger model and what this Ingress replica counted so far; None
+        without a challenger."""
+        config = self._config
+        if config is None:
+            return None
         model: dict[str, Any] | None = None
         unavailable = None
+        # The counts are answered even when the challenger is not, within the request's time.
+        timeout_s = min(config.timeout_s, self._budget_s / 2 if self._budget_s else math.inf)
         try:
-            model = await asyncio.wait_for(self._challenger.describe(), self._describe_timeout_s)
+            model = await asyncio.wait_for(self._challenger.describe(), timeout_s)
         except BackPressureError:
             unavailable = "overloaded"
         except TimeoutError:
@@ -210,12 +228,9 @@ class ShadowingModelHandle:
         except Exception as error:  # the comparison is still worth showing
             unavailable = f"error: {error!r}"
         return {
-            "mode": self._args.mode,
-            "share": self._args.share,
-            "timeout_s": self._args.timeout_s,
-            "max_in_flight": self._args.max_in_flight,
-            "scope": "this Ingress replica, since it started; the fleet's is the sum of the "
-            "ray_fraud_challenger_* counters (docs/OBSERVABILITY.md)",
+            **config.model_dump(),
+            "scope": "this Ingress replica, since the challenger was configured; the fleet's is "
+            "the sum of the ray_fraud_challenger_* counters (docs/OBSERVABILITY.md)",
             "model": model,
             "model_unavailable": unavailable,
             # `sent` = every outcome + in_flight (a shadow call is sent once the champion has
@@ -234,42 +249,46 @@ class ShadowingModelHandle:
         if self._recorder is not None:
             self._recorder.flush()
 
-    # Sampling and the two modes.
+    # Sampling and the two modes. A request keeps the config it was chosen with.
 
-    def _chosen(self) -> bool:
-        """Whether this request goes to the challenger too: `share` of them, at random."""
-        return self._rng.random() < self._args.share
+    def _chosen(self) -> ChallengerConfig | None:
+        """The config, if this request goes to the challenger too: `share` of them, at random."""
+        config = self._config
+        if config is None or self._rng.random() >= config.share:
+            return None
+        return config
 
-    async def _score_with_challenger(self, row: list[float]) -> Answer:
+    async def _score_with_challenger(self, config: ChallengerConfig, row: list[float]) -> Answer:
         async def champion() -> list[Answer]:
             return [await self._champion.score(row)]
 
         async def challenger() -> list[Answer]:
             return [await self._challenger.score(row)]
 
-        (answer,) = await self._with_challenger(champion, challenger, single=True)
+        (answer,) = await self._with_challenger(config, champion, challenger, single=True)
         return answer
 
     async def _with_challenger(
         self,
+        config: ChallengerConfig,
         champion: Callable[[], Awaitable[list[Answer]]],
         challenger: Callable[[], Awaitable[list[Answer]]],
         single: bool,
     ) -> list[Answer]:
-        if self._args.mode == "canary":
-            return await self._canary(champion, challenger, single)
+        if config.mode == "canary":
+            return await self._canary(config, champion, challenger, single)
         answers = await champion()
         # Only once the champion has answered, and without awaiting it: the shadow call cannot
         # delay this request, and when the champion failed there is nothing to compare.
-        if self._reserve():
-            self._spawn(self._shadow(challenger, answers, single))
+        if self._reserve(config):
+            self._spawn(self._shadow(config, challenger, answers, single))
         return answers
 
-    def _reserve(self) -> bool:
+    def _reserve(self, config: ChallengerConfig) -> bool:
         """Count a challenger call in flight, unless the cap is reached (then it is dropped)."""
         self._sent += 1
-        if self._in_flight >= self._args.max_in_flight:
-            self._outcome("dropped")
+        if self._in_flight >= config.max_in_flight:
+            self._outcome(config, "dropped")
             return False
         self._in_flight += 1
         return True
@@ -281,32 +300,34 @@ class ShadowingModelHandle:
 
     async def _shadow(
         self,
+        config: ChallengerConfig,
         challenger: Callable[[], Awaitable[list[Answer]]],
         champion_answers: list[Answer],
         single: bool,
     ) -> None:
         try:
             started = time.perf_counter()
-            answers = await self._call_challenger(challenger)
+            answers = await self._call_challenger(config, challenger)
         finally:
             self._in_flight -= 1
         if answers is not None:
-            self._answered(champion_answers, answers, elapsed_ms(started), single)
+            self._answered(config, champion_answers, answers, elapsed_ms(started), single)
 
     async def _canary(
         self,
+        config: ChallengerConfig,
         champion: Callable[[], Awaitable[list[Answer]]],
         challenger: Callable[[], Awaitable[list[Answer]]],
         single: bool,
     ) -> list[Answer]:
-        if not self._reserve():
+        if not self._reserve(config):
             return await champion()
         # The champion scores the same rows beside the challenger: its answer is there at once
         # if the challenger fails, and is compared with the challenger's if it does not.
         fallback = asyncio.ensure_future(champion())
         try:
             started = time.perf_counter()
-            answers = await self._call_challenger(challenger)
+            answers = await self._call_challenger(config, challenger)
         except BaseException:  # this request was cancelled (its own timeout, a disconnect)
             fallback.cancel()
             raise
@@ -314,68 +335,76 @@ class ShadowingModelHandle:
             self._in_flight -= 1
         if answers is None:
             return await fallback
-        self._spawn(self._compare_with(fallback, answers, elapsed_ms(started), single))
+        self._spawn(self._compare_with(config, fallback, answers, elapsed_ms(started), single))
         return answers
 
     async def _compare_with(
         self,
+        config: ChallengerConfig,
         champion: "asyncio.Future[list[Answer]]",
         answers: list[Answer],
         latency_ms: float,
         single: bool,
     ) -> None:
         try:
-            champion_answers = await asyncio.wait_for(champion, self._args.timeout_s)
+            champion_answers = await asyncio.wait_for(champion, config.timeout_s)
         except Exception:  # the champion's own failures are counted where it serves
-            self._count_answered(answers, latency_ms)
+            self._count_answered(config, answers, latency_ms)
             return
-        self._answered(champion_answers, answers, latency_ms, single)
+        self._answered(config, champion_answers, answers, latency_ms, single)
 
     async def _call_challenger(
-        self, challenger: Callable[[], Awaitable[list[Answer]]]
+        self, config: ChallengerConfig, challenger: Callable[[], Awaitable[list[Answer]]]
     ) -> list[Answer] | None:
         """The challenger's answers within its timeout, or None, its failure counted."""
         try:
-            return await asyncio.wait_for(challenger(), self._args.timeout_s)
+            return await asyncio.wait_for(challenger(), config.timeout_s)
         except BackPressureError:  # its queue is full: shed, never retried
-            self._outcome("overloaded")
+            self._outcome(config, "overloaded")
         except TimeoutError:
-            self._outcome("timeout")
+            self._outcome(config, "timeout")
         except Exception as error:
-            self._outcome("error")
+            self._outcome(config, "error")
             self._log_error(error)
         return None
 
     # Recording.
 
-    def _outcome(self, outcome: str) -> None:
+    def _outcome(self, config: ChallengerConfig, outcome: str) -> None:
         self._outcomes[outcome] += 1
         if self._recorder is not None:
-            self._recorder.call(self._args.mode, self._challenger_version, outcome)
+            self._recorder.call(config.mode, self._challenger_version, outcome)
 
-    def _count_answered(self, answers: list[Answer], latency_ms: float) -> None:
+    def _count_answered(
+        self, config: ChallengerConfig, answers: list[Answer], latency_ms: float
+    ) -> None:
         if answers:
             self._challenger_version = answers[0]["model_version"]
-        self._outcome("ok")
+        self._outcome(config, "ok")
         self._totals.answered(self._challenger_version, latency_ms)
         if self._recorder is not None:
-            self._recorder.answered(self._args.mode, self._challenger_version, latency_ms)
+            self._recorder.answered(config.mode, self._challenger_version, latency_ms)
 
     def _answered(
-        self, champion: list[Answer], challenger: list[Answer], latency_ms: float, single: bool
+        self,
+        config: ChallengerConfig,
+        champion: list[Answer],
+        challenger: list[Answer],
+        latency_ms: float,
+        single: bool,
     ) -> None:
         try:
             comparisons = compare(champion, challenger)
         except Exception as error:  # an answer of another shape: the challenger's fault
-            self._outcome("error")
+            self._outcome(config, "error")
             self._log_error(error)
             return
-        self._count_answered(challenger, latency_ms)
+        self._count_answered(config, challenger, latency_ms)
         self._totals.compared(comparisons)
         if self._recorder is not None:
             self._recorder.compared(comparisons)
         if self._log_predictions:
-            log_comparison(self._args.mode, champion, challenger, latency_ms, single)
+            log_comparison(config.mode, champion, challenger, latency_ms, single)
 
     def _log_error(self, error: Exception) -> None:
         self._errors_since_logged += 1

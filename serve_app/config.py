@@ -1,13 +1,16 @@
-"""The application's arguments: the `args:` of the application in a Serve config."""
+"""What a Serve config sets in the code: the application's `args:`, the Ingress's
+`user_config` and the model deployments' autoscaling defaults (FraudModel's `user_config` is
+serve_app.model.ModelConfig)."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 
-class ChallengerArgs(BaseModel):
-    """`args.challenger`: a second model, the `Challenger` deployment, scored beside the serving
-    one (docs/CHALLENGER.md). Its artifact and pin are the Challenger's own `user_config`."""
+class ChallengerConfig(BaseModel):
+    """The Ingress's `user_config.challenger`: how it uses the second model, the `Challenger`
+    deployment (docs/CHALLENGER.md), whose artifact and pin are the Challenger's own
+    `user_config`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,25 +71,37 @@ class AppArgs(BaseModel):
         True,
         description="Serve the OpenAPI spec and Swagger UI under /api/v1 (off in production).",
     )
-    challenger: ChallengerArgs | None = Field(
+
+
+class IngressConfig(BaseModel):
+    """The Ingress's `user_config`: applied by its reconfigure() to running replicas, so adding,
+    changing or removing a challenger restarts nothing (a change to `args` would replace every
+    replica of the application, FraudModel's too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    challenger: ChallengerConfig | None = Field(
         None,
-        description="A challenger model in shadow or canary mode; its artifact is the Challenger "
-        "deployment's user_config. None: no Challenger deployment, no extra replicas.",
+        description="A challenger in shadow or canary mode. None: the Challenger deployment is "
+        "sent nothing and has no replicas.",
     )
 
     @model_validator(mode="after")
-    def canary_leaves_time_for_the_champion(self) -> "AppArgs":
+    def canary_leaves_time_for_the_champion(self, info: ValidationInfo) -> "IngressConfig":
+        """With `context={"request_timeout_s": ...}` (the app's args), a canary's timeout must
+        leave part of the request's budget: a canary request falls back to the champion after
+        it, and a slow challenger would otherwise turn into 504s."""
+        budget = (info.context or {}).get("request_timeout_s")
         challenger = self.challenger
         if (
-            challenger is not None
+            budget is not None
+            and challenger is not None
             and challenger.mode == "canary"
-            and challenger.timeout_s >= self.request_timeout_s
+            and challenger.timeout_s >= budget
         ):
-            # A canary request falls back to the champion after timeout_s: that must leave part
-            # of the request's own budget, or a slow challenger turns into 504s.
             raise ValueError(
-                f"challenger.timeout_s ({challenger.timeout_s:g}) must be below "
-                f"request_timeout_s ({self.request_timeout_s:g}) in canary mode"
+                f"challenger.timeout_s ({challenger.timeout_s:g}) must be below the app's "
+                f"request_timeout_s ({budget:g}) in canary mode"
             )
         return self
 
@@ -106,3 +121,11 @@ class ModelAutoscaling(BaseModel):
     target_ongoing_requests: float = 16
     upscale_delay_s: float = 5
     downscale_delay_s: float = 60
+
+
+class ChallengerAutoscaling(ModelAutoscaling):
+    """The Challenger's `autoscaling_config` defaults: FraudModel's, but down to no replica at
+    all while nothing is sent to it (no challenger configured). The first calls after that wait
+    for a replica to start, and shadow calls that wait too long are counted as timeouts."""
+
+    min_replicas: int = 0

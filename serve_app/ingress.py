@@ -10,7 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.api import ModelHandle, create_api
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
-from serve_app.config import AppArgs
+from serve_app.config import AppArgs, IngressConfig
 from serve_app.metrics import RequestMetrics
 from serve_app.schemas import Answer, FeatureRows
 from serve_app.settings import ServiceSettings
@@ -64,14 +64,14 @@ class ChallengerModelHandle(CoalescingModelHandle):
     otherwise hold up the rows queued behind it (one call at a time per queue), and keep the
     Challenger's slots busy after nobody waits for it any more."""
 
-    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float) -> None:
+    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float = 1.0) -> None:
         super().__init__(handle)
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s  # the challenger config's, set by the Ingress
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         response = self._handle.score_many.remote(rows)
         try:
-            answers: list[Answer] = await asyncio.wait_for(response, self._timeout_s)
+            answers: list[Answer] = await asyncio.wait_for(response, self.timeout_s)
         except (TimeoutError, asyncio.CancelledError):
             response.cancel()  # type: ignore[no-untyped-call]  # unannotated in Ray
             raise
@@ -97,34 +97,30 @@ class Ingress:
         args: AppArgs,
         challenger: DeploymentHandle[Any] | None = None,
     ) -> None:
-        if (args.challenger is None) != (challenger is None):
-            raise ValueError(
-                "args.challenger and the Challenger deployment go together (serve_app.app)"
-            )
         self._model = model
         self._args = args
         self._challenger = challenger
+        self._challenger_handle: ChallengerModelHandle | None = None
         self._shadowing: ShadowingModelHandle | None = None
+        self._config: IngressConfig | None = None
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.sentry_dsn is not None:
             init_sentry(self._settings.sentry_dsn.get_secret_value())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        # Called by Serve after __init__: the app is built per replica from its own settings.
+        # Called by Serve after __init__ (and before reconfigure): the app is built per replica
+        # from its own settings.
         model: ModelHandle = CoalescingModelHandle(self._model)
-        if self._challenger is not None and self._args.challenger is not None:
+        if self._challenger is not None:
+            self._challenger_handle = ChallengerModelHandle(self._challenger)
+            # Sends nothing to the challenger until reconfigure() says how.
             self._shadowing = ShadowingModelHandle(
                 model,
-                ChallengerModelHandle(self._challenger, self._args.challenger.timeout_s),
-                self._args.challenger,
+                self._challenger_handle,
                 ChallengerRecorder(),
                 log_predictions=self._settings.log_predictions,
-                # GET /api/v1/model/challenger answers with the counts even when the
-                # challenger itself does not, within the request's own timeout.
-                describe_timeout_s=min(
-                    self._args.challenger.timeout_s, self._args.request_timeout_s / 2
-                ),
+                budget_s=self._args.request_timeout_s,
             )
             model = self._shadowing
         return create_api(
@@ -134,6 +130,35 @@ class Ingress:
             rejections=RequestMetrics(),
             challenger=self._shadowing.describe_challenger if self._shadowing else None,
         )
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply the Ingress's user_config (IngressConfig) in place. A bad one fails the
+        replica's start; on a running replica it is refused, and the last good one stays."""
+        try:
+            config = IngressConfig.model_validate(
+                user_config, context={"request_timeout_s": self._args.request_timeout_s}
+            )
+            if config.challenger is not None and self._shadowing is None:
+                raise ValueError("this application has no Challenger deployment")
+        except ValueError as error:  # pydantic's ValidationError is one
+            if self._config is None:
+                raise RuntimeError(
+                    f"Ingress cannot start: invalid user_config: {error}. Fix the Ingress's "
+                    "user_config in the Serve config, then redeploy."
+                ) from None
+            logger.error(
+                "Ingress user_config refused, the previous one stays (%s): %s",
+                self._config.model_dump(),
+                error,
+            )
+            return
+        if self._shadowing is not None and self._challenger_handle is not None:
+            if config.challenger is not None:
+                self._challenger_handle.timeout_s = config.challenger.timeout_s
+            self._shadowing.configure(config.challenger)
+        if config != self._config:
+            logger.info("Challenger: %s", config.challenger or "none")
+        self._config = config
 
     async def check_health(self) -> None:
         # Serve calls this every few seconds: send the challenger counts of the last second of

@@ -1,35 +1,20 @@
 """What an operator sees: the model endpoint, request ids, JSON prediction logs without card
 data, and Prometheus metrics on Ray's metrics endpoint."""
 
-import json
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import ray
 
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
 from serve_app.model import ScoreDrift
 from tests.helpers import as_json, random_transactions
 from tests.polling import wait_for
-from tests.serve.serving import metrics_text
+from tests.serve.serving import json_log_records, metrics_text, serve_log_dir
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
-
-
-def serve_log_dir() -> Path:
-    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-
-
-def json_log_records(pattern: str) -> list[dict]:
-    records = []
-    for file in serve_log_dir().glob(pattern):
-        for line in file.read_text().splitlines():
-            if line.startswith("{"):
-                records.append(json.loads(line))
-    return records
 
 
 def test_model_endpoint_describes_the_serving_model(

@@ -15,7 +15,7 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.challenger import OUTCOMES, ChallengerRecorder, ShadowingModelHandle
-from serve_app.config import AppArgs, ChallengerArgs
+from serve_app.config import ChallengerConfig, IngressConfig
 
 
 class FakeModel:
@@ -76,10 +76,9 @@ def shadowing(
     seed: int = 0,
     **args: Any,
 ) -> ShadowingModelHandle:
-    challenger_args = ChallengerArgs.model_validate({"share": 1.0, "timeout_s": 0.05} | args)
-    return ShadowingModelHandle(
-        champion, challenger, challenger_args, recorder, rng=random.Random(seed)
-    )
+    handle = ShadowingModelHandle(champion, challenger, recorder, rng=random.Random(seed))
+    handle.configure(ChallengerConfig.model_validate({"share": 1.0, "timeout_s": 0.05} | args))
+    return handle
 
 
 async def settled(handle: ShadowingModelHandle, timeout_s: float = 5) -> dict[str, Any]:
@@ -318,10 +317,12 @@ def test_a_failing_canary_is_answered_by_the_champion_within_the_timeout(
 
 
 def test_canary_mode_must_leave_the_champion_time_to_answer() -> None:
+    budget = {"request_timeout_s": 2.0}  # the app's args, which the Ingress validates against
+    canary = {"challenger": {"mode": "canary", "share": 0.1, "timeout_s": 2}}
     with pytest.raises(ValueError, match=r"challenger.timeout_s \(2\) must be below"):
-        AppArgs.model_validate({"challenger": {"mode": "canary", "share": 0.1, "timeout_s": 2}})
+        IngressConfig.model_validate(canary, context=budget)
     # In shadow mode the challenger may take longer than a request may: nobody waits for it.
-    AppArgs.model_validate({"challenger": {"share": 0.1, "timeout_s": 5}})
+    IngressConfig.model_validate({"challenger": {"share": 0.1, "timeout_s": 5}}, context=budget)
 
 
 @pytest.mark.parametrize(
@@ -336,9 +337,9 @@ def test_canary_mode_must_leave_the_champion_time_to_answer() -> None:
         {"share": 0.1, "artifact_uri": "s3://x"},  # the model is the Challenger's user_config
     ],
 )
-def test_bad_challenger_args_are_refused_naming_the_field(challenger: dict) -> None:
+def test_bad_challenger_configs_are_refused_naming_the_field(challenger: dict) -> None:
     with pytest.raises(ValueError, match="challenger"):
-        AppArgs.model_validate({"challenger": challenger})
+        IngressConfig.model_validate({"challenger": challenger})
 
 
 def test_explain_and_describe_are_the_champion_s() -> None:
@@ -466,3 +467,37 @@ def test_a_compared_request_is_logged_with_both_scores(caplog: pytest.LogCapture
     assert batch.champion_flagged == [1, 2]  # 0.7 and 0.9 against 0.5
     assert batch.challenger_flagged == [1, 2]  # 0.35 and 0.45 against 0.3
     assert batch.flagged_scores == {"1": [0.7, 0.35], "2": [0.9, 0.45]}
+
+
+def test_without_a_config_nothing_goes_to_the_challenger_and_the_endpoint_has_nothing() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall")
+    handle = ShadowingModelHandle(champion, challenger)
+
+    async def scenario() -> None:
+        assert await handle.score([0.9]) == champion._answer([0.9])
+        assert await handle.score_many(ROWS) == [champion._answer(row) for row in ROWS]
+        assert await handle.describe_challenger() is None
+        assert challenger.rows_scored == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_new_config_applies_to_the_next_requests_and_none_forgets_the_counts() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall")
+    handle = shadowing(champion, challenger, share=1.0)
+
+    async def scenario() -> None:
+        await handle.score([0.9])
+        assert (await settled(handle))["calls"]["ok"] == 1
+        handle.configure(ChallengerConfig(share=1.0, mode="canary"))
+        assert (await handle.score([0.9]))["model_version"] == "chall"
+        info = await settled(handle)
+        assert info["mode"] == "canary" and info["calls"]["ok"] == 2  # counts carried over
+        handle.configure(None)
+        assert (await handle.score([0.9]))["model_version"] == "champ"
+        handle.configure(ChallengerConfig(share=0.0))
+        assert (await settled(handle))["calls"] == dict.fromkeys(
+            ["sent", *OUTCOMES, "in_flight"], 0
+        )
+
+    asyncio.run(scenario())

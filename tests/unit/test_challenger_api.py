@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from fraud_model.artifact import load_artifact
 from serve_app.api import create_api
 from serve_app.challenger import ShadowingModelHandle
-from serve_app.config import AppArgs, ChallengerArgs
+from serve_app.config import AppArgs, ChallengerConfig
 from serve_app.settings import ServiceSettings
 from tests.helpers import as_json, random_transactions, write_artifact
 from tests.polling import wait_for
@@ -53,12 +53,8 @@ def api_client(
     model = InProcessModel(champion)
     if challenger is None:
         return TestClient(create_api(model, ServiceSettings(**settings), args))
-    shadowing = ShadowingModelHandle(
-        model,
-        InProcessModel(challenger),
-        ChallengerArgs(mode=mode, share=1.0),  # type: ignore[arg-type]
-        rng=random.Random(0),
-    )
+    shadowing = ShadowingModelHandle(model, InProcessModel(challenger), rng=random.Random(0))
+    shadowing.configure(ChallengerConfig(mode=mode, share=1.0))  # type: ignore[arg-type]
     api = create_api(
         shadowing, ServiceSettings(**settings), args, challenger=shadowing.describe_challenger
     )
@@ -145,7 +141,7 @@ def test_without_a_challenger_its_endpoint_says_so(plain: TestClient) -> None:
             {
                 "type": "not_found",
                 "loc": [],
-                "msg": "No challenger is configured (the application's args)",
+                "msg": "No challenger is configured (the Ingress's user_config)",
             }
         ]
     }
