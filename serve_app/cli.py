@@ -153,8 +153,12 @@ def config_errors(config: Path) -> list[str]:
     from serve_app.config import AppArgs, IngressConfig
     from serve_app.model import CHALLENGER, ModelConfig
 
+    try:
+        applications = yaml.safe_load(config.read_text())["applications"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as error:
+        return [f"{config} is not a Serve config: {error}"]
     errors = []
-    for application in yaml.safe_load(config.read_text())["applications"]:
+    for application in applications:
         try:
             args = AppArgs.model_validate(application.get("args") or {})
         except ValidationError as error:

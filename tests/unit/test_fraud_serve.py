@@ -79,3 +79,11 @@ def test_apply_refuses_a_config_the_replicas_would_refuse_before_applying_it(
     # Refused before it looks for a running server: nothing is applied anywhere.
     assert cli.main(["apply", str(config)]) == 1
     assert "Config refused, nothing applied" in capsys.readouterr().err
+
+
+def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("applications:\n  - name: a\n    x: 1\n   y: 2\n")
+    (tmp_path / "other.yaml").write_text("just: text\n")
+    for name in ("broken.yaml", "other.yaml", "missing.yaml"):
+        (error,) = cli.config_errors(tmp_path / name)
+        assert "is not a Serve config" in error
