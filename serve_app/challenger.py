@@ -99,7 +99,6 @@ class ChallengerRecorder:
     def call(self, mode: str, challenger_version: str, outcome: str) -> None:
         tags = (("mode", mode), ("challenger_version", challenger_version), ("outcome", outcome))
         self._pending[("calls", tags)] += 1
-        self._maybe_flush()
 
     def answered(self, mode: str, challenger_version: str, latency_ms: float) -> None:
         tags = (("mode", mode), ("challenger_version", challenger_version))
@@ -107,7 +106,6 @@ class ChallengerRecorder:
         counts = self._latency.setdefault(key, [0] * (len(LATENCY_BUCKETS_MS) + 1))  # and +Inf
         counts[bucket_index(latency_ms, LATENCY_BUCKETS_MS)] += 1
         self._pending[("latency_sum", tags)] += latency_ms
-        self._maybe_flush()
 
     def compared(self, comparisons: Sequence[Comparison]) -> None:
         for comparison in comparisons:
@@ -120,9 +118,10 @@ class ChallengerRecorder:
                 self._pending[("decisions", (*pair, ("decisions", decision)))] += count
             for le, count in comparison.difference_buckets:
                 self._pending[("difference", (*pair, ("le", le)))] += count
-        self._maybe_flush()
 
-    def _maybe_flush(self) -> None:
+    def flush_if_due(self) -> None:
+        """Flush, if the last flush is a second old: called once per call recorded, so that
+        all the counts of one call go out together."""
         if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
             self.flush()
 
@@ -350,6 +349,8 @@ class ShadowingModelHandle:
             champion_answers = await asyncio.wait_for(champion, config.timeout_s)
         except Exception:  # the champion's own failures are counted where it serves
             self._count_answered(config, answers, latency_ms)
+            if self._recorder is not None:
+                self._recorder.flush_if_due()
             return
         self._answered(config, champion_answers, answers, latency_ms, single)
 
@@ -370,17 +371,20 @@ class ShadowingModelHandle:
 
     # Recording.
 
-    def _outcome(self, config: ChallengerConfig, outcome: str) -> None:
+    def _outcome(self, config: ChallengerConfig, outcome: str, done: bool = True) -> None:
+        """Count a call's outcome; `done`: nothing more of the call is to be recorded."""
         self._outcomes[outcome] += 1
         if self._recorder is not None:
             self._recorder.call(config.mode, self._challenger_version, outcome)
+            if done:
+                self._recorder.flush_if_due()
 
     def _count_answered(
         self, config: ChallengerConfig, answers: list[Answer], latency_ms: float
     ) -> None:
         if answers:
             self._challenger_version = answers[0]["model_version"]
-        self._outcome(config, "ok")
+        self._outcome(config, "ok", done=False)
         self._totals.answered(self._challenger_version, latency_ms)
         if self._recorder is not None:
             self._recorder.answered(config.mode, self._challenger_version, latency_ms)
@@ -403,6 +407,7 @@ class ShadowingModelHandle:
         self._totals.compared(comparisons)
         if self._recorder is not None:
             self._recorder.compared(comparisons)
+            self._recorder.flush_if_due()
         if self._log_predictions:
             log_comparison(config.mode, champion, challenger, latency_ms, single)
 
