@@ -1,13 +1,16 @@
 """What a challenger in shadow costs the served path: single transactions at 32 clients, with no
 challenger, and with one sent 0 %, 10 % and 100 % of requests, the service as the README runs it.
 
-    uv run python -m benchmarks.shadow_cost                       # 8 s per run, 2 runs each
-    uv run python -m benchmarks.shadow_cost --duration 5 --repeats 1
+    uv run python -m benchmarks.shadow_cost                     # 3 rounds of 8 s per setting
+    uv run python -m benchmarks.shadow_cost --rounds 2 --duration 5
 
-The challenger is the bundled model again, on its own replica (no CPU reserved, so that the
-champion is placed and scaled the same way in every run): what is measured is the work shadow
-scoring adds, in the Ingress (sampling, the second handle call, the comparison, the log record)
-and on the machine (the challenger's scoring), not a model's speed.
+One server throughout: each setting is applied in place (`fraud-serve apply`, the Ingress's
+user_config), and the settings take turns, round after round, so that a machine shared with
+other work weighs on each alike; each figure is the median of its rounds. The challenger is the
+bundled model again, on a replica of its own with no CPU reserved (so that FraudModel is placed
+and scaled the same way throughout): what is measured is the work shadow scoring adds, in the
+Ingress (sampling, the second handle call, the comparison, the log record) and on the machine
+(the challenger's scoring), not a model's speed.
 """
 
 # ruff: noqa: E402  (the environment is set before the imports that bring Ray)
@@ -17,6 +20,8 @@ import contextlib
 import json
 import logging
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,19 +39,19 @@ from serve_app.cli import free_port
 
 logger = logging.getLogger("benchmarks.shadow_cost")
 MODE = "haproxy+throughput"  # fraud-serve's own, as the README runs it
-SHARES = (None, 0.0, 0.1, 1.0)  # None: no challenger in the config at all
+SHARES = (None, 0.0, 0.1, 1.0)  # None: the Ingress uses no challenger
+FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
 
 
-def config_with_challenger(share: float | None, port: int) -> dict:
-    """The shipped config on `port`, with the bundled model as a challenger in shadow."""
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
-    config["http_options"]["port"] = port
-    if share is None:
-        return config
-    (application,) = config["applications"]
+def config(port: int, share: float | None) -> dict:
+    """The shipped config on `port`, with the bundled model as a challenger, in shadow for
+    `share` of the requests (None: not used)."""
+    shipped = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+    shipped["http_options"]["port"] = port
+    (application,) = shipped["applications"]
     for entry in application["deployments"]:
         if entry["name"] == "Ingress":
-            entry["user_config"] = {"challenger": {"share": share}}
+            entry["user_config"] = {} if share is None else {"challenger": {"share": share}}
     application["deployments"].append(
         {
             "name": "Challenger",
@@ -56,51 +61,75 @@ def config_with_challenger(share: float | None, port: int) -> dict:
             "user_config": {"artifact_uri": "artifacts/default"},
         }
     )
-    return config
+    return shipped
 
 
 @contextlib.contextmanager
-def shadow_server(share: float | None) -> Iterator[Server]:
+def challenger_server(workdir: Path) -> Iterator[tuple[Server, int]]:
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
-        path = Path(workdir) / "serve_config.yaml"
-        path.write_text(yaml.safe_dump(config_with_challenger(share, port)))
-        env = os.environ | SERVER_VARIANTS[MODE] | {"RAY_ADDRESS": "local"}
-        with running(["uv", "run", "fraud-serve", str(path)], env,
-                     f"http://127.0.0.1:{port}") as server:  # fmt: skip
-            yield server
+    path = workdir / "start.yaml"
+    path.write_text(yaml.safe_dump(config(port, None)))
+    env = os.environ | SERVER_VARIANTS[MODE] | {"RAY_ADDRESS": "local"}
+    with running(["uv", "run", "fraud-serve", str(path)], env,
+                 f"http://127.0.0.1:{port}") as server:  # fmt: skip
+        yield server, port
+
+
+def apply(workdir: Path, port: int, share: float | None) -> None:
+    """The setting, applied in place; returns once the service says it uses it."""
+    path = workdir / "apply.yaml"
+    path.write_text(yaml.safe_dump(config(port, share)))
+    subprocess.run(
+        ["uv", "run", "fraud-serve", "apply", str(path)],
+        check=True, capture_output=True, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+
+
+def name_of(share: float | None) -> str:
+    return "no challenger" if share is None else f"shadow {share:.0%}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
-    parser.add_argument("--repeats", type=int, default=2, help="load runs per figure (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per setting (median)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        bodies = Path(tmp) / "single.json"
+    runs: dict[str, list[dict]] = {name_of(share): [] for share in SHARES}
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as tmp:
+        workdir = Path(tmp)
+        bodies = workdir / "single.json"
         bodies.write_text(json.dumps(real_rows(256)))
-        for share in SHARES:
-            name = "no challenger" if share is None else f"shadow {share:.0%}"
-            with shadow_server(share) as server:
-                result = drive(server, "/api/v1/predict", bodies, args.concurrency,
-                               args.duration, args.repeats)  # fmt: skip
-            results[name] = result
-            shown = {k: v for k, v in result.items() if k != "cpu_ms_by_process"}
-            logger.info("%-14s c%d %s", name, args.concurrency, shown)
-    base = results["no challenger"]
-    for name, result in results.items():
+        with challenger_server(workdir) as (server, port):
+            # A first run, not counted: FraudModel's autoscaling settles under this load.
+            drive(server, "/api/v1/predict", bodies, args.concurrency, args.duration, 1)
+            for round_ in range(args.rounds):
+                for share in SHARES:
+                    apply(workdir, port, share)
+                    result = drive(server, "/api/v1/predict", bodies, args.concurrency,
+                                   args.duration, 1)  # fmt: skip
+                    runs[name_of(share)].append(result)
+                    shown = {k: result[k] for k in (*FIGURES, "errors")}
+                    logger.info("round %d %-14s %s", round_ + 1, name_of(share), shown)
+    medians = {
+        name: {key: statistics.median(run[key] for run in results) for key in FIGURES}
+        | {"errors": sum(run["errors"] for run in results)}
+        for name, results in runs.items()
+    }
+    base = medians["no challenger"]
+    for name, figures in medians.items():
         logger.info(
-            "%-14s throughput x%.2f, p50 x%.2f, p99 x%.2f, CPU ms/request %.2f (errors %d)",
-            name, result["rps"] / base["rps"], result["p50_ms"] / base["p50_ms"],
-            result["p99_ms"] / base["p99_ms"], result["cpu_ms_per_request"], result["errors"],
+            "%-14s %.0f req/s (x%.2f), p50 %.1f ms (x%.2f), p99 %.1f ms (x%.2f), "
+            "CPU %.2f ms/request, errors %d",
+            name, figures["rps"], figures["rps"] / base["rps"], figures["p50_ms"],
+            figures["p50_ms"] / base["p50_ms"], figures["p99_ms"],
+            figures["p99_ms"] / base["p99_ms"], figures["cpu_ms_per_request"], figures["errors"],
         )  # fmt: skip
     if args.output:
-        args.output.write_text(json.dumps(results, indent=2))
+        args.output.write_text(json.dumps({"medians": medians, "runs": runs}, indent=2))
     return 0
 
 
