@@ -1,9 +1,10 @@
 """The HTTP API as a FastAPI app, built around the FraudModel handle (or anything like it)."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
@@ -23,6 +24,7 @@ from serve_app.schemas import (
     BatchRequestBody,
     ColumnarBatchBody,
     ColumnarPrediction,
+    ErrorBody,
     Prediction,
     Transaction,
     batch_request_model,
@@ -67,9 +69,11 @@ def create_api(
     settings: ServiceSettings,
     args: AppArgs | None = None,
     rejections: Rejections | None = None,
+    challenger: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
 ) -> FastAPI:
     """The API around `model`. Raises MissingApiKeysError when no key is configured and
-    `args.allow_anonymous` is off."""
+    `args.allow_anonymous` is off. `challenger` describes the challenger model and its
+    comparison with `model` (serve_app.challenger), or gives None while there is none."""
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     max_transactions, request_timeout_s = args.max_transactions_per_request, args.request_timeout_s
@@ -219,6 +223,21 @@ def create_api(
     )
     async def model_info() -> dict[str, Any]:
         return await scorer.call(model.describe())
+
+    @router.get(
+        "/model/challenger",
+        summary="The challenger model, its mode and share, and how its decisions compared with "
+        "the serving model's, as counted by the Ingress replica that answers (operator key)",
+        responses={
+            404: {"model": ErrorBody, "description": "No challenger is configured."},
+            **{status: ERROR_RESPONSES[status] for status in (401, 403, 500, 503, 504)},
+        },
+    )
+    async def challenger_info() -> dict[str, Any]:
+        info = None if challenger is None else await scorer.call(challenger())
+        if info is None:  # a 404 like an unknown route's: not counted as a refusal
+            raise HTTPException(404, "No challenger is configured (the Ingress's user_config)")
+        return info
 
     @router.get("/utils/health-check/", summary="Liveness probe (never needs an API key)")
     async def health_check() -> bool:

@@ -1,9 +1,10 @@
 """API keys, checked before anything reads the request body.
 
 Two roles: scoring keys may call the predict endpoints; operator keys may also read
-`GET /api/v1/model` and ask for reason codes (`explain=true`), which show how the model decides.
-The check is an ASGI middleware, so a request without a valid key is refused before its body is
-read, parsed or size-checked. A key is accepted as `Authorization: Bearer <key>` or `X-API-Key`.
+`GET /api/v1/model` and `/model/challenger` and ask for reason codes (`explain=true`), which
+show how the model decides. The check is an ASGI middleware, so a request without a valid key
+is refused before its body is read, parsed or size-checked. A key is accepted as
+`Authorization: Bearer <key>` or `X-API-Key`.
 """
 
 import enum
@@ -64,10 +65,10 @@ class KeyRing:
 
 
 def access_rules(api_prefix: str) -> Callable[[str, bytes], Access]:
-    """What each route needs: the model endpoint and reason codes an operator key, the predict
+    """What each route needs: the model endpoints and reason codes an operator key, the predict
     endpoints a scoring key; everything else (health check, docs, unknown paths) none."""
     scoring_paths = {f"{api_prefix}/predict{kind}" for kind in ("", "/batch", "/columns")}
-    operator_paths = {f"{api_prefix}/model"}
+    operator_paths = {f"{api_prefix}/model", f"{api_prefix}/model/challenger"}
 
     def needed(path: str, query: bytes) -> Access:
         if path in operator_paths:

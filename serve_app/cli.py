@@ -1,7 +1,8 @@
 """`fraud-serve`: the local service.
 
     fraud-serve [CONFIG]         run `serve run CONFIG` in the environment this project needs
-    fraud-serve apply [CONFIG]   apply CONFIG (model, threshold, batching) to the running service
+    fraud-serve apply [CONFIG]   apply CONFIG (model, threshold, batching, challenger) to the
+                                 running service
 
 CONFIG defaults to configs/serve_config.yaml. The server's own files (HAProxy's, and a note of
 where its Ray dashboard is, for `apply`) are removed when it stops; Ctrl-C and SIGTERM stop it
@@ -20,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -117,7 +119,12 @@ def serve(config: Path) -> int:
 
 def apply(config: Path) -> int:
     """Apply CONFIG to the running local service as `serve deploy` does (through its Ray
-    dashboard, with Ray's token), then say which model it serves, or why a reload was refused."""
+    dashboard, with Ray's token), then say which model it serves, or why a reload was refused,
+    and how it uses its challenger, if any."""
+    errors = config_errors(config)
+    if errors:
+        sys.stderr.write("Config refused, nothing applied:\n" + "".join(f"  {e}\n" for e in errors))
+        return 1
     port = serve_port(config)
     running_note = RUNNING_DIR / f"{port}.json"
     if not running_note.exists():
@@ -134,7 +141,40 @@ def apply(config: Path) -> int:
     if deploy.returncode != 0:
         sys.stderr.write(deploy.stderr)
         return deploy.returncode
-    return report_model(port, config)
+    return report_model(port, config) or report_challenger(port, config)
+
+
+def config_errors(config: Path) -> list[str]:
+    """What the replicas would refuse in CONFIG, found before it is applied: the args, and each
+    user_config against the code's model of it (Serve checks neither until a replica reads it,
+    and a running replica keeps its last good one)."""
+    from pydantic import ValidationError
+
+    from serve_app.config import AppArgs, IngressConfig
+    from serve_app.model import CHALLENGER, ModelConfig
+
+    try:
+        applications = yaml.safe_load(config.read_text())["applications"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as error:
+        return [f"{config} is not a Serve config: {error}"]
+    errors = []
+    for application in applications:
+        try:
+            args = AppArgs.model_validate(application.get("args") or {})
+        except ValidationError as error:
+            errors.append(f"args: {error}")
+            continue
+        for deployment in application.get("deployments", []):
+            name, user_config = deployment["name"], deployment.get("user_config")
+            try:
+                if name == "Ingress" and user_config is not None:
+                    context = {"request_timeout_s": args.request_timeout_s}
+                    IngressConfig.model_validate(user_config, context=context)
+                elif name in ("FraudModel", CHALLENGER) and user_config is not None:
+                    ModelConfig.model_validate(user_config)
+            except ValidationError as error:
+                errors.append(f"{name}.user_config: {error}")
+    return errors
 
 
 def report_model(port: int, config: Path, timeout_s: float = 60) -> int:
@@ -168,6 +208,46 @@ def report_model(port: int, config: Path, timeout_s: float = 60) -> int:
                 return 0
         time.sleep(1)
     sys.stderr.write(f"The service did not report serving {wanted} within {timeout_s:g} s.\n")
+    return 1
+
+
+def report_challenger(port: int, config: Path, timeout_s: float = 60) -> int:
+    """With a challenger in CONFIG, wait until the Ingress uses it as CONFIG says and its model
+    answers (its first replica may have to start), and say which model it is, or why none."""
+    (application,) = yaml.safe_load(config.read_text())["applications"]
+    ingress: dict[str, Any] = next(
+        (d for d in application["deployments"] if d["name"] == "Ingress"), {}
+    )
+    wanted = (ingress.get("user_config") or {}).get("challenger")
+    if not wanted:
+        return 0
+    keys = json.loads(os.environ.get("FRAUD_OPERATOR_KEYS", "[]"))
+    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+    url = f"http://127.0.0.1:{port}/api/v1/model/challenger"
+    deadline = time.monotonic() + timeout_s
+    info: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                info = json.loads(answer.read())
+        except (OSError, ValueError):  # not configured yet (404), or not up
+            info = {}
+        applied = info and all(info.get(key) == value for key, value in wanted.items())
+        model = info.get("model") or {}
+        if applied and model.get("idle"):
+            sys.stderr.write(f"Challenger has no model: {model['idle']}\n")
+            return 1
+        if applied and model.get("model_version"):
+            sys.stdout.write(
+                f"Challenger {model['model_version']} from {model['artifact_uri']}, "
+                f"{info['mode']} for {info['share']:.0%} of requests; comparison at "
+                "GET /api/v1/model/challenger\n"
+            )
+            return 0
+        time.sleep(1)
+    unavailable = info.get("model_unavailable") if info else "the Ingress does not use it yet"
+    sys.stderr.write(f"The challenger did not answer within {timeout_s:g} s ({unavailable}).\n")
     return 1
 
 

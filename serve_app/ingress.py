@@ -9,14 +9,16 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.api import create_api
+from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
-from serve_app.config import AppArgs
+from serve_app.config import AppArgs, IngressConfig
 from serve_app.metrics import RequestMetrics
 from serve_app.prediction_log import prediction_log_file, write_predictions_to
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
+from serve_app.scoring import ModelHandle
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -34,7 +36,7 @@ class CoalescingModelHandle:
         limits: CoalescingLimits | None = None,
     ) -> None:
         self._handle = handle
-        self._call_timeout_s = call_timeout_s
+        self.timeout_s = call_timeout_s  # a model call's bound
         self._rows: RowCoalescer[list[float], Answer] = RowCoalescer(self._score_rows, limits)
 
     def score(self, row: list[float]) -> Awaitable[Answer]:
@@ -57,15 +59,36 @@ class CoalescingModelHandle:
         return description
 
     async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
-        # Bounded like a request: a call that never returns would hold its in-flight slot. One
-        # cut off is cancelled in the replica too, where nobody waits for it any more.
-        response = self._handle.score_many.remote(rows)
-        try:
-            answers: list[Answer] = await asyncio.wait_for(response, self._call_timeout_s)
-        except (TimeoutError, asyncio.CancelledError):
-            response.cancel()  # type: ignore[no-untyped-call]  # unannotated in Ray
-            raise
+        # Bounded like a request: a call that never returns would hold its in-flight slot.
+        answers: list[Answer] = await self._bounded(self._handle.score_many.remote(rows))
         return answers
+
+    async def _bounded(self, response: DeploymentResponse[Any] | Any) -> Any:
+        """`response` within `timeout_s`; one cut off is cancelled in the replica too, where
+        nobody waits for it any more."""
+        try:
+            return await asyncio.wait_for(response, self.timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            response.cancel()
+            raise
+
+
+class ChallengerModelHandle(CoalescingModelHandle):
+    """The Challenger's DeploymentHandle, coalesced the same way, with every call cut off after
+    `timeout_s` and then cancelled in the replica too: a coalesced call that hangs would
+    otherwise hold up the rows queued behind it (one call at a time per queue), and keep the
+    Challenger's slots busy after nobody waits for it any more."""
+
+    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float = 1.0) -> None:
+        super().__init__(handle, timeout_s)  # the challenger config's, set by the Ingress
+
+    async def score_many(self, rows: FeatureRows) -> list[Answer]:
+        answers: list[Answer] = await self._bounded(self._handle.score_many.remote(rows))
+        return answers
+
+    async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
+        answer: ColumnarAnswer = await self._bounded(self._handle.score_columns.remote(rows))
+        return answer
 
 
 @serve.deployment(
@@ -81,9 +104,18 @@ class CoalescingModelHandle:
 )
 @serve.ingress()
 class Ingress:
-    def __init__(self, model: DeploymentHandle[Any], args: AppArgs) -> None:
+    def __init__(
+        self,
+        model: DeploymentHandle[Any],
+        args: AppArgs,
+        challenger: DeploymentHandle[Any] | None = None,
+    ) -> None:
         self._model = model
         self._args = args
+        self._challenger = challenger
+        self._challenger_handle: ChallengerModelHandle | None = None
+        self._shadowing: ShadowingModelHandle | None = None
+        self._config: IngressConfig | None = None
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.log_predictions:
@@ -98,13 +130,63 @@ class Ingress:
             init_sentry(self._settings.sentry_dsn.get_secret_value())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        # Called by Serve after __init__: the app is built per replica from its own settings.
+        # Called by Serve after __init__ (and before reconfigure): the app is built per replica
+        # from its own settings.
+        model: ModelHandle = CoalescingModelHandle(self._model, self._args.request_timeout_s)
+        if self._challenger is not None:
+            self._challenger_handle = ChallengerModelHandle(self._challenger)
+            # Sends nothing to the challenger until reconfigure() says how.
+            self._shadowing = ShadowingModelHandle(
+                model,
+                self._challenger_handle,
+                ChallengerRecorder(),
+                log_predictions=self._settings.log_predictions,
+                budget_s=self._args.request_timeout_s,
+            )
+            model = self._shadowing
         return create_api(
-            CoalescingModelHandle(self._model, self._args.request_timeout_s),
+            model,
             self._settings,
             self._args,
             rejections=RequestMetrics(),
+            challenger=self._shadowing.describe_challenger if self._shadowing else None,
         )
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply the Ingress's user_config (IngressConfig) in place. A bad one fails the
+        replica's start; on a running replica it is refused, and the last good one stays."""
+        try:
+            config = IngressConfig.model_validate(
+                user_config, context={"request_timeout_s": self._args.request_timeout_s}
+            )
+            if config.challenger is not None and self._shadowing is None:
+                raise ValueError("this application has no Challenger deployment")
+        except ValueError as error:  # pydantic's ValidationError is one
+            if self._config is None:
+                raise RuntimeError(
+                    f"Ingress cannot start: invalid user_config: {error}. Fix the Ingress's "
+                    "user_config in the Serve config, then redeploy."
+                ) from None
+            logger.error(
+                "Ingress user_config refused, the previous one stays (%s): %s",
+                self._config.model_dump(),
+                error,
+            )
+            return
+        if self._shadowing is not None and self._challenger_handle is not None:
+            if config.challenger is not None:
+                self._challenger_handle.timeout_s = config.challenger.timeout_s
+            self._shadowing.configure(config.challenger)
+        if config != self._config:
+            logger.info("Challenger: %s", config.challenger or "none")
+        self._config = config
+
+    async def check_health(self) -> None:
+        # Serve calls this every few seconds: send the challenger counts of the last second of
+        # traffic, which would otherwise wait for the next request. Async, so that it runs on
+        # the event loop that adds them up.
+        if self._shadowing is not None:
+            self._shadowing.flush()
 
 
 def prediction_log_path(directory: Path | None) -> Path:

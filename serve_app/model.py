@@ -38,6 +38,12 @@ DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 # Up to this many rows are scored on the event loop: onnxruntime takes a fraction of a
 # millisecond for them, less than the hop to a worker thread and back.
 INLINE_MAX_ROWS = 64
+# The second deployment of this class, serving the challenger model (serve_app.app).
+CHALLENGER = "Challenger"
+NO_CHALLENGER_MODEL = (
+    "the Challenger's user_config names no artifact_uri: give the config's `deployments:` an "
+    "entry `name: Challenger` with user_config.artifact_uri and metadata_sha256"
+)
 
 
 class ModelConfig(BaseModel):
@@ -136,8 +142,20 @@ class FraudModel:
         self._metrics = ModelMetrics()
         # Read once: the environment a replica starts with does not change.
         self._artifact_cache = ServiceSettings().artifact_cache.expanduser()
+        # FraudModel, or the Challenger: the same class, named in messages as the config names it.
+        self._name = serve.get_replica_context().deployment
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        if self._name == CHALLENGER and "artifact_uri" not in user_config:
+            # No challenger model in the config. ModelConfig's default, the bundled model, is
+            # never what a challenger meant, so none is loaded: a new replica starts idle and
+            # answers every call with why (the Ingress counts and logs it); a running one keeps
+            # its model until the autoscaler removes it (after a promotion, nothing calls it).
+            # Refusing to start instead would fail the rollout of a config that dropped the
+            # challenger, although nothing would use it.
+            if self._serving is None:
+                logger.warning("Challenger idle: %s", NO_CHALLENGER_MODEL)
+            return
         try:
             tuning = ModelConfig.model_validate(user_config)
         except ValidationError as error:
@@ -199,8 +217,8 @@ class FraudModel:
             # A new replica (restart, autoscaling) after a refused reload ends here too, until
             # the operator fixes the config's artifact_uri.
             raise RuntimeError(
-                f"FraudModel cannot start: artifact {uri} refused: {reason}. "
-                "Fix FraudModel's user_config (artifact_uri) or the artifact, then redeploy."
+                f"{self._name} cannot start: artifact {uri} refused: {reason}. "
+                f"Fix {self._name}'s user_config (artifact_uri) or the artifact, then redeploy."
             )
         self._last_reload_error = {
             "artifact_uri": uri,
@@ -262,7 +280,10 @@ class FraudModel:
             self._metrics.score_drift(version, psi)
 
     def describe(self) -> dict[str, Any]:
-        """The serving model's metadata, for GET /api/v1/model."""
+        """The serving model's metadata, for GET /api/v1/model (and the Challenger's, for
+        GET /api/v1/model/challenger)."""
+        if self._serving is None and self._name == CHALLENGER:
+            return {"model_version": None, "idle": NO_CHALLENGER_MODEL}
         serving = self._require_model()
         metadata = serving.artifact.metadata
         return {
@@ -297,6 +318,8 @@ class FraudModel:
         }
 
     def check_health(self) -> None:
+        if self._serving is None and self._name == CHALLENGER:
+            return  # idle, healthy: see reconfigure
         serving = self._require_model()
         # Serve calls this every few seconds: re-assert the model-info gauge, which a single
         # set() at load time did not always get exported (seen on a fraud-serve scrape).
@@ -306,6 +329,8 @@ class FraudModel:
         self._metrics.flush()  # counts from the last second of traffic, if it has stopped
 
     def _require_model(self) -> ServingModel:
+        if self._serving is None and self._name == CHALLENGER:
+            raise RuntimeError(NO_CHALLENGER_MODEL)
         if self._serving is None:
             raise RuntimeError("FraudModel replica has no model loaded")
         return self._serving

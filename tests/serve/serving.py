@@ -1,6 +1,9 @@
 """Helpers of the Serve tier: the shipped config, deploying an app the way `serve deploy` does,
 reading Ray's metrics endpoint, listing replicas."""
 
+import json
+from pathlib import Path
+
 import httpx
 import yaml
 
@@ -26,15 +29,19 @@ def deploy_app(
     model_options: dict | None = None,
     args: dict | None = None,
     wait: bool = True,
+    more_deployments: list[dict] | None = None,
 ) -> str:
     """Apply a Serve config of one app, as `serve deploy` (and KubeRay) would; returns its
-    route prefix. FraudModel serves `artifact_uri`, with more of its `user_config` and other
-    `model_options` if given; `args` are added to the shipped config's args. Like any config,
-    it replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
+    route prefix. It is the shipped config's app, where FraudModel serves `artifact_uri`, with
+    more of its `user_config` and other `model_options` if given; `args` are added to the
+    shipped args, and `more_deployments` (the Challenger's entry, the Ingress's options) to its
+    `deployments:`, each merged into the shipped entry of its name. Like any config, it
+    replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
     from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
     from ray.serve.schema import ServeDeploySchema
 
-    (application,) = shipped_config()["applications"]
+    shipped = shipped_config()
+    (application,) = shipped["applications"]
     model = {
         "name": "FraudModel",
         **(model_options or {}),
@@ -45,11 +52,23 @@ def deploy_app(
         "route_prefix": f"/{name}",
         "import_path": "serve_app.app:build_app",
         "args": application["args"] | (args or {}),
-        "deployments": [model],
+        "deployments": merged_by_name(
+            application["deployments"], [model, *(more_deployments or [])]
+        ),
+        "logging_config": shipped["logging_config"],  # JSON lines, as the shipped config's
     }
     config = ServeDeploySchema.model_validate({"applications": [app]})
     _get_global_client().deploy_apps(config, _blocking=wait)
     return app["route_prefix"]
+
+
+def merged_by_name(shipped: list[dict], more: list[dict]) -> list[dict]:
+    """The shipped deployment entries, each updated by the entry of its name in `more` (key by
+    key), then the entries of `more` for other deployments."""
+    entries = {entry["name"]: dict(entry) for entry in shipped}
+    for entry in more:
+        entries[entry["name"]] = entries.get(entry["name"], {}) | entry
+    return list(entries.values())
 
 
 def metrics_text() -> str:
@@ -75,3 +94,20 @@ def replica_names(app: str, deployment: str = "FraudModel") -> set[str]:
 
     actors = ray.util.list_named_actors(all_namespaces=True)
     return {actor["name"] for actor in actors if f"{app}#{deployment}" in actor["name"]}
+
+
+def serve_log_dir() -> Path:
+    import ray
+
+    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+
+
+def json_log_records(pattern: str, directory: Path | None = None) -> list[dict]:
+    """The JSON records of the log files matching `pattern` (e.g. replica_fraud_*.log) in
+    `directory`, by default the test cluster's Serve log directory."""
+    records = []
+    for file in (directory or serve_log_dir()).glob(pattern):
+        for line in file.read_text().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+    return records

@@ -1,7 +1,6 @@
 """What an operator sees: the model endpoint, request ids, JSON prediction logs without card
 data, and Prometheus metrics on Ray's metrics endpoint."""
 
-import json
 import uuid
 from pathlib import Path
 
@@ -13,18 +12,9 @@ from fraud_model.features import FEATURE_NAMES
 from serve_app.model import ScoreDrift
 from tests.helpers import as_json, random_transactions
 from tests.polling import wait_for
-from tests.serve.serving import metrics_text
+from tests.serve.serving import json_log_records, metrics_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
-
-
-def json_log_records(directory: Path, pattern: str) -> list[dict]:
-    records = []
-    for file in directory.glob(pattern):
-        for line in file.read_text().splitlines():
-            if line.startswith("{"):
-                records.append(json.loads(line))
-    return records
 
 
 def test_model_endpoint_describes_the_serving_model(
@@ -54,7 +44,7 @@ def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
     def logged() -> list[dict]:
         return [
             record
-            for record in json_log_records(serve_logs, "predictions_fraud_Ingress_*.jsonl")
+            for record in json_log_records("predictions_fraud_Ingress_*.jsonl", serve_logs)
             if record["request_id"] == request_id
         ]
 
@@ -82,7 +72,7 @@ def test_transaction_values_never_reach_the_logs(client: httpx.Client, serve_log
 
     # Every request's own log lines are written (the positive marker) before the check.
     def logged_ids() -> bool:
-        ids = {record.get("request_id") for record in json_log_records(serve_logs, "*.log")}
+        ids = {record.get("request_id") for record in json_log_records("*.log", serve_logs)}
         return set(sent) <= ids
 
     assert wait_for(logged_ids)

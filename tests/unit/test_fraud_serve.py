@@ -1,8 +1,12 @@
 """`fraud-serve` runs `serve run` with the fast ingress, isolated from any other server."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from serve_app import cli
+from serve_app.loading import PROJECT_ROOT
 
 
 def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
@@ -37,3 +41,49 @@ def test_apply_without_a_running_server_says_so(
 def test_unknown_arguments_get_the_usage(argv: list[str], capsys: pytest.CaptureFixture) -> None:
     assert cli.main(argv) == 2
     assert "fraud-serve apply [CONFIG]" in capsys.readouterr().err
+
+
+def write_config(path: Path, deployments: list[dict], args: dict | None = None) -> Path:
+    shipped = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
+    (application,) = shipped["applications"]
+    application["deployments"] = deployments
+    application["args"] = application["args"] | (args or {})
+    path.write_text(yaml.safe_dump(shipped))
+    return path
+
+
+def test_the_shipped_config_has_nothing_the_replicas_would_refuse() -> None:
+    assert cli.config_errors(PROJECT_ROOT / "configs" / "serve_config.yaml") == []
+    assert cli.config_errors(PROJECT_ROOT / "configs" / "serve_config.production.yaml") == []
+
+
+def ingress(challenger: dict) -> list[dict]:
+    return [{"name": "Ingress", "user_config": {"challenger": challenger}}]
+
+
+@pytest.mark.parametrize(
+    ("deployments", "args", "named"),
+    [
+        (ingress({"share": 1.5}), {}, "challenger.share"),
+        (ingress({"mode": "canary", "share": 0.1}), {"request_timeout_s": 0.5}, "(0.5)"),
+        ([{"name": "Challenger", "user_config": {"artifact_uri": ""}}], {}, "Challenger."),
+        ([{"name": "FraudModel", "user_config": {"threshold": 2}}], {}, "FraudModel."),
+    ],
+    ids=["share", "canary-timeout", "challenger-model", "model"],
+)
+def test_apply_refuses_a_config_the_replicas_would_refuse_before_applying_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, deployments: list, args: dict, named: str
+) -> None:
+    config = write_config(tmp_path / "config.yaml", deployments, args)
+    assert named in "\n".join(cli.config_errors(config))
+    # Refused before it looks for a running server: nothing is applied anywhere.
+    assert cli.main(["apply", str(config)]) == 1
+    assert "Config refused, nothing applied" in capsys.readouterr().err
+
+
+def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("applications:\n  - name: a\n    x: 1\n   y: 2\n")
+    (tmp_path / "other.yaml").write_text("just: text\n")
+    for name in ("broken.yaml", "other.yaml", "missing.yaml"):
+        (error,) = cli.config_errors(tmp_path / name)
+        assert "is not a Serve config" in error

@@ -1,0 +1,503 @@
+"""The ShadowingModelHandle with fake async models (no Ray): the champion's answers untouched in
+shadow mode whatever the challenger does, the challenger's load shed, canary shares and fallback,
+and what is counted, sent to Prometheus and logged."""
+
+import asyncio
+import logging
+import math
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from ray.serve.exceptions import BackPressureError
+
+from serve_app.challenger import OUTCOMES, ChallengerRecorder, ShadowingModelHandle
+from serve_app.config import ChallengerConfig, IngressConfig
+
+
+class FakeModel:
+    """A ModelHandle whose score for a row is `row[0] * factor`; `behaviour` makes its scoring
+    calls raise, hang (until cancelled), or fail as a full Serve queue does."""
+
+    def __init__(
+        self, version: str, threshold: float = 0.5, factor: float = 1.0, behaviour: str = "ok"
+    ) -> None:
+        self.version, self.threshold, self.factor = version, threshold, factor
+        self.behaviour = behaviour
+        self.rows_scored = 0
+        self.cancelled = 0
+
+    def _answer(self, row: list[float]) -> dict[str, Any]:
+        score = row[0] * self.factor
+        return {
+            "fraud_probability": score,
+            "is_fraud": score >= self.threshold,
+            "threshold": self.threshold,
+            "model_version": self.version,
+        }
+
+    async def _behave(self) -> None:
+        await asyncio.sleep(0)  # a real call always yields to the event loop
+        if self.behaviour == "raise":
+            raise RuntimeError("the challenger broke")
+        if self.behaviour == "overloaded":
+            raise BackPressureError(num_queued_requests=8, max_queued_requests=8)
+        if self.behaviour == "hang":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def score(self, row: list[float]) -> dict[str, Any]:
+        await self._behave()
+        self.rows_scored += 1
+        return self._answer(row)
+
+    async def score_many(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        await self._behave()
+        self.rows_scored += len(rows)
+        return [self._answer(row) for row in rows]
+
+    async def explain_many(self, rows: list[list[float]], top_k: int) -> list[dict[str, Any]]:
+        return [self._answer(row) | {"explanation": {"top_k": top_k}} for row in rows]
+
+    async def describe(self) -> dict[str, Any]:
+        return {"model_version": self.version}
+
+
+def shadowing(
+    champion: FakeModel,
+    challenger: FakeModel,
+    recorder: ChallengerRecorder | None = None,
+    seed: int = 0,
+    **args: Any,
+) -> ShadowingModelHandle:
+    handle = ShadowingModelHandle(champion, challenger, recorder, rng=random.Random(seed))
+    handle.configure(ChallengerConfig.model_validate({"share": 1.0, "timeout_s": 0.05} | args))
+    return handle
+
+
+async def settled(handle: ShadowingModelHandle, timeout_s: float = 5) -> dict[str, Any]:
+    """The handle's description once no challenger call is in flight (polled, never slept on)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = await handle.describe_challenger()
+        if info["calls"]["in_flight"] == 0 or time.monotonic() > deadline:
+            return info
+        await asyncio.sleep(0.005)
+
+
+ROWS = [[0.9], [0.6], [0.4], [0.1], [0.35], [0.0001], [0.7], [0.2]]
+
+
+def test_in_shadow_the_client_gets_the_champion_s_own_answers() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", threshold=0.3, factor=0.9)
+    handle = shadowing(champion, challenger)
+
+    async def scenario() -> None:
+        expected = [champion._answer(row) for row in ROWS]
+        for row, answer in zip(ROWS, expected, strict=True):
+            assert await handle.score(row) == answer
+        assert await handle.score_many(ROWS) == expected
+        info = await settled(handle)
+        assert info["calls"]["ok"] == info["calls"]["sent"] == len(ROWS) + 1
+        (pair,) = info["comparisons"]
+        assert pair["requests"] == len(ROWS) + 1 and pair["transactions"] == 2 * len(ROWS)
+        assert challenger.rows_scored == 2 * len(ROWS)
+
+    asyncio.run(scenario())
+
+
+def test_the_answer_object_is_the_champion_s_untouched() -> None:
+    answer = {"fraud_probability": 0.2, "is_fraud": False, "threshold": 0.5, "model_version": "c"}
+
+    class Champion(FakeModel):
+        async def score(self, row: list[float]) -> dict[str, Any]:
+            return answer
+
+    handle = shadowing(Champion("c"), FakeModel("chall", factor=3.0))
+
+    async def scenario() -> None:
+        got = await handle.score([0.2])
+        await settled(handle)
+        assert got is answer
+        assert answer == {
+            "fraud_probability": 0.2,
+            "is_fraud": False,
+            "threshold": 0.5,
+            "model_version": "c",
+        }
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "outcome"),
+    [("raise", "error"), ("hang", "timeout"), ("overloaded", "overloaded")],
+)
+def test_a_failing_challenger_never_changes_an_answer(behaviour: str, outcome: str) -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", behaviour=behaviour)
+    handle = shadowing(champion, challenger, timeout_s=0.05)
+
+    async def scenario() -> None:
+        for row in ROWS:
+            assert await handle.score(row) == champion._answer(row)
+        assert await handle.score_many(ROWS) == [champion._answer(row) for row in ROWS]
+        # Answered while the challenger's calls are still under way (a hanging one for 50 ms).
+        info = await settled(handle)
+        assert info["calls"]["sent"] == len(ROWS) + 1
+        assert info["calls"][outcome] == len(ROWS) + 1
+        assert info["comparisons"] == []
+        if behaviour == "hang":
+            assert challenger.cancelled == len(ROWS) + 1  # cut off at its timeout, not left
+
+    asyncio.run(scenario())
+
+
+def test_the_answer_does_not_wait_for_a_hanging_challenger() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", behaviour="hang")
+    handle = shadowing(champion, challenger, timeout_s=30)
+
+    async def scenario() -> None:
+        # Bounded: were the answer to wait for the challenger, this would time out.
+        answer = await asyncio.wait_for(handle.score([0.7]), 1)
+        assert answer == champion._answer([0.7])
+        assert (await handle.describe_challenger())["calls"]["in_flight"] == 1
+
+    asyncio.run(scenario())
+
+
+def latencies_ms(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
+    async def measure() -> list[float]:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await call()
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+
+    return asyncio.run(measure())
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q * 100) - 1]
+
+
+# What the handle may add to a request's latency, whatever the challenger does: microseconds
+# are measured (printed with -s); the bound leaves room for a busy machine, and is far below the
+# request's own budget (request_timeout_s, 2 s). The background work of earlier calls (the
+# comparison, the log record) runs while a later call awaits the champion, so it is counted.
+OVERHEAD_BOUND_MS = {"p50": 0.5, "p99": 2.0}
+
+
+@pytest.mark.parametrize("behaviour", ["ok", "raise", "hang", "overloaded"])
+def test_the_latency_added_by_a_challenger_is_small_and_measured(behaviour: str) -> None:
+    champion = FakeModel("champ")
+    row = [0.5]
+    # The default cap: a hanging challenger holds 64 calls for 1 s, the rest are dropped.
+    handle = shadowing(champion, FakeModel("chall", behaviour=behaviour), timeout_s=1.0)
+    rounds = []
+    for _ in range(3):  # the best of three: another process may take the CPU for a while
+        alone = latencies_ms(lambda: champion.score(row), 2000)
+        shadowed = latencies_ms(lambda: handle.score(row), 2000)
+        rounds.append(
+            {
+                "p50": statistics.median(shadowed) - statistics.median(alone),
+                "p99": quantile(shadowed, 0.99) - quantile(alone, 0.99),
+                "alone p50": statistics.median(alone),
+            }
+        )
+    added = {key: min(round_[key] for round_ in rounds) for key in ("p50", "p99", "alone p50")}
+    print(
+        f"\n{behaviour} challenger: champion alone p50 {added['alone p50']:.4f} ms; added by "
+        f"the shadow p50 {added['p50']:.4f} ms, p99 {added['p99']:.4f} ms (best of 3 rounds)"
+    )
+    assert added["p50"] < OVERHEAD_BOUND_MS["p50"]
+    assert added["p99"] < OVERHEAD_BOUND_MS["p99"]
+
+
+def test_calls_beyond_the_cap_are_dropped_and_counted() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", behaviour="hang")
+    handle = shadowing(champion, challenger, timeout_s=0.1, max_in_flight=3)
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(handle.score(row) for row in ROWS))
+        assert answers == [champion._answer(row) for row in ROWS]
+        during = await handle.describe_challenger()
+        assert during["calls"]["in_flight"] == 3 and during["calls"]["dropped"] == 5
+        after = await settled(handle)
+        assert after["calls"]["timeout"] == 3 and after["calls"]["sent"] == len(ROWS)
+
+    asyncio.run(scenario())
+
+
+def binomial_bounds(n: int, p: float, sigmas: float = 4.0) -> tuple[float, float]:
+    spread = sigmas * math.sqrt(n * p * (1 - p))
+    return n * p - spread, n * p + spread
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 1.0])
+def test_shares_are_exact_at_the_ends_and_binomial_between(share: float) -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", factor=0.5)
+    n = 2000
+
+    for mode in ("shadow", "canary"):
+        handle = shadowing(champion, challenger, seed=42, share=share, mode=mode)
+
+        async def scenario(handle: ShadowingModelHandle = handle) -> tuple[int, dict]:
+            answers = [await handle.score([0.4]) for _ in range(n)]
+            return sum(a["model_version"] == "chall" for a in answers), await settled(handle)
+
+        by_challenger, info = asyncio.run(scenario())
+        sent = info["calls"]["sent"]
+        if share in (0.0, 1.0):
+            assert sent == share * n
+        else:
+            low, high = binomial_bounds(n, share)
+            assert low <= sent <= high, (mode, sent, (low, high))
+        # Only canary answers with the challenger, exactly on the requests sent to it.
+        assert by_challenger == (sent if mode == "canary" else 0)
+
+
+def test_the_seed_makes_the_share_reproducible() -> None:
+    def sent(seed: int) -> int:
+        handle = shadowing(FakeModel("a"), FakeModel("b"), seed=seed, share=0.5)
+
+        async def scenario() -> int:
+            for _ in range(200):
+                await handle.score([0.1])
+            return int((await settled(handle))["calls"]["sent"])
+
+        return asyncio.run(scenario())
+
+    assert sent(7) == sent(7)
+
+
+def test_canary_answers_carry_the_challenger_s_version_and_are_compared() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", threshold=0.3, factor=0.9)
+    handle = shadowing(champion, challenger, mode="canary")
+
+    async def scenario() -> None:
+        assert await handle.score_many(ROWS) == [challenger._answer(row) for row in ROWS]
+        assert await handle.score([0.5]) == challenger._answer([0.5])
+        info = await settled(handle)
+        assert info["calls"]["ok"] == 2
+        (pair,) = info["comparisons"]
+        assert pair["transactions"] == len(ROWS) + 1
+        assert champion.rows_scored == len(ROWS) + 1  # the fallback, scored beside it
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "outcome"),
+    [("raise", "error"), ("hang", "timeout"), ("overloaded", "overloaded")],
+)
+def test_a_failing_canary_is_answered_by_the_champion_within_the_timeout(
+    behaviour: str, outcome: str
+) -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", behaviour=behaviour)
+    handle = shadowing(champion, challenger, mode="canary", timeout_s=0.05)
+
+    async def scenario() -> None:
+        started = time.perf_counter()
+        assert await handle.score_many(ROWS) == [champion._answer(row) for row in ROWS]
+        assert await handle.score([0.5]) == champion._answer([0.5])
+        elapsed = time.perf_counter() - started
+        # Two requests, each waiting at most the challenger's timeout.
+        assert elapsed < 2 * 0.05 + 0.5
+        info = await settled(handle)
+        assert info["calls"][outcome] == 2 and info["calls"]["ok"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_canary_mode_must_leave_the_champion_time_to_answer() -> None:
+    budget = {"request_timeout_s": 2.0}  # the app's args, which the Ingress validates against
+    canary = {"challenger": {"mode": "canary", "share": 0.1, "timeout_s": 2}}
+    with pytest.raises(ValueError, match=r"challenger.timeout_s \(2\) must be below"):
+        IngressConfig.model_validate(canary, context=budget)
+    # In shadow mode the challenger may take longer than a request may: nobody waits for it.
+    IngressConfig.model_validate({"challenger": {"share": 0.1, "timeout_s": 5}}, context=budget)
+
+
+@pytest.mark.parametrize(
+    "challenger",
+    [
+        {"share": 1.5},
+        {"share": -0.1},
+        {},  # the share is required
+        {"share": 0.1, "mode": "blue-green"},
+        {"share": 0.1, "timeout_s": 0},
+        {"share": 0.1, "max_in_flight": 0},
+        {"share": 0.1, "artifact_uri": "s3://x"},  # the model is the Challenger's user_config
+    ],
+)
+def test_bad_challenger_configs_are_refused_naming_the_field(challenger: dict) -> None:
+    with pytest.raises(ValueError, match="challenger"):
+        IngressConfig.model_validate({"challenger": challenger})
+
+
+def test_explain_and_describe_are_the_champion_s() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", factor=2)
+    handle = shadowing(champion, challenger)
+
+    async def scenario() -> None:
+        (explained,) = await handle.explain_many([[0.3]], 3)
+        assert explained["model_version"] == "champ" and explained["explanation"] == {"top_k": 3}
+        assert await handle.describe() == {"model_version": "champ"}
+        info = await handle.describe_challenger()
+        assert info["model"] == {"model_version": "chall"} and info["calls"]["sent"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_challenger_description_keeps_its_counts_when_the_challenger_does_not_answer() -> None:
+    class Unreachable(FakeModel):
+        async def describe(self) -> dict[str, Any]:
+            await asyncio.Event().wait()
+            return {}
+
+    handle = shadowing(FakeModel("champ"), Unreachable("chall"), timeout_s=0.05)
+
+    async def scenario() -> dict[str, Any]:
+        await handle.score([0.9])
+        return await settled(handle)
+
+    info = asyncio.run(scenario())
+    assert info["model"] is None and info["model_unavailable"] == "timeout"
+    assert info["calls"]["ok"] == 1 and info["comparisons"][0]["transactions"] == 1
+    assert set(info["calls"]) == {"sent", "in_flight", *OUTCOMES}
+
+
+class RecordedMetric:
+    """Stands in for a ray.serve.metrics metric (Ray needs a replica): keeps every call."""
+
+    def __init__(self, name: str, **_: object) -> None:
+        self.name = name
+        self.calls: list[tuple[float, dict]] = []
+
+    def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
+        if value <= 0:
+            raise ValueError("Counter.inc needs a positive value, as Ray's does")
+        self.calls.append((value, tags or {}))
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordedMetric]:
+    from ray.serve import metrics
+
+    made: dict[str, RecordedMetric] = {}
+
+    def make(name: str, **options: object) -> RecordedMetric:
+        made[name] = RecordedMetric(name, **options)
+        return made[name]
+
+    monkeypatch.setattr(metrics, "Counter", make)
+    return made
+
+
+def test_metrics_are_added_up_per_call_and_sent_together(
+    recorded: dict[str, RecordedMetric],
+) -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", threshold=0.3, factor=0.9)
+    recorder = ChallengerRecorder()
+    handle = shadowing(champion, challenger, recorder)
+
+    async def scenario() -> None:
+        await handle.score_many(ROWS * 100)  # 800 rows in one request
+        await handle.score([0.9])
+        await settled(handle)
+
+    asyncio.run(scenario())
+    assert all(metric.calls == [] for metric in recorded.values())  # within the flush interval
+    handle.flush()
+    pair = {"champion_version": "champ", "challenger_version": "chall"}
+    decisions = {
+        tags["decisions"]: value
+        for value, tags in recorded["fraud_challenger_compared_transactions"].calls
+    }
+    # ROWS: the champion flags 0.9, 0.6 and 0.7 (>= 0.5); the challenger scores 0.9 times
+    # each and also flags 0.4 and 0.35 (0.36 and 0.315 >= 0.3). No count of 0 is sent.
+    assert decisions == {
+        "both_flag": 3 * 100 + 1,
+        "both_pass": 3 * 100,
+        "only_challenger_flags": 2 * 100,
+    }
+    for _, tags in recorded["fraud_challenger_compared_transactions"].calls:
+        assert tags.items() >= pair.items()
+    requests = recorded["fraud_challenger_compared_requests"].calls
+    assert requests == [(2, pair)]  # one record for both requests
+    buckets = {tags["le"]: value for value, tags in recorded[
+        "fraud_challenger_score_difference_bucket"].calls}  # fmt: skip
+    assert buckets["+Inf"] == 801
+    calls = recorded["fraud_challenger_calls"].calls
+    assert calls == [(2, {"mode": "shadow", "challenger_version": "chall", "outcome": "ok"})]
+    latency = {tags["le"]: value for value, tags in recorded[
+        "fraud_challenger_latency_ms_bucket"].calls}  # fmt: skip
+    assert latency["+Inf"] == 2
+    handle.flush()  # nothing new: nothing sent
+    assert len(recorded["fraud_challenger_calls"].calls) == 1
+
+
+def test_a_compared_request_is_logged_with_both_scores(caplog: pytest.LogCaptureFixture) -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall", threshold=0.3, factor=0.5)
+    handle = shadowing(champion, challenger)
+    logger = logging.getLogger("ray.serve.serve_app.challenger")
+    caplog.set_level(logging.INFO, logger=logger.name)
+
+    async def scenario() -> None:
+        await handle.score([0.8])
+        await handle.score_many([[0.1], [0.7], [0.9]])
+        await settled(handle)
+
+    asyncio.run(scenario())
+    single, batch = [r for r in caplog.records if r.name == logger.name]
+    assert single.getMessage() == "challenger comparison"
+    assert single.champion_version == "champ" and single.challenger_version == "chall"
+    assert single.champion_fraud_probability == 0.8 and single.champion_is_fraud is True
+    assert single.challenger_fraud_probability == 0.4 and single.challenger_is_fraud is True
+    assert single.challenger_latency_ms >= 0
+    assert batch.getMessage() == "challenger batch comparison"
+    assert batch.transactions == 3
+    assert batch.champion_flagged == [1, 2]  # 0.7 and 0.9 against 0.5
+    assert batch.challenger_flagged == [1, 2]  # 0.35 and 0.45 against 0.3
+    assert batch.flagged_scores == {"1": [0.7, 0.35], "2": [0.9, 0.45]}
+
+
+def test_without_a_config_nothing_goes_to_the_challenger_and_the_endpoint_has_nothing() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall")
+    handle = ShadowingModelHandle(champion, challenger)
+
+    async def scenario() -> None:
+        assert await handle.score([0.9]) == champion._answer([0.9])
+        assert await handle.score_many(ROWS) == [champion._answer(row) for row in ROWS]
+        assert await handle.describe_challenger() is None
+        assert challenger.rows_scored == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_new_config_applies_to_the_next_requests_and_none_forgets_the_counts() -> None:
+    champion, challenger = FakeModel("champ"), FakeModel("chall")
+    handle = shadowing(champion, challenger, share=1.0)
+
+    async def scenario() -> None:
+        await handle.score([0.9])
+        assert (await settled(handle))["calls"]["ok"] == 1
+        handle.configure(ChallengerConfig(share=1.0, mode="canary"))
+        assert (await handle.score([0.9]))["model_version"] == "chall"
+        info = await settled(handle)
+        assert info["mode"] == "canary" and info["calls"]["ok"] == 2  # counts carried over
+        handle.configure(None)
+        assert (await handle.score([0.9]))["model_version"] == "champ"
+        handle.configure(ChallengerConfig(share=0.0))
+        assert (await settled(handle))["calls"] == dict.fromkeys(
+            ["sent", *OUTCOMES, "in_flight"], 0
+        )
+
+    asyncio.run(scenario())
