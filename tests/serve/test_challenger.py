@@ -195,11 +195,15 @@ def test_a_compared_request_is_logged_with_both_scores_and_its_request_id(
     answer = response.json()
 
     def logged() -> dict[str, dict]:
+        # The comparison is in the Ingress replica's log, the answer in its prediction log.
         records = {
             record["message"]: record
             for record in json_log_records(f"replica_{SHADOW}_Ingress_*.log")
             if record.get("request_id") == request_id
         }
+        for record in json_log_records(f"predictions_{SHADOW}_Ingress_*.jsonl"):
+            if record["request_id"] == request_id:
+                records["prediction"] = record
         return records if {"prediction", "challenger comparison"} <= set(records) else {}
 
     records = wait_for(logged, timeout_s=30)
