@@ -102,10 +102,21 @@ def test_openapi_contract_holds_for_generated_requests(
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def conforms(case) -> None:
-            response = case.call_and_validate(base_url=fraud_app, timeout=30)
+            response = case.call(base_url=fraud_app, timeout=30)
             statuses[response.status_code] += 1
+            if mode is GenerationMode.POSITIVE and unequal_columns(response):
+                return  # JSON Schema cannot say that every column has the same length
+            case.validate_response(response)
 
         conforms()
     assert statuses, "no request was generated"
     assert all(status < 500 for status in statuses), statuses
     print(f"schemathesis {mode.value}: {dict(sorted(statuses.items()))}")
+
+
+def unequal_columns(response) -> bool:
+    """A columnar batch refused only because its columns differ in length."""
+    if response.status_code != 422:
+        return False
+    detail = response.json()["detail"]
+    return all("every column needs one value per transaction" in item["msg"] for item in detail)
