@@ -6,9 +6,7 @@ import asyncio
 import logging
 import math
 import random
-import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -171,53 +169,26 @@ def test_the_answer_does_not_wait_for_a_hanging_challenger() -> None:
     asyncio.run(scenario())
 
 
-def latencies_ms(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
-    async def measure() -> list[float]:
-        times = []
-        for _ in range(n):
-            started = time.perf_counter()
-            await call()
-            times.append((time.perf_counter() - started) * 1000)
-        return times
-
-    return asyncio.run(measure())
-
-
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q * 100) - 1]
-
-
-# What the handle may add to a request's latency, whatever the challenger does: microseconds
-# are measured (printed with -s); the bound leaves room for a busy machine, and is far below the
-# request's own budget (request_timeout_s, 2 s). The background work of earlier calls (the
-# comparison, the log record) runs while a later call awaits the champion, so it is counted.
-OVERHEAD_BOUND_MS = {"p50": 0.5, "p99": 2.0}
-
-
 @pytest.mark.parametrize("behaviour", ["ok", "raise", "hang", "overloaded"])
-def test_the_latency_added_by_a_challenger_is_small_and_measured(behaviour: str) -> None:
-    champion = FakeModel("champ")
-    row = [0.5]
-    # The default cap: a hanging challenger holds 64 calls for 1 s, the rest are dropped.
-    handle = shadowing(champion, FakeModel("chall", behaviour=behaviour), timeout_s=1.0)
-    rounds = []
-    for _ in range(3):  # the best of three: another process may take the CPU for a while
-        alone = latencies_ms(lambda: champion.score(row), 2000)
-        shadowed = latencies_ms(lambda: handle.score(row), 2000)
-        rounds.append(
-            {
-                "p50": statistics.median(shadowed) - statistics.median(alone),
-                "p99": quantile(shadowed, 0.99) - quantile(alone, 0.99),
-                "alone p50": statistics.median(alone),
-            }
-        )
-    added = {key: min(round_[key] for round_ in rounds) for key in ("p50", "p99", "alone p50")}
-    print(
-        f"\n{behaviour} challenger: champion alone p50 {added['alone p50']:.4f} ms; added by "
-        f"the shadow p50 {added['p50']:.4f} ms, p99 {added['p99']:.4f} ms (best of 3 rounds)"
-    )
-    assert added["p50"] < OVERHEAD_BOUND_MS["p50"]
-    assert added["p99"] < OVERHEAD_BOUND_MS["p99"]
+def test_answers_never_wait_for_the_challenger(behaviour: str) -> None:
+    """Whatever the challenger does, each answer is the champion's and is returned while the
+    challenger's call may still be under way. (What shadowing costs in time is measured by
+    benchmarks/shadow_cost.py, not here.)"""
+    champion, challenger = FakeModel("champ"), FakeModel("chall", behaviour=behaviour)
+    handle = shadowing(champion, challenger, timeout_s=60.0)
+
+    async def scenario() -> dict[str, Any]:
+        for row in ROWS:
+            # A liveness bound, far above a call's cost: a wait for the hanging challenger's
+            # 60 s timeout would exceed it.
+            assert await asyncio.wait_for(handle.score(row), 5) == champion._answer(row)
+        during = await handle.describe_challenger()
+        assert during is not None
+        return during
+
+    during = asyncio.run(scenario())
+    if behaviour == "hang":  # every shadow call still waits for the challenger
+        assert during["calls"]["in_flight"] == len(ROWS)
 
 
 def test_calls_beyond_the_cap_are_dropped_and_counted() -> None:
