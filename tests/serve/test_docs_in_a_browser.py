@@ -39,6 +39,7 @@ def test_the_docs_page_renders_every_operation_offline(fraud_app: str, tmp_path:
         "/api/v1/predict",
         "/api/v1/predict/batch",
         "/api/v1/model",
+        "/api/v1/model/challenger",
         "/api/v1/utils/health-check/",
     }
     assert "Fraud scoring API" in dom
