@@ -79,7 +79,7 @@ class ChallengerModelHandle(CoalescingModelHandle):
     otherwise hold up the rows queued behind it (one call at a time per queue), and keep the
     Challenger's slots busy after nobody waits for it any more."""
 
-    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float = 1.0) -> None:
+    def __init__(self, handle: DeploymentHandle[Any], timeout_s: float) -> None:
         super().__init__(handle, timeout_s)  # the challenger config's, set by the Ingress
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
@@ -134,7 +134,10 @@ class Ingress:
         # from its own settings.
         model: ModelHandle = CoalescingModelHandle(self._model, self._args.request_timeout_s)
         if self._challenger is not None:
-            self._challenger_handle = ChallengerModelHandle(self._challenger)
+            # The request's own timeout bounds it until reconfigure() sets the challenger's.
+            self._challenger_handle = ChallengerModelHandle(
+                self._challenger, self._args.request_timeout_s
+            )
             # Sends nothing to the challenger until reconfigure() says how.
             self._shadowing = ShadowingModelHandle(
                 model,

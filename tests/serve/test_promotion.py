@@ -1,6 +1,6 @@
 """The README's three steps, each a config applied as `serve deploy` applies it, under continuous
-load: add a challenger in shadow, watch the comparison, promote it. No request fails. And a
-challenger config missing its half fails loudly."""
+load: add a challenger in shadow, watch the comparison, promote it. No request fails. And a bad
+challenger config fails the deploy loudly."""
 
 import threading
 import time
@@ -177,59 +177,24 @@ def test_shadow_watch_and_promote_under_load_lose_nothing(
         serve.delete("promote")
 
 
-def deploy_failure(name: str) -> str:
-    """The message of a failed deploy of app `name` (empty if it did not fail within 90 s)."""
-
-    def failed() -> str:
-        app = serve.status().applications.get(name)
-        if app is None or app.status != "DEPLOY_FAILED":
-            return ""
-        messages = [app.message, *(d.message for d in app.deployments.values())]
-        return "\n".join(message for message in messages if message)
-
-    return wait_for(failed, timeout_s=90)
-
-
-def test_a_challenger_without_its_model_says_so_and_answers_stay_the_champion_s(
-    serve_url: str, session_artifact: Path
-) -> None:
-    """The Ingress told to shadow, the Challenger given no model: it would otherwise serve
-    ModelConfig's default, the bundled model, which no one meant. It loads none, and every call
-    to it fails with why, counted and shown beside the comparison."""
-    use = {"name": "Ingress", "user_config": {"challenger": {"share": 1.0}}}
-    deploy_app("half", str(session_artifact), model_options=ONE_REPLICA, more_deployments=[use])
-    base = f"{serve_url}/half"
-    expected = load_artifact(session_artifact).fraud_probability(ROWS[:1])[0]
-    try:
-
-        def refused() -> dict:
-            # Each poll sends a request: the first ones start the Challenger's replica.
-            response = httpx.post(f"{base}/api/v1/predict", json=as_json(ROWS[0]), timeout=30)
-            assert response.status_code == 200
-            assert response.json()["fraud_probability"] == pytest.approx(expected, abs=1e-12)
-            info = httpx.get(f"{base}/api/v1/model/challenger", timeout=30).json()
-            return info if info["calls"]["error"] and info["model"] else {}
-
-        info = wait_for(refused, timeout_s=90, every_s=0.5)
-        assert info, "the Challenger was never called"
-        assert info["model"]["model_version"] is None
-        assert "names no artifact_uri" in info["model"]["idle"]
-        assert info["calls"]["ok"] == 0 and info["comparisons"] == []
-    finally:
-        serve.delete("half")
-
-
 def test_a_bad_ingress_config_fails_the_deploy_with_its_reason(
     serve_url: str, session_artifact: Path
 ) -> None:
-    use = {"name": "Ingress", "user_config": {"challenger": {"share": 2}}}
+    # One Ingress replica: Serve retries a failing start a few times per replica.
+    use = {"name": "Ingress", "num_replicas": 1, "user_config": {"challenger": {"share": 2}}}
     deploy_app(
         "bad-use", str(session_artifact), model_options=ONE_REPLICA, more_deployments=[use],
         wait=False,
     )  # fmt: skip
     try:
-        message = deploy_failure("bad-use")
-        assert "Ingress cannot start: invalid user_config" in message, message
-        assert "challenger.share" in message
+        # `serve status` (and the RayService status on KubeRay) shows the reason from the first
+        # failed start; Serve then retries a few times before it calls the deploy failed.
+        def refusal() -> str:
+            app = serve.status().applications.get("bad-use")
+            message = app.deployments["Ingress"].message if app and app.deployments else ""
+            return message if "Ingress cannot start" in message else ""
+
+        message = wait_for(refusal, timeout_s=90)
+        assert "invalid user_config" in message and "challenger.share" in message, message
     finally:
         serve.delete("bad-use")
