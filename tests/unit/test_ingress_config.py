@@ -41,6 +41,8 @@ def ingress(monkeypatch: pytest.MonkeyPatch) -> Any:
     from ray.serve import metrics
 
     monkeypatch.setattr(metrics, "Counter", Recorder)
+    # Outside Serve there is no replica log beside which to write the prediction log.
+    monkeypatch.setenv("FRAUD_LOG_PREDICTIONS", "false")
     # The class the decorators wrapped: Serve's wrapper adds an async __init__ around it.
     cls = next(c for c in Ingress.func_or_class.__mro__ if "__serve_build_asgi_app__" in vars(c))
     replica = cls.__new__(cls)
