@@ -36,6 +36,8 @@ from serve_app.metrics import tag_keys
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.scoring import ModelHandle
 
+# One model's scoring of a request's rows, started when awaited.
+ModelCall = Callable[[], Awaitable[list[Answer]]]
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 # What became of each challenger call: `ok`, or why it gave nothing.
@@ -290,8 +292,8 @@ class ShadowingModelHandle:
     async def _with_challenger(
         self,
         config: ChallengerConfig,
-        champion: Callable[[], Awaitable[list[Answer]]],
-        challenger: Callable[[], Awaitable[list[Answer]]],
+        champion: ModelCall,
+        challenger: ModelCall,
         single: bool,
     ) -> list[Answer]:
         if config.mode == "canary":
@@ -320,7 +322,7 @@ class ShadowingModelHandle:
     async def _shadow(
         self,
         config: ChallengerConfig,
-        challenger: Callable[[], Awaitable[list[Answer]]],
+        challenger: ModelCall,
         champion_answers: list[Answer],
         single: bool,
     ) -> None:
@@ -335,8 +337,8 @@ class ShadowingModelHandle:
     async def _canary(
         self,
         config: ChallengerConfig,
-        champion: Callable[[], Awaitable[list[Answer]]],
-        challenger: Callable[[], Awaitable[list[Answer]]],
+        champion: ModelCall,
+        challenger: ModelCall,
         single: bool,
     ) -> list[Answer]:
         if not self._reserve(config):
@@ -375,7 +377,7 @@ class ShadowingModelHandle:
         self._answered(config, champion_answers, answers, latency_ms, single)
 
     async def _call_challenger(
-        self, config: ChallengerConfig, challenger: Callable[[], Awaitable[list[Answer]]]
+        self, config: ChallengerConfig, challenger: ModelCall
     ) -> list[Answer] | None:
         """The challenger's answers within its timeout, or None, its failure counted."""
         try:

@@ -88,3 +88,18 @@ def upload_artifact(artifact_dir: Path, bucket: str, base: str) -> str:
     (as upload_files: nothing is checked, nothing is refused); returns that URI."""
     version = json.loads((artifact_dir / "metadata.json").read_text())["model_version"]
     return upload_files(artifact_dir, bucket, f"{base}/{version}")
+
+
+def expected_agreement(champion: Path, challenger: Path, rows: np.ndarray) -> dict[str, int]:
+    """How the two artifacts' decisions on `rows` agree, each by its own threshold, counted as
+    the challenger comparison counts them."""
+    from fraud_model.artifact import load_artifact
+
+    models = load_artifact(champion), load_artifact(challenger)
+    mine, theirs = (model.fraud_probability(rows) >= model.metadata.threshold for model in models)
+    return {
+        "both_flag": int((mine & theirs).sum()),
+        "both_pass": int((~mine & ~theirs).sum()),
+        "only_champion_flags": int((mine & ~theirs).sum()),
+        "only_challenger_flags": int((~mine & theirs).sum()),
+    }

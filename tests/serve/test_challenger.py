@@ -20,7 +20,7 @@ from serve_app.app import deployment
 from serve_app.challenger import OUTCOMES
 from serve_app.ingress import Ingress
 from serve_app.model import FraudModel, ModelConfig
-from tests.helpers import as_json, random_transactions, write_artifact
+from tests.helpers import as_json, expected_agreement, random_transactions, write_artifact
 from tests.polling import wait_for
 from tests.serve.faulty_challenger import FaultyChallenger
 from tests.serve.serving import (
@@ -136,14 +136,7 @@ def test_the_comparison_is_counted_exactly_and_exported(
     shadow_app: str, session_artifact: Path, challenger_artifact: Path
 ) -> None:
     champion, challenger = load_artifact(session_artifact), load_artifact(challenger_artifact)
-    mine = champion.fraud_probability(ROWS) >= champion.metadata.threshold
-    theirs = challenger.fraud_probability(ROWS) >= challenger.metadata.threshold
-    expected = {
-        "both_flag": int((mine & theirs).sum()),
-        "both_pass": int((~mine & ~theirs).sum()),
-        "only_champion_flags": int((mine & ~theirs).sum()),
-        "only_challenger_flags": int((~mine & theirs).sum()),
-    }
+    expected = expected_agreement(session_artifact, challenger_artifact, ROWS)
     assert all(expected.values()), expected  # the crafted rows hold all four
 
     before = settled(shadow_app, sent=0)

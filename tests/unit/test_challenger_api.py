@@ -14,7 +14,7 @@ from serve_app.api import create_api
 from serve_app.challenger import ShadowingModelHandle
 from serve_app.config import AppArgs, ChallengerConfig
 from serve_app.settings import ServiceSettings
-from tests.helpers import as_json, random_transactions, write_artifact
+from tests.helpers import as_json, expected_agreement, random_transactions, write_artifact
 from tests.polling import wait_for
 from tests.unit.api_client import InProcessModel
 from training.data import Dataset
@@ -96,14 +96,7 @@ def test_the_comparison_counts_every_row_by_both_decisions(
     shadowed: TestClient, champion_artifact: Path, challenger_artifact: Path
 ) -> None:
     champion, challenger = load_artifact(champion_artifact), load_artifact(challenger_artifact)
-    mine = champion.fraud_probability(ROWS) >= champion.metadata.threshold
-    theirs = challenger.fraud_probability(ROWS) >= challenger.metadata.threshold
-    expected = {
-        "both_flag": int((mine & theirs).sum()),
-        "both_pass": int((~mine & ~theirs).sum()),
-        "only_champion_flags": int((mine & ~theirs).sum()),
-        "only_challenger_flags": int((~mine & theirs).sum()),
-    }
+    expected = expected_agreement(champion_artifact, challenger_artifact, ROWS)
     assert all(expected.values()), expected  # the rows tell the four apart
     for row in ROWS:
         shadowed.post("/api/v1/predict", json=as_json(row))
