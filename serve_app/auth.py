@@ -9,7 +9,7 @@ is refused before its body is read, parsed or size-checked. A key is accepted as
 
 import enum
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -135,7 +135,11 @@ class ApiKeyMiddleware:
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes:
     """The key from `Authorization: Bearer <key>`, else from `X-API-Key`; b"" if neither."""
-    by_name = {name.lower(): value for name, value in headers}
+    return key_in({name.lower(): value for name, value in headers})
+
+
+def key_in(by_name: Mapping[bytes, bytes]) -> bytes:
+    """presented_key() of headers already by (lower-case) name."""
     scheme, _, token = by_name.get(b"authorization", b"").partition(b" ")
     if scheme.lower() == b"bearer" and token.strip():
         return token.strip()

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.auth import KeyRing, presented_key
+from serve_app.auth import KeyRing, key_in
 from serve_app.errors import ApiError, Rejections
 from serve_app.schemas import BatchRequestBody, ColumnarBatchBody, Transaction
 from serve_app.scoring import BATCH_ROUTE, SINGLE_ROUTE, Scorer
@@ -55,8 +55,12 @@ class ScoringFastPath:
             or path not in self.body_limits
             or scope["method"] != "POST"
             or scope.get("query_string")
-            or not self._may_take(scope)
         ):
+            await self.app(scope, receive, send)
+            return
+        # ASGI header names are lower case; read them once.
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        if not self._may_take(headers):
             await self.app(scope, receive, send)
             return
         messages, body = await read_body(receive, self.body_limits[path])
@@ -73,7 +77,7 @@ class ScoringFastPath:
         except ValidationError:
             await self.app(scope, replay(messages, receive), send)
             return
-        request_id = header(scope, b"x-request-id")
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or None
         try:
             if path == SINGLE_ROUTE:
                 content = to_json(await self.scorer.one(row, request_id))
@@ -86,26 +90,18 @@ class ScoringFastPath:
                 self.rejections.rejected(error.kind)
             await error.response()(scope, receive, send)
             return
-        headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        answer_headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": answer_headers})
         await send({"type": "http.response.body", "body": content})
 
-    def _may_take(self, scope: Scope) -> bool:
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        media_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
+    def _may_take(self, headers: dict[bytes, bytes]) -> bool:
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
             return False
-        if self.cross_origin and header(scope, b"origin") is not None:
+        if self.cross_origin and b"origin" in headers:
             return False
         # Either role may score; a request without a valid key is refused by the app, unread.
-        return self.keys.anonymous or self.keys.role_of(presented_key(headers)) is not None
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
+        return self.keys.anonymous or self.keys.role_of(key_in(headers)) is not None
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes | None]:
