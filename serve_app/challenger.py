@@ -34,7 +34,7 @@ from serve_app.comparison import (
 from serve_app.config import ChallengerConfig
 from serve_app.metrics import tag_keys
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
-from serve_app.scoring import ModelHandle
+from serve_app.scoring import ModelHandle, as_columns
 
 # One model's scoring of a request's rows, started when awaited.
 ModelCall = Callable[[], Awaitable[list[Answer]]]
@@ -505,15 +505,6 @@ async def as_answers(columns: Awaitable[ColumnarAnswer]) -> list[Answer]:
         }
         for probability, flag in zip(answer["fraud_probability"], answer["is_fraud"], strict=True)
     ]
-
-
-def as_columns(answers: list[Answer]) -> ColumnarAnswer:
-    return {
-        "fraud_probability": [answer["fraud_probability"] for answer in answers],
-        "is_fraud": [answer["is_fraud"] for answer in answers],
-        "threshold": answers[0]["threshold"],
-        "model_version": answers[0]["model_version"],
-    }
 
 
 def elapsed_ms(started: float) -> float:

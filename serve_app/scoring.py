@@ -72,31 +72,19 @@ class Scorer:
     async def one(self, row: list[float], request_id: str | None) -> Answer:
         started = time.perf_counter()
         answer = await self.call(self.model.score(row))
-        self._log(SINGLE_ROUTE, request_id, [answer], started, row)
+        self._log(SINGLE_ROUTE, request_id, as_columns([answer]), started, row)
         return answer
 
     async def many(self, rows: FeatureRows, request_id: str | None) -> list[Answer]:
         started = time.perf_counter()
         answers = await self.call(self.model.score_many(rows))
-        self._log(BATCH_ROUTE, request_id, answers, started)
+        self._log(BATCH_ROUTE, request_id, as_columns(answers), started)
         return answers
 
     async def columns(self, rows: np.ndarray, request_id: str | None) -> ColumnarAnswer:
         started = time.perf_counter()
         answer = await self.call(self.model.score_columns(rows))
-        if self._predictions is not None:
-            scores = answer["fraud_probability"]
-            self._predictions.write(
-                {
-                    "request_id": request_id,
-                    "route": COLUMNS_ROUTE,
-                    "model_version": answer["model_version"],
-                    "transactions": len(scores),
-                    "fraud_probabilities": scores,
-                    "flagged": [index for index, flag in enumerate(answer["is_fraud"]) if flag],
-                    "latency_ms": elapsed_ms(started),
-                }
-            )
+        self._log(COLUMNS_ROUTE, request_id, answer, started)
         return answer
 
     async def explained(
@@ -105,14 +93,14 @@ class Scorer:
         started = time.perf_counter()
         answers = await self.call(self.model.explain_many(rows, top_k))
         row = rows[0] if route == SINGLE_ROUTE else None
-        self._log(route, request_id, answers, started, row, explained=True)
+        self._log(route, request_id, as_columns(answers), started, row, explained=True)
         return answers
 
     def _log(
         self,
         route: str,
         request_id: str | None,
-        answers: list[Answer],
+        answers: ColumnarAnswer,
         started: float,
         row: Any = None,
         explained: bool = False,
@@ -122,22 +110,19 @@ class Scorer:
         record: dict[str, Any] = {
             "request_id": request_id,
             "route": route,
-            "model_version": answers[0]["model_version"],
+            "model_version": answers["model_version"],
         }
+        scores, flags = answers["fraud_probability"], answers["is_fraud"]
         if route == SINGLE_ROUTE:
-            (answer,) = answers
-            record["fraud_probability"] = answer["fraud_probability"]
-            record["is_fraud"] = answer["is_fraud"]
+            record["fraud_probability"], record["is_fraud"] = scores[0], flags[0]
             if self._log_features:
                 record["features"] = list(map(float, row))
         else:
             # Every decision with its score: a batch's transactions are joined later by the
             # request id and their position.
-            record["transactions"] = len(answers)
-            record["fraud_probabilities"] = [answer["fraud_probability"] for answer in answers]
-            record["flagged"] = [
-                index for index, answer in enumerate(answers) if answer["is_fraud"]
-            ]
+            record["transactions"] = len(scores)
+            record["fraud_probabilities"] = scores
+            record["flagged"] = [index for index, flag in enumerate(flags) if flag]
         if explained:
             record["explained"] = True
         record["latency_ms"] = elapsed_ms(started)
@@ -168,3 +153,13 @@ class Scorer:
 
 def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def as_columns(answers: list[Answer]) -> ColumnarAnswer:
+    """Answers as the columnar endpoint gives them (the fields of all rows, one list each)."""
+    return {
+        "fraud_probability": [answer["fraud_probability"] for answer in answers],
+        "is_fraud": [answer["is_fraud"] for answer in answers],
+        "threshold": answers[0]["threshold"],
+        "model_version": answers[0]["model_version"],
+    }
