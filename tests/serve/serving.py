@@ -30,6 +30,7 @@ def deploy_app(
     args: dict | None = None,
     wait: bool = True,
     more_deployments: list[dict] | None = None,
+    logs_dir: Path | None = None,
 ) -> str:
     """Apply a Serve config of one app, as `serve deploy` (and KubeRay) would; returns its
     route prefix. It is the shipped config's app, where FraudModel serves `artifact_uri`, with
@@ -37,7 +38,9 @@ def deploy_app(
     shipped args, and `more_deployments` (the Challenger's entry, the Ingress's options) to its
     `deployments:`, each merged into the shipped entry of its name. Like any config, it
     replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
-    from ray.serve.context import _get_global_client  # the client `serve deploy` ends up in
+    # The client `serve deploy` ends up in: its public road is the dashboard's REST API, which
+    # the test cluster does not start (it would add seconds and a port to every session).
+    from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
     shipped = shipped_config()
@@ -55,7 +58,9 @@ def deploy_app(
         "deployments": merged_by_name(
             application["deployments"], [model, *(more_deployments or [])]
         ),
-        "logging_config": shipped["logging_config"],  # JSON lines, as the shipped config's
+        # JSON lines, as the shipped config's
+        "logging_config": shipped["logging_config"]
+        | ({"logs_dir": str(logs_dir)} if logs_dir else {}),
     }
     config = ServeDeploySchema.model_validate({"applications": [app]})
     _get_global_client().deploy_apps(config, _blocking=wait)
@@ -96,17 +101,11 @@ def replica_names(app: str, deployment: str = "FraudModel") -> set[str]:
     return {actor["name"] for actor in actors if f"{app}#{deployment}" in actor["name"]}
 
 
-def serve_log_dir() -> Path:
-    import ray
-
-    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-
-
-def json_log_records(pattern: str, directory: Path | None = None) -> list[dict]:
+def json_log_records(pattern: str, directory: Path) -> list[dict]:
     """The JSON records of the log files matching `pattern` (e.g. replica_fraud_*.log) in
-    `directory`, by default the test cluster's Serve log directory."""
+    `directory`, where an app's `logging_config` sent them."""
     records = []
-    for file in (directory or serve_log_dir()).glob(pattern):
+    for file in directory.glob(pattern):
         for line in file.read_text().splitlines():
             if line.startswith("{"):
                 records.append(json.loads(line))

@@ -57,7 +57,11 @@ def challenger_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: 
 
 
 def deploy_with_challenger(
-    name: str, champion: Path, challenger: Path, **challenger_args: Any
+    name: str,
+    champion: Path,
+    challenger: Path,
+    logs_dir: Path | None = None,
+    **challenger_args: Any,
 ) -> str:
     """A config as an operator writes it (docs/CHALLENGER.md): the Challenger's model in its
     `deployments:` entry, how to use it in the Ingress's. One Ingress replica, so that the counts
@@ -71,14 +75,20 @@ def deploy_with_challenger(
             {"name": "Challenger", **ONE_REPLICA, "user_config": {"artifact_uri": str(challenger)}},
             {"name": "Ingress", "num_replicas": 1, "user_config": use},
         ],
+        logs_dir=logs_dir,
     )
     return f"/{name}"
 
 
 @pytest.fixture(scope="module")
-def shadow_app(serve_url: str, session_artifact: Path, challenger_artifact: Path) -> str:
-    """The session's model with the challenger in shadow, for every request (share 1.0)."""
-    yield serve_url + deploy_with_challenger(SHADOW, session_artifact, challenger_artifact)
+def shadow_app(
+    serve_url: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
+) -> str:
+    """The session's model with the challenger in shadow, for every request (share 1.0); its
+    replicas log to `serve_logs`."""
+    yield serve_url + deploy_with_challenger(
+        SHADOW, session_artifact, challenger_artifact, logs_dir=serve_logs
+    )
     serve.delete(SHADOW)
 
 
@@ -175,7 +185,7 @@ def test_the_comparison_is_counted_exactly_and_exported(
 
 
 def test_a_compared_request_is_logged_with_both_scores_and_its_request_id(
-    shadow_app: str, session_artifact: Path, challenger_artifact: Path
+    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
 ) -> None:
     request_id = f"shadow-{uuid.uuid4()}"
     row = ROWS[2]
@@ -191,10 +201,10 @@ def test_a_compared_request_is_logged_with_both_scores_and_its_request_id(
         # The comparison is in the Ingress replica's log, the answer in its prediction log.
         records = {
             record["message"]: record
-            for record in json_log_records(f"replica_{SHADOW}_Ingress_*.log")
+            for record in json_log_records(f"replica_{SHADOW}_Ingress_*.log", serve_logs)
             if record.get("request_id") == request_id
         }
-        for record in json_log_records(f"predictions_{SHADOW}_Ingress_*.jsonl"):
+        for record in json_log_records(f"predictions_{SHADOW}_Ingress_*.jsonl", serve_logs):
             if record["request_id"] == request_id:
                 records["prediction"] = record
         return records if {"prediction", "challenger comparison"} <= set(records) else {}
@@ -299,11 +309,14 @@ def test_a_challenger_that_raises_or_hangs_changes_no_answer(
 
 
 def test_in_canary_mode_a_share_is_answered_by_the_challenger(
-    shadow_app: str, session_artifact: Path, challenger_artifact: Path
+    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
 ) -> None:
     # The same app, switched to canary at one half, in place: the same Ingress replica.
     ingress = replica_names(SHADOW, "Ingress")
-    deploy_with_challenger(SHADOW, session_artifact, challenger_artifact, mode="canary", share=0.5)
+    # The same logging config as the shadow app's: a new one would restart its replicas.
+    deploy_with_challenger(
+        SHADOW, session_artifact, challenger_artifact, serve_logs, mode="canary", share=0.5
+    )
     assert wait_for(lambda: challenger_info(shadow_app)["mode"] == "canary", timeout_s=30)
     assert replica_names(SHADOW, "Ingress") == ingress
     before = settled(shadow_app, sent=0)
