@@ -14,6 +14,7 @@ from ray.serve.exceptions import BackPressureError
 
 from serve_app.challenger import OUTCOMES, ChallengerRecorder, ShadowingModelHandle
 from serve_app.config import ChallengerConfig, IngressConfig
+from tests.unit.recorded_metrics import RecordedMetric
 
 
 class FakeModel:
@@ -345,33 +346,6 @@ def test_the_challenger_description_keeps_its_counts_when_the_challenger_does_no
     assert set(info["calls"]) == {"sent", "in_flight", *OUTCOMES}
 
 
-class RecordedMetric:
-    """Stands in for a ray.serve.metrics metric (Ray needs a replica): keeps every call."""
-
-    def __init__(self, name: str, **_: object) -> None:
-        self.name = name
-        self.calls: list[tuple[float, dict]] = []
-
-    def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
-        if value <= 0:
-            raise ValueError("Counter.inc needs a positive value, as Ray's does")
-        self.calls.append((value, tags or {}))
-
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordedMetric]:
-    from ray.serve import metrics
-
-    made: dict[str, RecordedMetric] = {}
-
-    def make(name: str, **options: object) -> RecordedMetric:
-        made[name] = RecordedMetric(name, **options)
-        return made[name]
-
-    monkeypatch.setattr(metrics, "Counter", make)
-    return made
-
-
 def test_metrics_are_added_up_per_call_and_sent_together(
     recorded: dict[str, RecordedMetric],
 ) -> None:
@@ -390,7 +364,7 @@ def test_metrics_are_added_up_per_call_and_sent_together(
     pair = {"champion_version": "champ", "challenger_version": "chall"}
     decisions = {
         tags["decisions"]: value
-        for value, tags in recorded["fraud_challenger_compared_transactions"].calls
+        for _, value, tags in recorded["fraud_challenger_compared_transactions"].calls
     }
     # ROWS: the champion flags 0.9, 0.6 and 0.7 (>= 0.5); the challenger scores 0.9 times
     # each and also flags 0.4 and 0.35 (0.36 and 0.315 >= 0.3). No count of 0 is sent.
@@ -399,16 +373,16 @@ def test_metrics_are_added_up_per_call_and_sent_together(
         "both_pass": 3 * 100,
         "only_challenger_flags": 2 * 100,
     }
-    for _, tags in recorded["fraud_challenger_compared_transactions"].calls:
+    for _, _, tags in recorded["fraud_challenger_compared_transactions"].calls:
         assert tags.items() >= pair.items()
     requests = recorded["fraud_challenger_compared_requests"].calls
-    assert requests == [(2, pair)]  # one record for both requests
-    buckets = {tags["le"]: value for value, tags in recorded[
+    assert requests == [("inc", 2, pair)]  # one record for both requests
+    buckets = {tags["le"]: value for _, value, tags in recorded[
         "fraud_challenger_score_difference_bucket"].calls}  # fmt: skip
     assert buckets["+Inf"] == 801
     calls = recorded["fraud_challenger_calls"].calls
-    assert calls == [(2, {"mode": "shadow", "challenger_version": "chall", "outcome": "ok"})]
-    latency = {tags["le"]: value for value, tags in recorded[
+    assert calls == [("inc", 2, {"mode": "shadow", "challenger_version": "chall", "outcome": "ok"})]
+    latency = {tags["le"]: value for _, value, tags in recorded[
         "fraud_challenger_latency_ms_bucket"].calls}  # fmt: skip
     assert latency["+Inf"] == 2
     handle.flush()  # nothing new: nothing sent

@@ -1,9 +1,8 @@
 """The FraudModel replica's metrics: bucket counts per batch, added up before they are sent
 (no Ray needed: the ray.serve.metrics classes are replaced by recorders)."""
 
-import pytest
-
 from serve_app.metrics import SCORE_BUCKETS, ModelMetrics, cumulative_bucket_counts
+from tests.unit.recorded_metrics import RecordedMetric
 
 
 def test_buckets_count_the_scores_at_or_below_each_bound_cumulatively() -> None:
@@ -22,40 +21,6 @@ def test_buckets_count_the_scores_at_or_below_each_bound_cumulatively() -> None:
 def test_bounds_below_every_score_are_left_out() -> None:
     assert cumulative_bucket_counts([0.6, 0.7]) == [("0.8", 2), ("+Inf", 2)]
     assert cumulative_bucket_counts([]) == []
-
-
-class RecordedMetric:
-    """Stands in for a ray.serve.metrics metric: keeps every call (Ray needs a replica)."""
-
-    def __init__(self, name: str, **_: object) -> None:
-        self.name = name
-        self.calls: list[tuple[str, float, dict]] = []
-
-    def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
-        if value <= 0:
-            raise ValueError("Counter.inc needs a positive value, as Ray's does")
-        self.calls.append(("inc", value, tags or {}))
-
-    def set(self, value: float, tags: dict | None = None) -> None:
-        self.calls.append(("set", value, tags or {}))
-
-    def observe(self, value: float, tags: dict | None = None) -> None:
-        self.calls.append(("observe", value, tags or {}))
-
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordedMetric]:
-    from ray.serve import metrics
-
-    made: dict[str, RecordedMetric] = {}
-
-    def make(name: str, **options: object) -> RecordedMetric:
-        made[name] = RecordedMetric(name, **options)
-        return made[name]
-
-    for kind in ("Counter", "Gauge", "Histogram"):
-        monkeypatch.setattr(metrics, kind, make)
-    return made
 
 
 def test_counts_are_added_up_and_sent_together(recorded: dict[str, RecordedMetric]) -> None:
