@@ -59,6 +59,24 @@ def write_artifact(
     )
 
 
+def write_other_artifact(
+    path: Path,
+    dataset: Dataset,
+    *,
+    seed: int,
+    threshold: float,
+    n_estimators: int = 7,
+    max_depth: int = 5,
+) -> Path:
+    """Train a small forest of its own on `dataset` (another model than the session's) and write
+    it as an artifact at `path`."""
+    forest = RandomForestClassifier(
+        n_estimators=n_estimators, max_depth=max_depth, random_state=seed
+    ).fit(dataset.features, dataset.labels)
+    write_artifact(path, forest, dataset, threshold=threshold)
+    return path
+
+
 def random_transactions(n: int, seed: int = 0) -> np.ndarray:
     rows = np.random.default_rng(seed).normal(size=(n, 29)).astype(np.float32)
     rows[:, -1] = np.abs(rows[:, -1]) * 100  # Amount: never negative

@@ -40,7 +40,7 @@ from k8s.local_cluster import (
     rendered_rayservice,
     session_members,
 )
-from tests.helpers import PROJECT_ROOT, write_artifact
+from tests.helpers import PROJECT_ROOT, write_other_artifact
 from tests.polling import wait_for
 from training.data import Dataset
 
@@ -351,11 +351,7 @@ def served_versions(rehearsal: Rehearsal) -> dict[str, str]:
 def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
     rehearsal: Rehearsal, tmp_path: Path, tiny_dataset: Dataset
 ) -> None:
-    from sklearn.ensemble import RandomForestClassifier
-
-    forest = RandomForestClassifier(n_estimators=6, max_depth=5, random_state=3)
-    forest.fit(tiny_dataset.features, tiny_dataset.labels)
-    write_artifact(tmp_path / "next", forest, tiny_dataset, threshold=0.05)
+    write_other_artifact(tmp_path / "next", tiny_dataset, seed=3, threshold=0.05, n_estimators=6)
     second = publish_artifact(tmp_path / "next", "s3://cluster-models/fraud")
     expected = {
         rehearsal.first.model_version: load_artifact(BUNDLED).fraud_probability(real_rows(16)),

@@ -13,14 +13,18 @@ import httpx
 import numpy as np
 import pytest
 from ray import serve
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import load_artifact
 from serve_app.app import deployment
 from serve_app.challenger import OUTCOMES
 from serve_app.ingress import Ingress
 from serve_app.model import FraudModel, ModelConfig
-from tests.helpers import as_json, expected_agreement, random_transactions, write_artifact
+from tests.helpers import (
+    as_json,
+    expected_agreement,
+    random_transactions,
+    write_other_artifact,
+)
 from tests.polling import wait_for
 from tests.serve.faulty_challenger import FaultyChallenger
 from tests.serve.serving import (
@@ -49,11 +53,8 @@ SHADOW = "shadow"
 
 @pytest.fixture(scope="module")
 def challenger_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
-    forest = RandomForestClassifier(n_estimators=7, max_depth=5, random_state=1)
-    forest.fit(tiny_dataset.features, tiny_dataset.labels)
     path = tmp_path_factory.mktemp("challenger") / "model"
-    write_artifact(path, forest, tiny_dataset, threshold=0.02)
-    return path
+    return write_other_artifact(path, tiny_dataset, seed=1, threshold=0.02)
 
 
 def deploy_with_challenger(

@@ -11,10 +11,9 @@ import httpx
 import numpy as np
 import pytest
 from ray import serve
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import load_artifact
-from tests.helpers import as_json, random_transactions, write_artifact
+from tests.helpers import as_json, random_transactions, write_other_artifact
 from tests.polling import wait_for
 from tests.serve.serving import deploy_app, replica_names
 from training.data import Dataset
@@ -31,11 +30,8 @@ ONE_REPLICA = {
 
 @pytest.fixture(scope="module")
 def new_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
-    forest = RandomForestClassifier(n_estimators=6, max_depth=5, random_state=3)
-    forest.fit(tiny_dataset.features, tiny_dataset.labels)
     path = tmp_path_factory.mktemp("promotion") / "next"
-    write_artifact(path, forest, tiny_dataset, threshold=0.02)
-    return path
+    return write_other_artifact(path, tiny_dataset, seed=3, threshold=0.02, n_estimators=6)
 
 
 def keep_scoring(base: str, stop: threading.Event, results: list, clients: int) -> list:

@@ -16,11 +16,10 @@ import httpx
 import numpy as np
 import pytest
 from ray import serve
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.artifact import load_artifact, read_metadata
 from fraud_model.store import publish_artifact
-from tests.helpers import as_json, random_transactions, write_artifact
+from tests.helpers import as_json, random_transactions, write_other_artifact
 from tests.polling import wait_for
 from tests.serve.serving import deploy_app, metric_value, metrics_text, replica_names
 from training.data import Dataset
@@ -32,11 +31,8 @@ ROWS = random_transactions(16, seed=11)
 
 @pytest.fixture(scope="module")
 def second_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
-    forest = RandomForestClassifier(n_estimators=7, max_depth=5, random_state=1)
-    forest.fit(tiny_dataset.features, tiny_dataset.labels)
     path = tmp_path_factory.mktemp("reload") / "second"
-    write_artifact(path, forest, tiny_dataset, threshold=0.02)
-    return path
+    return write_other_artifact(path, tiny_dataset, seed=1, threshold=0.02)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,13 @@ from serve_app.api import create_api
 from serve_app.challenger import ShadowingModelHandle
 from serve_app.config import AppArgs, ChallengerConfig
 from serve_app.settings import ServiceSettings
-from tests.helpers import as_json, expected_agreement, random_transactions, write_artifact
+from tests.helpers import (
+    as_json,
+    expected_agreement,
+    random_transactions,
+    write_artifact,
+    write_other_artifact,
+)
 from tests.polling import wait_for
 from tests.unit.api_client import InProcessModel
 from training.data import Dataset
@@ -39,11 +45,10 @@ def champion_artifact(
 @pytest.fixture(scope="module")
 def challenger_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
     """Another forest and threshold: on ROWS, each of the four pairs of decisions occurs."""
-    forest = RandomForestClassifier(n_estimators=4, max_depth=4, random_state=9)
-    forest.fit(tiny_dataset.features, tiny_dataset.labels)
     path = tmp_path_factory.mktemp("challenger") / "model"
-    write_artifact(path, forest, tiny_dataset, threshold=0.01)
-    return path
+    return write_other_artifact(
+        path, tiny_dataset, seed=9, threshold=0.01, n_estimators=4, max_depth=4
+    )
 
 
 def api_client(
