@@ -37,6 +37,7 @@ SERVER_VARIANTS = PROXY_MODES | {
 class Server(NamedTuple):
     url: str
     session_id: int  # every process of the server (Ray's included) is in this session
+    grpc_port: int | None = None  # this service's gRPC port on 127.0.0.1
 
 
 @contextlib.contextmanager
@@ -70,8 +71,7 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
     shipped args and settings of the Ingress deployment, so that only the model differs.
     """
     config = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
+    port = on_free_ports(config)
     if application is not None:
         (shipped,) = config["applications"]
         ingress = [entry for entry in shipped["deployments"] if entry["name"] == "Ingress"]
@@ -82,7 +82,17 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
         env = os.environ | SERVER_VARIANTS[mode] | {"RAY_ADDRESS": "local"}
         with running(["uv", "run", "fraud-serve", str(config_path)], env,
                       f"http://127.0.0.1:{port}") as server:  # fmt: skip
-            yield server
+            yield server._replace(grpc_port=config["grpc_options"]["port"])
+
+
+def on_free_ports(config: dict) -> int:
+    """Move a Serve config's HTTP port, and its gRPC port if it has one, to free ports, so that
+    it runs beside a server on the shipped ones; returns the HTTP port."""
+    config["http_options"]["port"] = free_port()
+    if "grpc_options" in config:
+        config["grpc_options"]["port"] = free_port()
+    port: int = config["http_options"]["port"]
+    return port
 
 
 @contextlib.contextmanager

@@ -48,6 +48,7 @@ def config(port: int, share: float | None) -> dict:
     `share` of the requests (None: not used)."""
     shipped = yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
     shipped["http_options"]["port"] = port
+    del shipped["grpc_options"]  # measured over HTTP; no second fixed port to collide on
     (application,) = shipped["applications"]
     for entry in application["deployments"]:
         if entry["name"] == "Ingress":

@@ -300,8 +300,9 @@ class LocalRayCluster:
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
         }
         if not spec.head:
-            ports["serve"] = free_port()
+            ports["serve"], ports["grpc"] = free_port(), free_port()
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
+            env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["grpc"])
         return env
 
     def _dashboard_answers(self) -> bool:
@@ -374,10 +375,11 @@ def rehearsal_serve_config(
     rayservice: dict, port: int, model_config: Mapping[str, Any] | None = None
 ) -> dict:
     """The RayService's serveConfigV2, with what one machine needs instead: Serve on
-    127.0.0.1:`port`, and FraudModel's user_config updated with `model_config` (the artifact of
-    a local S3 server instead of the production bucket)."""
+    127.0.0.1:`port` (gRPC on a free port), and FraudModel's user_config updated with
+    `model_config` (the artifact of a local S3 server instead of the production bucket)."""
     config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     config["http_options"] |= {"host": "127.0.0.1", "port": port}
+    config["grpc_options"]["port"] = free_port()
     for application in config["applications"]:
         for deployment in application["deployments"]:
             if deployment["name"] == "FraudModel" and model_config:

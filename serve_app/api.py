@@ -148,6 +148,9 @@ def create_api(
         rejections=rejections,
     )
 
+    # For the gRPC methods of the Ingress (serve_app.grpc_scoring): the same keys and scorer.
+    api.state.keys, api.state.scorer = keys, scorer
+
     body_guards = [Depends(require_json)]
     router = APIRouter(prefix=API_PREFIX, route_class=ValidatedJsonRoute)
 

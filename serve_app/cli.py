@@ -46,12 +46,18 @@ FAST_INGRESS = {
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
 }
 
+# Serve's gRPC servers take messages of up to 2 GiB unless told otherwise: bound them, as the
+# HTTP API bounds its bodies, at gRPC's own default (a call of 1,000 transactions as columns is
+# about 232 KB). Read by every Ray process at its start.
+GRPC_LIMITS = {"RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(4 * 1024 * 1024)}
+
 
 def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
         **THIS_VENV_FOR_RAY_WORKERS,
         **FAST_INGRESS,
+        **GRPC_LIMITS,
         # HAProxy's files default to fixed paths in /tmp, which a second server (the tests,
         # while the user's is running) would take over: give each server its own.
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state_dir}/haproxy.cfg",
@@ -59,9 +65,12 @@ def ray_environment(state_dir: str) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": state_dir,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state_dir}/server-state",
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state_dir}/metrics.sock",
-        # HAProxy's stats page and metrics listen on fixed ports (8404, 9101) otherwise.
+        # HAProxy's stats page and metrics, and Serve's fallback proxy behind HAProxy, listen on
+        # fixed ports (8404, 9101, 8500, 9500) otherwise.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
     }
 
 

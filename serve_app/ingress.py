@@ -4,17 +4,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI
 from ray import serve
+from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.api import create_api
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs, IngressConfig
+from serve_app.grpc_api import fraud_scoring_pb2 as pb
+from serve_app.grpc_scoring import GrpcScoring, Refusal
 from serve_app.metrics import RequestMetrics
 from serve_app.prediction_log import prediction_log_file, write_predictions_to
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
@@ -23,6 +26,7 @@ from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
 logger = logging.getLogger(f"ray.serve.{__name__}")
+M = TypeVar("M", pb.Prediction, pb.ColumnarPrediction)
 
 
 class CoalescingModelHandle:
@@ -116,6 +120,7 @@ class Ingress:
         self._challenger_handle: ChallengerModelHandle | None = None
         self._shadowing: ShadowingModelHandle | None = None
         self._config: IngressConfig | None = None
+        self._grpc: GrpcScoring | None = None
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         if self._settings.log_predictions:
@@ -147,13 +152,37 @@ class Ingress:
                 budget_s=self._args.request_timeout_s,
             )
             model = self._shadowing
-        return create_api(
+        rejections = RequestMetrics()
+        api = create_api(
             model,
             self._settings,
             self._args,
-            rejections=RequestMetrics(),
+            rejections=rejections,
             challenger=self._shadowing.describe_challenger if self._shadowing else None,
         )
+        self._grpc = GrpcScoring(
+            api.state.scorer,
+            api.state.keys,
+            self._args.max_transactions_per_request,
+            rejections,
+        )
+        return api
+
+    # The gRPC methods (serve_app/grpc_api/fraud_scoring.proto), which Serve's gRPC server
+    # calls by the RPC's name; served when the Serve config's grpc_options name the service.
+    async def Predict(
+        self, request: pb.Transaction, grpc_context: RayServegRPCContext
+    ) -> pb.Prediction:
+        assert self._grpc is not None  # built with the ASGI app, before any request
+        answer = await self._grpc.predict(request, grpc_context.invocation_metadata())
+        return answered(answer, grpc_context, pb.Prediction)
+
+    async def PredictColumns(
+        self, request: pb.TransactionColumns, grpc_context: RayServegRPCContext
+    ) -> pb.ColumnarPrediction:
+        assert self._grpc is not None
+        answer = await self._grpc.predict_columns(request, grpc_context.invocation_metadata())
+        return answered(answer, grpc_context, pb.ColumnarPrediction)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply the Ingress's user_config (IngressConfig) in place. A bad one fails the
@@ -190,6 +219,16 @@ class Ingress:
         # the event loop that adds them up.
         if self._shadowing is not None:
             self._shadowing.flush()
+
+
+def answered(answer: M | Refusal, context: RayServegRPCContext, empty: type[M]) -> M:
+    """The answer message; for a refusal, its code and details set on the call, and an empty
+    message (gRPC sends the code, not the message)."""
+    if isinstance(answer, Refusal):
+        context.set_code(answer.code)
+        context.set_details(answer.details)
+        return empty()
+    return answer
 
 
 def prediction_log_path(directory: Path | None) -> Path:

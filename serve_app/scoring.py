@@ -69,10 +69,12 @@ class Scorer:
         self._predictions = predictions
         self._log_features = log_features
 
-    async def one(self, row: list[float], request_id: str | None) -> Answer:
+    async def one(
+        self, row: list[float], request_id: str | None, route: str = SINGLE_ROUTE
+    ) -> Answer:
         started = time.perf_counter()
         answer = await self.call(self.model.score(row))
-        self._log(SINGLE_ROUTE, request_id, as_columns([answer]), started, row)
+        self._log(route, request_id, as_columns([answer]), started, row)
         return answer
 
     async def many(self, rows: FeatureRows, request_id: str | None) -> list[Answer]:
@@ -81,10 +83,12 @@ class Scorer:
         self._log(BATCH_ROUTE, request_id, as_columns(answers), started)
         return answers
 
-    async def columns(self, rows: np.ndarray, request_id: str | None) -> ColumnarAnswer:
+    async def columns(
+        self, rows: np.ndarray, request_id: str | None, route: str = COLUMNS_ROUTE
+    ) -> ColumnarAnswer:
         started = time.perf_counter()
         answer = await self.call(self.model.score_columns(rows))
-        self._log(COLUMNS_ROUTE, request_id, answer, started)
+        self._log(route, request_id, answer, started)
         return answer
 
     async def explained(
@@ -113,7 +117,7 @@ class Scorer:
             "model_version": answers["model_version"],
         }
         scores, flags = answers["fraud_probability"], answers["is_fraud"]
-        if route == SINGLE_ROUTE:
+        if row is not None:  # one transaction
             record["fraud_probability"], record["is_fraud"] = scores[0], flags[0]
             if self._log_features:
                 record["features"] = list(map(float, row))

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny real models and artifacts, one private Ray cluster per test session."""
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,13 +9,16 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.ray_env import use_this_venv_for_ray_workers
-from serve_app.cli import free_port
+from serve_app.cli import GRPC_LIMITS, free_port
+from serve_app.grpc_scoring import SERVICER_FUNCTION
 from tests.helpers import S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
     use_this_venv_for_ray_workers()  # before the test modules import Ray
+    for name, value in GRPC_LIMITS.items():  # as fraud-serve and the pods have them
+        os.environ.setdefault(name, value)
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +79,22 @@ def ray_cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def serve_url(ray_cluster: str) -> Iterator[str]:
-    """Serve's HTTP proxy on a free loopback port of the private cluster."""
+def grpc_port() -> int:
+    """Serve's gRPC proxy's port: 127.0.0.1:grpc_port reaches the apps' gRPC methods."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def serve_url(ray_cluster: str, grpc_port: int) -> Iterator[str]:
+    """Serve's HTTP proxy on a free loopback port of the private cluster, and its gRPC proxy on
+    `grpc_port` with the fraud scoring service, as the shipped config has it."""
     from ray import serve
 
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": port},
+        grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]},
+    )
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 

@@ -13,10 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from benchmarks.servers import running
+from benchmarks.servers import on_free_ports, running
 from fraud_model.artifact import read_metadata
 from serve_app import cli
-from serve_app.cli import free_port
 from tests.helpers import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
@@ -93,8 +92,7 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
     config = yaml.safe_load((project / "configs" / "serve_config.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
+    port = on_free_ports(config)
     config_path = tmp_path / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     url = f"http://127.0.0.1:{port}"
@@ -117,6 +115,8 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
         assert body["model_version"] == bundled.model_version
         assert body["threshold"] == bundled.threshold
         assert 0.0 <= body["fraud_probability"] <= 1.0
+        # The same over gRPC, through HAProxy's gRPC port.
+        assert grpc_score(config["grpc_options"]["port"], real_fraud_row()) == body
 
         # The README's way to change the running service: edit the config, then apply it.
         apply = [*shlex.split(serve_command), "apply", str(config_path)]
@@ -144,6 +144,18 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     assert not (cli.RUNNING_DIR / f"{port}.json").exists()
     # What line 1 made lives in the copy: the venvs, and nothing else outside it.
     assert (project / ".uv" / "bin" / "uv").exists() and (project / ".venv").is_dir()
+
+
+def grpc_score(port: int, row: dict[str, float]) -> dict[str, object]:
+    import grpc
+
+    from serve_app.grpc_api import fraud_scoring_pb2 as pb
+    from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = FraudScoringStub(channel).Predict(pb.Transaction(**row), timeout=30)
+    fields = ("fraud_probability", "is_fraud", "threshold", "model_version")
+    return {field: getattr(answer, field) for field in fields}
 
 
 def real_fraud_row() -> dict[str, float]:

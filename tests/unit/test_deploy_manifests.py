@@ -160,7 +160,7 @@ def test_the_ray_control_plane_needs_the_token_and_has_no_client_port(rayservice
         for container in pod["spec"]["containers"]
         for port in container.get("ports", [])
     }
-    assert ports == {6379, 8265, 8000, 8080}  # no Ray Client (10001)
+    assert ports == {6379, 8265, 8000, 9000, 8080}  # no Ray Client (10001)
     for pod in ray_pods(rayservice):
         for container in pod["spec"]["containers"]:
             names = {env["name"] for env in container.get("env", [])}
@@ -224,7 +224,7 @@ def test_companions_match_the_kubernetes_schemas(doc: dict) -> None:
 
 
 def test_ingress_routes_only_the_api_to_the_serve_service(rayservice: dict) -> None:
-    (ingress,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
+    ingress, _ = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
     annotations = ingress["metadata"]["annotations"]
     assert (
         annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/api/v1/utils/health-check/"
@@ -236,6 +236,39 @@ def test_ingress_routes_only_the_api_to_the_serve_service(rayservice: dict) -> N
     assert backends == [
         {"name": f"{rayservice['metadata']['name']}-serve-svc", "port": {"number": 8000}}
     ]
+
+
+def test_grpc_is_routed_to_the_serving_pods_grpc_port(rayservice: dict, serve_config: dict) -> None:
+    from serve_app.grpc_scoring import SERVICE, SERVICER_FUNCTION
+
+    http, grpc = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
+    annotations = grpc["metadata"]["annotations"]
+    for shared in ("group.name", "scheme", "listen-ports", "certificate-arn", "ssl-policy"):
+        key = f"alb.ingress.kubernetes.io/{shared}"
+        assert annotations[key] == http["metadata"]["annotations"][key]  # one load balancer
+    assert annotations["alb.ingress.kubernetes.io/backend-protocol-version"] == "GRPC"
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == (
+        "/ray.serve.RayServeAPIService/Healthz"
+    )
+    (path,) = [path for rule in grpc["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert path["path"] == f"/{SERVICE}"
+    (service,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Service"]
+    assert path["backend"]["service"] == {
+        "name": service["metadata"]["name"],
+        "port": {"number": service["spec"]["ports"][0]["port"]},
+    }
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == serve_config["grpc_options"]["port"]
+    assert serve_config["grpc_options"]["grpc_servicer_functions"] == [SERVICER_FUNCTION]
+    # Every Ray pod names the port, and only pods whose Serve proxy is up are selected.
+    for pod in ray_pods(rayservice):
+        (container,) = pod["spec"]["containers"]
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert named[port["targetPort"]] == port["port"]
+        assert (
+            service["spec"]["selector"].items()
+            <= (pod["metadata"]["labels"] | {"ray.io/serve": "true"}).items()
+        )
 
 
 def test_service_account_uses_irsa_and_the_budget_selects_the_workers(rayservice: dict) -> None:
@@ -253,7 +286,7 @@ def test_service_account_uses_irsa_and_the_budget_selects_the_workers(rayservice
 
 
 def test_kubernetes_check_catches_a_typo() -> None:
-    (ingress,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
+    ingress, _ = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Ingress"]
     typo = copy.deepcopy(ingress)
     typo["spec"]["ingressClass"] = typo["spec"].pop("ingressClassName")
     with pytest.raises(kubernetes_validate.ValidationError, match="ingressClass"):

@@ -14,10 +14,17 @@ def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert first["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
+    assert first["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] == str(4 * 1024 * 1024)
     assert first["RAY_SERVE_HAPROXY_SOCKET_PATH"].startswith("/tmp/a/")
     # Two servers at once (the user's and the tests') never share HAProxy files or ports.
-    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-        assert first[name] != "8404" and first[name] != "9101"
+    fixed = {"8404", "9101", "8500", "9500"}  # Ray's defaults
+    for name in (
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+    ):
+        assert first[name] not in fixed
     assert first["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] != second["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
 
 

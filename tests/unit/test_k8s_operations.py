@@ -2,7 +2,7 @@
 
 import yaml
 
-from serve_app.cli import FAST_INGRESS
+from serve_app.cli import FAST_INGRESS, GRPC_LIMITS
 from tests.helpers import PROJECT_ROOT
 
 
@@ -17,10 +17,10 @@ def ray_containers() -> list[dict]:
     return [group["template"]["spec"]["containers"][0] for group in groups]
 
 
-def test_every_ray_pod_uses_the_ingress_mode_of_fraud_serve() -> None:
+def test_every_ray_pod_uses_the_ingress_mode_and_limits_of_fraud_serve() -> None:
     for container in ray_containers():
         env = {item["name"]: item.get("value") for item in container["env"]}
-        assert env.items() >= FAST_INGRESS.items(), container["name"]
+        assert env.items() >= (FAST_INGRESS | GRPC_LIMITS).items(), container["name"]
 
 
 def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod() -> None:

@@ -118,9 +118,10 @@ def test_the_ray_pods_reach_each_other_on_any_port(target: dict) -> None:
 
 @pytest.mark.parametrize("target", [HEAD, WORKER], ids=["head", "worker"])
 def test_the_load_balancer_reaches_the_api_and_prometheus_the_metrics(target: dict) -> None:
-    assert allowed(LOAD_BALANCER, target, 8000)
-    assert not allowed(INTERNET, target, 8000)
-    assert not allowed(OTHER_POD, target, 8000)
+    for api in (8000, 9000):  # HTTP and gRPC
+        assert allowed(LOAD_BALANCER, target, api)
+        assert not allowed(INTERNET, target, api)
+        assert not allowed(OTHER_POD, target, api)
     assert allowed(PROMETHEUS, target, 8080)
     assert not allowed(PROMETHEUS, target, 8000)
     assert not allowed(Source("monitoring", {"app": "grafana"}), target, 8080)
