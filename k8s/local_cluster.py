@@ -372,14 +372,14 @@ class ServeOperator:
 
 
 def rehearsal_serve_config(
-    rayservice: dict, port: int, model_config: Mapping[str, Any] | None = None
+    rayservice: dict, port: int, grpc_port: int, model_config: Mapping[str, Any] | None = None
 ) -> dict:
     """The RayService's serveConfigV2, with what one machine needs instead: Serve on
-    127.0.0.1:`port` (gRPC on a free port), and FraudModel's user_config updated with
-    `model_config` (the artifact of a local S3 server instead of the production bucket)."""
+    127.0.0.1:`port` and gRPC on `grpc_port` (the head's), and FraudModel's user_config updated
+    with `model_config` (the artifact of a local S3 server instead of the production bucket)."""
     config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     config["http_options"] |= {"host": "127.0.0.1", "port": port}
-    config["grpc_options"]["port"] = free_port()
+    config["grpc_options"]["port"] = grpc_port
     for application in config["applications"]:
         for deployment in application["deployments"]:
             if deployment["name"] == "FraudModel" and model_config:
@@ -427,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m k8s.local_cluster", description=__doc__)
     parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
     parser.add_argument("--port", type=int, default=8000, help="the head's Serve port")
+    parser.add_argument("--grpc-port", type=int, default=9000, help="the head's gRPC port")
     parser.add_argument(
         "--artifact", type=Path, default=ROOT / "artifacts" / "default", help="model to publish"
     )
@@ -454,15 +455,16 @@ def main(argv: list[str] | None = None) -> int:
                 "artifact_uri": published.uri,
                 "metadata_sha256": published.metadata_sha256,
             }
-            operator.apply(rehearsal_serve_config(rayservice, args.port, model))
+            operator.apply(rehearsal_serve_config(rayservice, args.port, args.grpc_port, model))
             operator.wait_for_status("fraud")
             scoring = json.loads(keys[("fraud-scoring-api-keys", "scoring")])[0]
             logger.info(
-                "Serving %s on http://127.0.0.1:%d with %d worker nodes.\n"
+                "Serving %s on http://127.0.0.1:%d (gRPC on %d) with %d worker nodes.\n"
                 "Scoring key: %s\nRay dashboard (token needed): %s\nRAY_AUTH_TOKEN=%s\n"
                 "Ctrl-C stops everything.",
                 published.model_version,
                 args.port,
+                args.grpc_port,
                 args.workers,
                 scoring,
                 cluster.dashboard_url,

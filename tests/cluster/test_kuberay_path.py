@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import grpc
 import httpx
 import numpy as np
 import pandas as pd
@@ -40,6 +41,8 @@ from k8s.local_cluster import (
     rendered_rayservice,
     session_members,
 )
+from serve_app.grpc_api import fraud_scoring_pb2 as pb
+from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
 from tests.helpers import PROJECT_ROOT, write_other_artifact
 from tests.polling import wait_for
 from training.data import Dataset
@@ -69,6 +72,7 @@ class Rehearsal:
     cluster: LocalRayCluster
     operator: ServeOperator
     url: str  # the head's Serve proxy
+    grpc_port: int  # the head's gRPC port
     scoring_key: str
     operator_key: str
     first: PublishedArtifact
@@ -121,9 +125,9 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
         cluster.start()
         nodes_up = time.monotonic() - started
         operator = ServeOperator(cluster.dashboard_url, cluster.token)
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         pin = {"artifact_uri": first.uri, "metadata_sha256": first.metadata_sha256}
-        operator.apply(rehearsal_serve_config(rayservice, port, pin))
+        operator.apply(rehearsal_serve_config(rayservice, port, grpc_port, pin))
         operator.wait_for_status(APP)
         print(
             f"\ncluster: 3 nodes up in {nodes_up:.1f} s, {APP} RUNNING "
@@ -133,6 +137,7 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
             cluster,
             operator,
             f"http://127.0.0.1:{port}",
+            grpc_port,
             json.loads(keys[("fraud-scoring-api-keys", "scoring")])[0],
             json.loads(keys[("fraud-scoring-api-keys", "operator")])[0],
             first,
@@ -161,6 +166,18 @@ def test_predictions_equal_the_single_node_service_and_models_run_on_workers_onl
     )
     assert {answer["model_version"] for answer in answers} == {rehearsal.first.model_version}
     flagged = sum(answer["is_fraud"] for answer in answers)
+    # The same over gRPC through the head's HAProxy, with the scoring key, and none without.
+    key = [("authorization", f"Bearer {rehearsal.scoring_key}")]
+    with grpc.insecure_channel(f"127.0.0.1:{rehearsal.grpc_port}") as channel:
+        stub = FraudScoringStub(channel)
+        scores = [
+            stub.Predict(pb.Transaction(**as_json(row)), metadata=key, timeout=30).fraud_probability
+            for row in rows
+        ]
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Predict(pb.Transaction(**as_json(rows[0])), timeout=30)
+    assert scores == pytest.approx(single_node.tolist(), abs=1e-12)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     nodes = rehearsal.cluster.alive_node_ids()
     (head,) = [node for node, is_head in nodes.items() if is_head]
@@ -171,7 +188,8 @@ def test_predictions_equal_the_single_node_service_and_models_run_on_workers_onl
     # max_replicas_per_node: 1 for the Ingress in the production config
     assert len({replica["node_id"] for replica in ingresses}) == 2
     print(
-        f"\n{len(rows)} real rows ({flagged} flagged) scored alike over HTTP, single and batch; "
+        f"\n{len(rows)} real rows ({flagged} flagged) scored alike over HTTP (single and batch) "
+        "and gRPC; "
         f"FraudModel replicas on {sorted(r['node_id'][:8] for r in models)}, head {head[:8]}"
     )
 
@@ -366,7 +384,9 @@ def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
         rollout = {"artifact_uri": second.uri, "metadata_sha256": second.metadata_sha256}
         port = int(rehearsal.url.rsplit(":", 1)[1])
         applied = time.monotonic()
-        rehearsal.operator.apply(rehearsal_serve_config(rehearsal.rayservice, port, rollout))
+        rehearsal.operator.apply(
+            rehearsal_serve_config(rehearsal.rayservice, port, rehearsal.grpc_port, rollout)
+        )
         rehearsal.operator.wait_for_status(APP)
         everywhere = wait_for(
             lambda: (
