@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from fraud_model.ray_env import use_this_venv_for_ray_workers
@@ -77,7 +78,7 @@ def target(server: Server, setting: str) -> tuple[str, list[str]]:
 def h2load(url: str, options: list[str], body: Path, clients: int, duration_s: float) -> dict:
     """One load run: `clients` connections, one request in flight on each, for `duration_s`."""
     assert url.startswith("http://127.0.0.1:"), "load goes to the loopback interface only"
-    duration_s = min(duration_s, HARD_MAX_DURATION_S)
+    duration_s = min(max(1, round(duration_s)), HARD_MAX_DURATION_S)  # h2load takes whole seconds
     with tempfile.NamedTemporaryFile(suffix=".log") as log:
         completed = subprocess.run(
             ["h2load", *options, "-d", str(body), "-c", str(clients), "-m", "1",
@@ -93,6 +94,8 @@ def h2load(url: str, options: list[str], body: Path, clients: int, duration_s: f
     return {
         "requests": len(ok),
         "errors": len(records) - len(ok),
+        # h2load logs a request it could not complete (a closed connection) with status -1.
+        "error_statuses": dict(Counter(status for _, status, _ in records if status != "200")),
         "rps": round(len(ok) / duration_s, 1),
         "p50_ms": round(float(np.percentile(ok, 50)), 2) if len(ok) else None,
         "p99_ms": round(float(np.percentile(ok, 99)), 2) if len(ok) else None,
@@ -154,7 +157,7 @@ def main() -> int:
             for name, clients in settings:
                 result = measure(server, name, files, clients, args.duration)
                 runs[f"{name}_c{clients}"].append(result)
-                shown = {key: result[key] for key in (*FIGURES, "errors")}
+                shown = {key: result[key] for key in (*FIGURES, "errors", "error_statuses")}
                 logger.info("round %d %-16s %s", round_ + 1, f"{name}_c{clients}", shown)
     medians = {
         name: {key: statistics.median(run[key] for run in results) for key in FIGURES}
