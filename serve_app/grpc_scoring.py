@@ -8,6 +8,7 @@ a gRPC code, with the HTTP error body as its details.
 """
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,13 +80,12 @@ class GrpcScoring:
         self.rejections = rejections
 
     async def predict(
-        self, message: pb.Transaction, metadata: Iterable[tuple[str, Any]]
+        self, message: pb.Transaction, metadata: Iterable[tuple[str, Any]], request_id: str
     ) -> pb.Prediction | Refusal:
-        by_name = _metadata(metadata)
         try:
-            self._check_key(by_name)
+            self._check_key(_metadata(metadata))
             row = transaction_row(message)
-            answer = await self.scorer.one(row, _request_id(by_name), SINGLE_METHOD)
+            answer = await self.scorer.one(row, request_id, SINGLE_METHOD)
         except ApiError as error:
             return self._refused(error)
         return pb.Prediction(
@@ -96,13 +96,15 @@ class GrpcScoring:
         )
 
     async def predict_columns(
-        self, message: pb.TransactionColumns, metadata: Iterable[tuple[str, Any]]
+        self,
+        message: pb.TransactionColumns,
+        metadata: Iterable[tuple[str, Any]],
+        request_id: str,
     ) -> pb.ColumnarPrediction | Refusal:
-        by_name = _metadata(metadata)
         try:
-            self._check_key(by_name)
+            self._check_key(_metadata(metadata))
             rows = self.column_rows(message)
-            answer = await self.scorer.columns(rows, _request_id(by_name), COLUMNS_METHOD)
+            answer = await self.scorer.columns(rows, request_id, COLUMNS_METHOD)
         except ApiError as error:
             return self._refused(error)
         return pb.ColumnarPrediction(**answer)
@@ -175,14 +177,21 @@ class InvalidBody(ApiError):
         self.detail = detail
 
 
+def request_id_in(metadata: Iterable[tuple[str, Any]]) -> str:
+    """The call's request id: the caller's `x-request-id`, else Serve's own `request_id`
+    metadata, else a new one (returned to the caller as `x-request-id`, to join the prediction
+    log with)."""
+    given = dict(metadata)
+    for name in ("x-request-id", "request_id"):
+        if isinstance(given.get(name), str) and given[name]:
+            return str(given[name])
+    return str(uuid.uuid4())
+
+
 def _metadata(metadata: Iterable[tuple[str, Any]]) -> dict[bytes, bytes]:
-    """The key and request id metadata by name, as bytes like HTTP headers."""
+    """The key metadata by name, as bytes like HTTP headers."""
     found: dict[bytes, bytes] = {}
     for name, value in metadata:
-        if name in _KEY_METADATA or name == "x-request-id":
+        if name in _KEY_METADATA:
             found[name.encode()] = value.encode() if isinstance(value, str) else bytes(value)
     return found
-
-
-def _request_id(by_name: Mapping[bytes, bytes]) -> str | None:
-    return by_name.get(b"x-request-id", b"").decode("latin-1") or None

@@ -17,7 +17,7 @@ from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs, IngressConfig
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
-from serve_app.grpc_scoring import GrpcScoring, Refusal
+from serve_app.grpc_scoring import GrpcScoring, Refusal, request_id_in
 from serve_app.metrics import RequestMetrics
 from serve_app.prediction_log import prediction_log_file, write_predictions_to
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
@@ -174,14 +174,18 @@ class Ingress:
         self, request: pb.Transaction, grpc_context: RayServegRPCContext
     ) -> pb.Prediction:
         assert self._grpc is not None  # built with the ASGI app, before any request
-        answer = await self._grpc.predict(request, grpc_context.invocation_metadata())
+        metadata = grpc_context.invocation_metadata()
+        request_id = replied_request_id(metadata, grpc_context)
+        answer = await self._grpc.predict(request, metadata, request_id)
         return answered(answer, grpc_context, pb.Prediction)
 
     async def PredictColumns(
         self, request: pb.TransactionColumns, grpc_context: RayServegRPCContext
     ) -> pb.ColumnarPrediction:
         assert self._grpc is not None
-        answer = await self._grpc.predict_columns(request, grpc_context.invocation_metadata())
+        metadata = grpc_context.invocation_metadata()
+        request_id = replied_request_id(metadata, grpc_context)
+        answer = await self._grpc.predict_columns(request, metadata, request_id)
         return answered(answer, grpc_context, pb.ColumnarPrediction)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -219,6 +223,14 @@ class Ingress:
         # the event loop that adds them up.
         if self._shadowing is not None:
             self._shadowing.flush()
+
+
+def replied_request_id(metadata: list[tuple[str, str]], context: RayServegRPCContext) -> str:
+    """The call's request id (serve_app.grpc_scoring.request_id_in), also sent back to the
+    caller as `x-request-id` trailing metadata, as the HTTP API echoes X-Request-ID."""
+    request_id = request_id_in(metadata)
+    context.set_trailing_metadata([("x-request-id", request_id)])
+    return request_id
 
 
 def answered(answer: M | Refusal, context: RayServegRPCContext, empty: type[M]) -> M:

@@ -73,23 +73,27 @@ def test_a_wrong_transaction_is_refused_naming_its_field(stub: FraudScoringStub)
     ]
 
 
-def test_the_request_id_reaches_the_prediction_log(
+def test_the_request_id_reaches_the_prediction_log_and_comes_back(
     stub: FraudScoringStub, serve_logs: Path
 ) -> None:
-    request_id = f"grpc-{uuid.uuid4()}"
-    answer = stub.Predict(
-        transaction(ROWS[1]), metadata=[*APP, ("x-request-id", request_id)], timeout=30
-    )
+    given = f"grpc-{uuid.uuid4()}"
+    answers = {}
+    for metadata in ([*APP, ("x-request-id", given)], APP):  # with the caller's id, without
+        answer, call = stub.Predict.with_call(transaction(ROWS[1]), metadata=metadata, timeout=30)
+        (returned,) = [value for key, value in call.trailing_metadata() if key == "x-request-id"]
+        answers[returned] = answer
+    assert given in answers and len(answers) == 2  # the second got an id of its own
 
-    def logged() -> list[dict]:
+    def logged() -> dict[str, dict]:
         records = json_log_records("predictions_fraud_Ingress_*.jsonl", serve_logs)
-        return [record for record in records if record["request_id"] == request_id]
+        found = {record["request_id"]: record for record in records}
+        return {key: found[key] for key in answers} if found.keys() >= answers.keys() else {}
 
     records = wait_for(logged, timeout_s=30)
-    assert records, "the call's prediction was not logged within 30 s"
-    (record,) = records
-    assert record["route"] == SINGLE_METHOD
-    assert record["fraud_probability"] == answer.fraud_probability
+    assert records, "the calls' predictions were not logged within 30 s"
+    for request_id, record in records.items():
+        assert record["route"] == SINGLE_METHOD
+        assert record["fraud_probability"] == answers[request_id].fraud_probability
 
 
 def test_a_message_over_the_size_limit_is_refused(stub: FraudScoringStub) -> None:

@@ -21,6 +21,7 @@ from serve_app.grpc_scoring import (
     SINGLE_METHOD,
     GrpcScoring,
     Refusal,
+    request_id_in,
 )
 from serve_app.prediction_log import PredictionLog
 from serve_app.scoring import Scorer
@@ -92,7 +93,7 @@ def test_the_generated_code_is_what_protoc_makes_of_the_proto(tmp_path: Path) ->
 def test_a_transaction_gets_the_http_answer(session_artifact: Path) -> None:
     grpc_scoring, http = scoring(session_artifact), client(session_artifact)
     for row in ROWS:
-        answer = asyncio.run(grpc_scoring.predict(transaction(row), []))
+        answer = asyncio.run(grpc_scoring.predict(transaction(row), [], "r"))
         assert isinstance(answer, pb.Prediction)
         expected = http.post(
             "/api/v1/predict", json=dict(zip(FEATURE_NAMES, map(float, row), strict=True))
@@ -104,7 +105,7 @@ def test_a_transaction_gets_the_http_answer(session_artifact: Path) -> None:
 
 
 def test_columns_get_the_http_answer(session_artifact: Path) -> None:
-    answer = asyncio.run(scoring(session_artifact).predict_columns(columns(ROWS), []))
+    answer = asyncio.run(scoring(session_artifact).predict_columns(columns(ROWS), [], "r"))
     assert isinstance(answer, pb.ColumnarPrediction)
     body = {name: ROWS[:, index].tolist() for index, name in enumerate(FEATURE_NAMES)}
     expected = client(session_artifact).post("/api/v1/predict/columns", json=body).json()
@@ -126,7 +127,9 @@ def test_columns_get_the_http_answer(session_artifact: Path) -> None:
 def test_a_wrong_transaction_is_refused_as_over_http(
     session_artifact: Path, changes: dict[str, float | None]
 ) -> None:
-    answer = asyncio.run(scoring(session_artifact).predict(transaction(ROWS[0], **changes), []))
+    answer = asyncio.run(
+        scoring(session_artifact).predict(transaction(ROWS[0], **changes), [], "r")
+    )
     code, detail = refused(answer)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     body = {name: float(value) for name, value in zip(FEATURE_NAMES, ROWS[0], strict=True)}
@@ -139,7 +142,9 @@ def test_a_wrong_transaction_is_refused_as_over_http(
 def test_a_value_json_cannot_carry_is_refused_naming_its_field(
     session_artifact: Path, value: float
 ) -> None:
-    answer = asyncio.run(scoring(session_artifact).predict(transaction(ROWS[0], V12=value), []))
+    answer = asyncio.run(
+        scoring(session_artifact).predict(transaction(ROWS[0], V12=value), [], "r")
+    )
     code, detail = refused(answer)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [item["loc"] for item in detail] == [["body", "V12"]]
@@ -150,18 +155,18 @@ def test_wrong_columns_are_refused_naming_the_column_and_position(session_artifa
     rows = ROWS[:3].copy()
     rows[1, 4] = math.nan
     rows[2, 28] = -5.0
-    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(columns(rows), [])))
+    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(columns(rows), [], "r")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [item["loc"] for item in detail] == [["body", "V5", 1], ["body", "Amount", 2]]
 
     ragged = columns(ROWS[:3])
     ragged.V2.append(0.5)
-    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(ragged, [])))
+    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(ragged, [], "r")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "column V2 has 4 values where V1 has 3" in detail[0]["msg"]
 
     for wrong in (pb.TransactionColumns(), columns(ROWS[:5])):  # none, and over the limit
-        code, detail = refused(asyncio.run(grpc_scoring.predict_columns(wrong, [])))
+        code, detail = refused(asyncio.run(grpc_scoring.predict_columns(wrong, [], "r")))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert detail[0]["loc"] == ["body", "V1"]
 
@@ -170,7 +175,7 @@ def test_a_refusal_over_http_and_grpc_is_the_same_body(session_artifact: Path) -
     body = {name: ROWS[:2, index].tolist() for index, name in enumerate(FEATURE_NAMES)}
     body["V20"] = [0.1, 5000.0]
     message = pb.TransactionColumns(**body)
-    _, detail = refused(asyncio.run(scoring(session_artifact).predict_columns(message, [])))
+    _, detail = refused(asyncio.run(scoring(session_artifact).predict_columns(message, [], "r")))
     assert detail == http_refusal(session_artifact, "predict/columns", body)
 
 
@@ -183,9 +188,9 @@ def test_keys_are_those_of_the_http_api(session_artifact: Path) -> None:
         [("x-api-key", SCORING_KEY)],
         [("authorization", f"Bearer {OPERATOR_KEY}")],
     ):
-        assert isinstance(asyncio.run(grpc_scoring.predict(message, metadata)), pb.Prediction)
+        assert isinstance(asyncio.run(grpc_scoring.predict(message, metadata, "r")), pb.Prediction)
     for metadata in ([], [("x-api-key", "w" * 40)], [("authorization", SCORING_KEY)]):
-        code, detail = refused(asyncio.run(grpc_scoring.predict(message, metadata)))
+        code, detail = refused(asyncio.run(grpc_scoring.predict(message, metadata, "r")))
         assert code == grpc.StatusCode.UNAUTHENTICATED
         assert detail == [
             {
@@ -194,7 +199,7 @@ def test_keys_are_those_of_the_http_api(session_artifact: Path) -> None:
                 "msg": "A valid API key is required",
             }
         ]
-    code, _ = refused(asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [])))
+    code, _ = refused(asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [], "r")))
     assert code == grpc.StatusCode.UNAUTHENTICATED  # before the columns are looked at
 
 
@@ -208,7 +213,7 @@ class Overloaded(InProcessModel):
 def test_an_overloaded_model_is_unavailable_which_clients_retry(session_artifact: Path) -> None:
     scorer = Scorer(Overloaded(session_artifact), request_timeout_s=5, predictions=None)
     grpc_scoring = GrpcScoring(scorer, KeyRing((), (), anonymous=True), 10)
-    code, detail = refused(asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [])))
+    code, detail = refused(asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [], "r")))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert detail[0]["type"] == "overloaded"
 
@@ -225,8 +230,8 @@ def test_each_decision_is_logged_with_its_method_and_request_id(session_artifact
     log = Recorded()
     scorer = Scorer(InProcessModel(session_artifact), request_timeout_s=5, predictions=log)
     grpc_scoring = GrpcScoring(scorer, KeyRing((), (), anonymous=True), 10)
-    one = asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [("x-request-id", "r-1")]))
-    many = asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [("x-request-id", "r-2")]))
+    one = asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [], "r-1"))
+    many = asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [], "r-2"))
     assert isinstance(one, pb.Prediction) and isinstance(many, pb.ColumnarPrediction)
     single, batch = log.records
     assert (single["route"], single["request_id"]) == (SINGLE_METHOD, "r-1")
@@ -237,3 +242,10 @@ def test_each_decision_is_logged_with_its_method_and_request_id(session_artifact
         len(ROWS),
     )
     assert batch["fraud_probabilities"] == list(many.fraud_probability)
+
+
+def test_the_request_id_is_the_callers_else_serves_else_a_new_one() -> None:
+    assert request_id_in([("x-request-id", "order-1"), ("request_id", "serve-1")]) == "order-1"
+    assert request_id_in([("request_id", "serve-1")]) == "serve-1"
+    made = {request_id_in([]) for _ in range(3)}
+    assert len(made) == 3 and all(len(made_id) == 36 for made_id in made)  # uuid4s
