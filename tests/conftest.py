@@ -10,7 +10,6 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.ray_env import use_this_venv_for_ray_workers
 from serve_app.cli import GRPC_LIMITS, free_port
-from serve_app.grpc_scoring import SERVICER_FUNCTION
 from tests.helpers import S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
 
@@ -89,6 +88,8 @@ def serve_url(ray_cluster: str, grpc_port: int) -> Iterator[str]:
     """Serve's HTTP proxy on a free loopback port of the private cluster, and its gRPC proxy on
     `grpc_port` with the fraud scoring service, as the shipped config has it."""
     from ray import serve
+
+    from serve_app.grpc_scoring import SERVICER_FUNCTION  # imports Ray: not at collection
 
     port = free_port()
     serve.start(

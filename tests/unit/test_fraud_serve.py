@@ -94,3 +94,16 @@ def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:
     for name in ("broken.yaml", "other.yaml", "missing.yaml"):
         (error,) = cli.config_errors(tmp_path / name)
         assert "is not a Serve config" in error
+
+
+def test_the_test_setup_imports_no_ray_before_it_configures_ray_workers() -> None:
+    # Ray reads RAY_ENABLE_UV_RUN_RUNTIME_ENV when it is imported: a conftest that imports it
+    # before pytest_configure sets it makes every Ray worker start through `uv run`, and fail.
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, tests.conftest; print('ray' in sys.modules)"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "False"
