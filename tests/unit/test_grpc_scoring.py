@@ -87,7 +87,9 @@ def test_the_generated_code_is_what_protoc_makes_of_the_proto(tmp_path: Path) ->
     ]
     for path in generated:
         committed = PROJECT_ROOT / "serve_app" / "grpc_api" / path.name
-        assert committed.read_text() == path.read_text(), f"regenerate {path.name} (see README)"
+        assert committed.read_text() == path.read_text(), (
+            f"regenerate {path.name}: see the proto's header"
+        )
 
 
 def test_a_transaction_gets_the_http_answer(session_artifact: Path) -> None:
