@@ -29,8 +29,13 @@ PROXY_MODES: dict[str, dict[str, str]] = {
 }
 # Not an ingress mode: the README's mode without the per-prediction log line, to show its cost.
 NO_PREDICTION_LOGS = "haproxy+throughput,no-prediction-logs"
+# Not an ingress mode either: Serve's background work at a slower pace than its defaults (request
+# metrics exported every 100 ms, the controller's loop every 0.1 s), to see what it costs.
+QUIETER_BACKGROUND = "haproxy+throughput,quieter-background"
 SERVER_VARIANTS = PROXY_MODES | {
-    NO_PREDICTION_LOGS: PROXY_MODES["haproxy+throughput"] | {"FRAUD_LOG_PREDICTIONS": "false"}
+    NO_PREDICTION_LOGS: PROXY_MODES["haproxy+throughput"] | {"FRAUD_LOG_PREDICTIONS": "false"},
+    QUIETER_BACKGROUND: PROXY_MODES["haproxy+throughput"]
+    | {"RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000", "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"},
 }
 
 
