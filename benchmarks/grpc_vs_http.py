@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
@@ -33,13 +32,13 @@ import httpx
 import numpy as np
 
 from benchmarks.cpu import per_request_ms, session_cpu_seconds
+from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import real_rows
 from benchmarks.servers import Server, serve_server
 from fraud_model.features import FEATURE_NAMES
 
 logger = logging.getLogger("benchmarks.grpc_vs_http")
 MODE = "haproxy+throughput"  # fraud-serve's own
-FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
 HARD_MAX_DURATION_S = 60
 
 
@@ -159,11 +158,7 @@ def main() -> int:
                 runs[f"{name}_c{clients}"].append(result)
                 shown = {key: result[key] for key in (*FIGURES, "errors", "error_statuses")}
                 logger.info("round %d %-16s %s", round_ + 1, f"{name}_c{clients}", shown)
-    medians = {
-        name: {key: statistics.median(run[key] for run in results) for key in FIGURES}
-        | {"errors": sum(run["errors"] for run in results)}
-        for name, results in runs.items()
-    }
+    medians = median_figures(runs)
     for name, figures in medians.items():
         if name.startswith("grpc"):
             http = medians["http" + name.removeprefix("grpc")]
@@ -173,8 +168,7 @@ def main() -> int:
                 figures["p50_ms"] / http["p50_ms"], figures["p99_ms"] / http["p99_ms"],
                 figures["cpu_ms_per_request"] / http["cpu_ms_per_request"],
             )  # fmt: skip
-    if args.output:
-        args.output.write_text(json.dumps({"medians": medians, "runs": runs}, indent=2))
+    write_results(args.output, runs)
     return 0
 
 

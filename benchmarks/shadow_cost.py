@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ use_this_venv_for_ray_workers()  # before anything imports Ray
 
 import yaml
 
+from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import drive, real_rows
 from benchmarks.servers import PROJECT_ROOT, SERVER_VARIANTS, Server, running
 from serve_app.cli import free_port
@@ -40,7 +40,6 @@ from serve_app.cli import free_port
 logger = logging.getLogger("benchmarks.shadow_cost")
 MODE = "haproxy+throughput"  # fraud-serve's own, as the README runs it
 SHARES = (None, 0.0, 0.1, 1.0)  # None: the Ingress uses no challenger
-FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
 
 
 def config(port: int, share: float | None) -> dict:
@@ -115,11 +114,7 @@ def main() -> int:
                     runs[name_of(share)].append(result)
                     shown = {k: result[k] for k in (*FIGURES, "errors")}
                     logger.info("round %d %-14s %s", round_ + 1, name_of(share), shown)
-    medians = {
-        name: {key: statistics.median(run[key] for run in results) for key in FIGURES}
-        | {"errors": sum(run["errors"] for run in results)}
-        for name, results in runs.items()
-    }
+    medians = median_figures(runs)
     base = medians["no challenger"]
     for name, figures in medians.items():
         logger.info(
@@ -129,8 +124,7 @@ def main() -> int:
             figures["p50_ms"] / base["p50_ms"], figures["p99_ms"],
             figures["p99_ms"] / base["p99_ms"], figures["cpu_ms_per_request"], figures["errors"],
         )  # fmt: skip
-    if args.output:
-        args.output.write_text(json.dumps({"medians": medians, "runs": runs}, indent=2))
+    write_results(args.output, runs)
     return 0
 
 
