@@ -8,7 +8,7 @@ overloaded or the model replica failed (with Retry-After); 504 the model did not
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -64,11 +64,13 @@ class ApiError(Exception):
         if retry_after is not None:
             self.headers["Retry-After"] = str(retry_after)
 
+    def detail(self) -> list[dict[str, Any]]:
+        """The items of the error body (ErrorBody.detail)."""
+        return [{"type": self.kind, "loc": self.loc, "msg": self.msg}]
+
     def response(self) -> JSONResponse:
         return JSONResponse(
-            status_code=self.status,
-            content={"detail": [{"type": self.kind, "loc": self.loc, "msg": self.msg}]},
-            headers=self.headers,
+            status_code=self.status, content={"detail": self.detail()}, headers=self.headers
         )
 
 
@@ -85,12 +87,7 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
 
     async def validation_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        # FastAPI's default echoes each offending `input`: that leaks transaction data into
-        # responses and logs, and a NaN input cannot even be encoded as JSON (it ended in a 500).
-        detail = [
-            {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
-            for item in error.errors()
-        ]
+        detail = error_items(error.errors())  # without FastAPI's echo of each input
         if any(item["type"] == "json_invalid" for item in detail):
             count("bad_json")
             return JSONResponse(status_code=400, content={"detail": detail})
@@ -126,6 +123,15 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(HTTPException, http_error)
     api.add_exception_handler(Exception, unexpected_error)
+
+
+def error_items(errors: Iterable[Any], loc_prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Validation errors as items of the error body: type, where and what, never the input
+    (FastAPI's default echoes it, which leaks transaction data and cannot encode a NaN)."""
+    return [
+        {"type": item["type"], "loc": [*loc_prefix, *item["loc"]], "msg": item["msg"]}
+        for item in errors
+    ]
 
 
 def capped(detail: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 from serve_app.auth import KeyRing, key_in
-from serve_app.errors import ApiError, Rejections, capped
+from serve_app.errors import ApiError, Rejections, capped, error_items
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.schemas import (
     MAX_ABS_COMPONENT,
@@ -136,9 +136,7 @@ class GrpcScoring:
     def _refused(self, error: ApiError) -> Refusal:
         if self.rejections is not None:
             self.rejections.rejected(error.kind)
-        if isinstance(error, InvalidBody):
-            return Refusal.of(error.status, error.detail)
-        return Refusal.of(error.status, [{"type": error.kind, "loc": error.loc, "msg": error.msg}])
+        return Refusal.of(error.status, error.detail())
 
 
 def transaction_row(message: pb.Transaction) -> list[float]:
@@ -159,11 +157,7 @@ def invalid(model: type[Transaction] | type[ColumnarBatchBody], values: dict[str
     try:
         model.model_validate(values)
     except ValidationError as error:
-        detail = [
-            {"type": item["type"], "loc": ["body", *item["loc"]], "msg": item["msg"]}
-            for item in error.errors()
-        ]
-        return InvalidBody(capped(detail))
+        return InvalidBody(capped(error_items(error.errors(), ("body",))))
     # The quick checks and the model disagree: refuse rather than score unchecked values.
     return InvalidBody([{"type": "invalid", "loc": ["body"], "msg": "Invalid transaction values"}])
 
@@ -171,10 +165,13 @@ def invalid(model: type[Transaction] | type[ColumnarBatchBody], values: dict[str
 class InvalidBody(ApiError):
     """A 422 with every item of the body's validation errors."""
 
-    def __init__(self, detail: list[dict[str, Any]]) -> None:
-        first = detail[0]
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        first = items[0]
         super().__init__(422, "invalid", first["msg"], loc=first["loc"])
-        self.detail = detail
+        self.items = items
+
+    def detail(self) -> list[dict[str, Any]]:
+        return self.items
 
 
 def request_id_in(metadata: Iterable[tuple[str, Any]]) -> str:
