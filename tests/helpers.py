@@ -77,6 +77,13 @@ def write_other_artifact(
     return path
 
 
+def assert_same_answers(columnar: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
+    """A columnar answer holds the same decisions, in order, as a batch answer's predictions."""
+    assert columnar["fraud_probability"] == [p["fraud_probability"] for p in predictions]
+    assert columnar["is_fraud"] == [p["is_fraud"] for p in predictions]
+    assert columnar["model_version"] == predictions[0]["model_version"]
+
+
 def random_transactions(n: int, seed: int = 0) -> np.ndarray:
     rows = np.random.default_rng(seed).normal(size=(n, 29)).astype(np.float32)
     rows[:, -1] = np.abs(rows[:, -1]) * 100  # Amount: never negative

@@ -10,7 +10,7 @@ from ray import serve
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
-from tests.helpers import as_json, random_transactions
+from tests.helpers import as_json, assert_same_answers, random_transactions
 from tests.serve.serving import deploy_app, replica_names
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
@@ -87,11 +87,7 @@ def test_columns_get_the_batch_endpoint_s_answers(client: httpx.Client) -> None:
     columns = {name: [row[name] for row in rows] for name in rows[0]}
     answer = client.post("/api/v1/predict/columns", json=columns)
     assert answer.status_code == 200
-    scored = answer.json()
-    predictions = batch["predictions"]
-    assert scored["fraud_probability"] == [p["fraud_probability"] for p in predictions]
-    assert scored["is_fraud"] == [p["is_fraud"] for p in predictions]
-    assert scored["model_version"] == predictions[0]["model_version"]
+    assert_same_answers(answer.json(), batch["predictions"])
 
 
 def test_threshold_and_batching_change_without_restarting_replicas(
