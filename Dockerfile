@@ -31,13 +31,17 @@ COPY --chown=ray:users artifacts/default/ artifacts/default/
 COPY --chown=ray:users README.md ./
 RUN uv pip install --system --no-cache --no-deps -e .
 
-ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 \
-    RAY_SERVE_ENABLE_HA_PROXY=1 \
-    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+ENV PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8000
+# BEGIN rendered by `python -m k8s.render` from fraud_model/ray_env.py and serve_app/routes.py
+ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV="0" \
+    RAY_SERVE_ENABLE_HA_PROXY="1" \
+    RAY_SERVE_THROUGHPUT_OPTIMIZED="1" \
+    RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response" \
+    RAY_SERVE_GRPC_MAX_MESSAGE_SIZE="4194304"
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD wget -q -O /dev/null http://localhost:8000/api/v1/utils/health-check/ || exit 1
+# END rendered
 # The production Serve config (host 0.0.0.0, model from S3 through the standard AWS credential
 # chain), rendered from configs/ by `python -m k8s.render`. On KubeRay, the RayService's
 # serveConfigV2 (the same file) is what runs; this command is for a plain `docker run`.

@@ -36,6 +36,7 @@ from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import real_rows
 from benchmarks.servers import Server, serve_server
 from fraud_model.features import FEATURE_NAMES
+from serve_app.routes import COLUMNS_PATH, PREDICT_PATH
 
 logger = logging.getLogger("benchmarks.grpc_vs_http")
 MODE = "haproxy+throughput"  # fraud-serve's own
@@ -67,7 +68,7 @@ def target(server: Server, setting: str) -> tuple[str, list[str]]:
     """URL and h2load options of a setting."""
     assert server.grpc_port is not None
     if setting.startswith("http"):
-        path = "/api/v1/predict" if setting == "http_one" else "/api/v1/predict/columns"
+        path = PREDICT_PATH if setting == "http_one" else COLUMNS_PATH
         return server.url + path, ["--h1", "-H", "content-type: application/json"]
     method = "Predict" if setting == "grpc_one" else "PredictColumns"
     url = f"http://127.0.0.1:{server.grpc_port}/fraud.v1.FraudScoring/{method}"

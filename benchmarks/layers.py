@@ -30,6 +30,7 @@ use_this_venv_for_ray_workers()
 from benchmarks.cpu import per_request_ms, session_cpu_seconds
 from benchmarks.run import real_rows
 from benchmarks.servers import PROJECT_ROOT, serve_server
+from serve_app.routes import PREDICT_PATH
 
 logger = logging.getLogger("benchmarks")
 
@@ -82,7 +83,7 @@ def replica_pids(session_id: int) -> dict[int, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--path", default="/api/v1/predict")
+    parser.add_argument("--path", default=PREDICT_PATH)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=25.0, help="seconds of load")
     parser.add_argument("--sample", type=float, default=15.0, help="seconds py-spy samples")

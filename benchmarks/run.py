@@ -49,11 +49,11 @@ from benchmarks.servers import (
 )
 from fraud_model.artifact import LoadedArtifact, load_artifact
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
+from serve_app.routes import BATCH_PATH, COLUMNS_PATH, PREDICT_PATH
 
 logger = logging.getLogger("benchmarks")
 ARTIFACT = PROJECT_ROOT / "artifacts" / "default"
 DATA = PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz"
-COLUMNS_PATH = "/api/v1/predict/columns"
 NOOP_APP = {
     "name": "fraud",
     "route_prefix": "/",
@@ -107,8 +107,8 @@ def http_suite(
     server: Server,
     files: dict[str, Path],
     args: argparse.Namespace,
-    single_path: str = "/api/v1/predict",
-    batch_path: str | None = "/api/v1/predict/batch",
+    single_path: str = PREDICT_PATH,
+    batch_path: str | None = BATCH_PATH,
 ) -> dict:
     results = {
         f"c{c}": drive(server, single_path, files["single"], c, args.duration, args.repeats)
@@ -227,7 +227,7 @@ def main() -> int:
             log_suite(mode, results[mode])
             if not args.no_noop:
                 with serve_server(mode, application=NOOP_APP) as server:
-                    noop = {"c32": drive(server, "/api/v1/predict", files["single"], 32,
+                    noop = {"c32": drive(server, PREDICT_PATH, files["single"], 32,
                                          args.duration, args.repeats)}  # fmt: skip
                 results[f"{mode}/noop"] = noop
                 log_suite(f"{mode}/noop", noop)

@@ -16,9 +16,10 @@ import yaml
 
 from benchmarks.cpu import ProcessStat, process_table, session_processes
 from serve_app.cli import free_port
+from serve_app.config import INGRESS
+from serve_app.routes import HEALTH_PATH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-HEALTH_PATH = "/api/v1/utils/health-check/"
 
 # Ray Serve's ingress modes (see docs/BENCHMARKS.md); fraud-serve's own default is the last.
 PROXY_MODES: dict[str, dict[str, str]] = {
@@ -79,7 +80,7 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
     port = on_free_ports(config)
     if application is not None:
         (shipped,) = config["applications"]
-        ingress = [entry for entry in shipped["deployments"] if entry["name"] == "Ingress"]
+        ingress = [entry for entry in shipped["deployments"] if entry["name"] == INGRESS]
         config["applications"] = [application | {"args": shipped["args"], "deployments": ingress}]
     with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
         config_path = Path(workdir) / "serve_config.yaml"

@@ -36,6 +36,8 @@ from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import drive, real_rows
 from benchmarks.servers import PROJECT_ROOT, SERVER_VARIANTS, Server, running
 from serve_app.cli import free_port
+from serve_app.config import CHALLENGER, INGRESS
+from serve_app.routes import PREDICT_PATH
 
 logger = logging.getLogger("benchmarks.shadow_cost")
 MODE = "haproxy+throughput"  # fraud-serve's own, as the README runs it
@@ -50,11 +52,11 @@ def config(port: int, share: float | None) -> dict:
     del shipped["grpc_options"]  # measured over HTTP; no second fixed port to collide on
     (application,) = shipped["applications"]
     for entry in application["deployments"]:
-        if entry["name"] == "Ingress":
+        if entry["name"] == INGRESS:
             entry["user_config"] = {} if share is None else {"challenger": {"share": share}}
     application["deployments"].append(
         {
-            "name": "Challenger",
+            "name": CHALLENGER,
             "num_replicas": 1,
             "autoscaling_config": None,
             "ray_actor_options": {"num_cpus": 0},
@@ -105,11 +107,11 @@ def main() -> int:
         bodies.write_text(json.dumps(real_rows(256)))
         with challenger_server(workdir) as (server, port):
             # A first run, not counted: FraudModel's autoscaling settles under this load.
-            drive(server, "/api/v1/predict", bodies, args.concurrency, args.duration, 1)
+            drive(server, PREDICT_PATH, bodies, args.concurrency, args.duration, 1)
             for round_ in range(args.rounds):
                 for share in SHARES:
                     apply(workdir, port, share)
-                    result = drive(server, "/api/v1/predict", bodies, args.concurrency,
+                    result = drive(server, PREDICT_PATH, bodies, args.concurrency,
                                    args.duration, 1)  # fmt: skip
                     runs[name_of(share)].append(result)
                     shown = {k: result[k] for k in (*FIGURES, "errors")}

@@ -1,13 +1,34 @@
-"""Ray's workers run in this project's virtual environment.
+"""Ray's environment for this project: every Ray variable it runs with, in one place.
 
-Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a copy
-of the working directory; the project's own environment is already the right one. Processes that
-start Ray set this before Ray is imported (the Docker image sets it as an ENV).
+`fraud-serve` sets these before it starts Ray; `python -m k8s.render` writes them into the
+Dockerfile's ENV and every Ray container of the RayService, and its check fails when either
+differs from here. Processes that start Ray themselves (training, the tests) set the workers'
+one before Ray is imported.
 """
 
 import os
 
+# Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a
+# copy of the working directory; the project's own environment is already the right one.
 THIS_VENV_FOR_RAY_WORKERS = {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+
+SERVE_ENVIRONMENT = {
+    # Ray Serve's fastest ingress path here (docs/BENCHMARKS.md): HAProxy in front of the
+    # replicas' own HTTP servers, and the throughput-optimised request path.
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # HAProxy replays a request whose Ingress replica closed the connection without answering
+    # (it died): scoring has no side effects, so a replay is safe, and the client gets its
+    # answer instead of a 500.
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+    # Serve's gRPC servers take messages of up to 2 GiB unless told otherwise: bound them, as the
+    # HTTP API bounds its bodies, at gRPC's own default of 4 MiB (a call of 1,000 transactions
+    # as columns is about 232 KB). Read by every Ray process at its start.
+    "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(4 * 1024 * 1024),
+}
+
+# What every Ray process of the service starts with, locally and in the image alike.
+RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT
 
 
 def use_this_venv_for_ray_workers() -> None:

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
-from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+from serve_app.config import MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 RAYSERVICE = ROOT / "k8s" / "rayservice.yaml"
@@ -288,7 +288,6 @@ class LocalRayCluster:
             # What authOptions: {mode: token} makes KubeRay put in every Ray container.
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
-            **THIS_VENV_FOR_RAY_WORKERS,  # the image's ENV
             # Per node, as each pod has its own /tmp and cache volume and its own address.
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy.cfg",
             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/admin.sock",
@@ -382,7 +381,7 @@ def rehearsal_serve_config(
     config["grpc_options"]["port"] = grpc_port
     for application in config["applications"]:
         for deployment in application["deployments"]:
-            if deployment["name"] == "FraudModel" and model_config:
+            if deployment["name"] == MODEL and model_config:
                 deployment["user_config"] = {**deployment["user_config"], **model_config}
     return config
 

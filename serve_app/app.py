@@ -2,9 +2,16 @@
 
 from ray.serve import Application, Deployment
 
-from serve_app.config import AppArgs, ChallengerAutoscaling, IngressConfig
+from serve_app.config import (
+    CHALLENGER,
+    INGRESS,
+    MODEL,
+    AppArgs,
+    ChallengerAutoscaling,
+    IngressConfig,
+)
 from serve_app.ingress import Ingress
-from serve_app.model import CHALLENGER, FraudModel, ModelConfig
+from serve_app.model import FraudModel, ModelConfig
 
 # The challenger's load is shed first: beyond this many calls waiting for a Challenger replica
 # (per Ingress replica), a call fails at once with BackPressureError and is counted as
@@ -29,16 +36,20 @@ def build_graph(
     it. For `serve.run` from Python, with the configs given here instead of in a config file."""
     # A config's `deployments:` section overrides each user_config as a whole; each is
     # validated, key by key, by its replicas (ModelConfig, IngressConfig).
-    model = deployment(FraudModel).options(user_config=model_config.model_dump()).bind()
+    model = (
+        deployment(FraudModel)
+        .options(name=MODEL, user_config=model_config.model_dump())
+        .bind(role="champion")
+    )
     # The Challenger gets no model unless the config names one: a replica without one refuses
     # to start, rather than serve the bundled default as a "challenger".
     challenger = (
         challenger_deployment()
         .options(user_config=challenger_config.model_dump() if challenger_config else {})
-        .bind()
+        .bind(role="challenger")
     )
     ingress = deployment(Ingress).options(
-        user_config=(ingress_config or IngressConfig()).model_dump()
+        name=INGRESS, user_config=(ingress_config or IngressConfig()).model_dump()
     )
     return ingress.bind(model, args, challenger)
 

@@ -1,13 +1,13 @@
 """A challenger model beside the champion: shadow scoring and canary answers in the Ingress.
 
-`ShadowingModelHandle` is the model handle the API awaits (serve_app.scoring.ModelHandle), wrapped
-around the champion's. In shadow mode it returns the champion's answers untouched and, for a
+`ShadowingModelHandle` is the model handle the API awaits (serve_app.data_plane.ModelHandle),
+wrapped around the champion's. In shadow mode it returns the champion's answers untouched and, for a
 share of requests, sends the same rows to the challenger from a background task once the
 champion has answered: the request never waits for the challenger, which is cancelled after
 its own timeout. In canary mode the challenger answers a share of requests, with the champion
 scoring the same rows beside it as the fallback. Either way, when both answered, their answers
 are compared row by row and counted (serve_app.comparison), in Prometheus and in
-GET /api/v1/model/challenger, and a log record carries both scores.
+the challenger endpoint, and a log record carries both scores.
 """
 
 import asyncio
@@ -32,9 +32,9 @@ from serve_app.comparison import (
     cumulative,
 )
 from serve_app.config import ChallengerConfig
-from serve_app.metrics import tag_keys
+from serve_app.data_plane import ModelHandle, as_columns
+from serve_app.metrics import FLUSH_EVERY_S, tag_keys
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
-from serve_app.scoring import ModelHandle, as_columns
 
 # One model's scoring of a request's rows, started when awaited.
 ModelCall = Callable[[], Awaitable[list[Answer]]]
@@ -42,7 +42,6 @@ logger = logging.getLogger(f"ray.serve.{__name__}")
 
 # What became of each challenger call: `ok`, or why it gave nothing.
 OUTCOMES = ("ok", "dropped", "overloaded", "timeout", "error")
-FLUSH_EVERY_S = 1.0
 # A failing challenger fails every call: log why once in a while, and count every one.
 ERROR_LOG_EVERY_S = 60.0
 UNKNOWN_VERSION = "unknown"  # the challenger's version, until it first answers
@@ -144,7 +143,8 @@ class ChallengerRecorder:
 
 class ShadowingModelHandle:
     """The champion's model handle with a challenger beside it (see the module's docstring).
-    Implements serve_app.scoring.ModelHandle; `describe_challenger` is GET /api/v1/model/challenger.
+    Implements serve_app.data_plane.ModelHandle; `describe_challenger` answers the challenger
+    endpoint.
     Without a challenger config (`configure(None)`, the start) every call is the champion's own.
     """
 

@@ -25,8 +25,10 @@ from typing import Any
 
 import yaml
 
-from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+from fraud_model.ray_env import RAY_ENVIRONMENT
+from serve_app.config import INGRESS, MODEL
 from serve_app.loading import PROJECT_ROOT
+from serve_app.routes import CHALLENGER_PATH, MODEL_PATH
 
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
 # Where each running server notes its dashboard, by Serve port: `apply CONFIG` finds the server
@@ -35,29 +37,11 @@ RUNNING_DIR = Path.home() / ".cache" / "fraud-serving" / "running"
 _DASHBOARD_LINE = re.compile(r"View the dashboard at \S*?(http://[\w.:-]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-# Ray Serve's fastest ingress path here (docs/BENCHMARKS.md): HAProxy in front of the replicas'
-# own HTTP servers, and the throughput-optimised request path. Set either to 0 to turn it off.
-# HAProxy also replays a request whose Ingress replica closed the connection without answering
-# (it died): scoring has no side effects, so a replay is safe, and the client gets its answer
-# instead of a 500.
-FAST_INGRESS = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
-}
-
-# Serve's gRPC servers take messages of up to 2 GiB unless told otherwise: bound them, as the
-# HTTP API bounds its bodies, at gRPC's own default (a call of 1,000 transactions as columns is
-# about 232 KB). Read by every Ray process at its start.
-GRPC_LIMITS = {"RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(4 * 1024 * 1024)}
-
 
 def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
-        **THIS_VENV_FOR_RAY_WORKERS,
-        **FAST_INGRESS,
-        **GRPC_LIMITS,
+        **RAY_ENVIRONMENT,
         # HAProxy's files default to fixed paths in /tmp, which a second server (the tests,
         # while the user's is running) would take over: give each server its own.
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state_dir}/haproxy.cfg",
@@ -87,6 +71,10 @@ def serve_port(config: Path) -> int:
 
 def serve(config: Path) -> int:
     """`serve run CONFIG` as a child; its output passes through, and its end ends this."""
+    errors = config_errors(config)
+    if errors:
+        sys.stderr.write("Config refused, nothing started:\n" + "".join(f"  {e}\n" for e in errors))
+        return 1
     state_dir = Path(tempfile.mkdtemp(prefix="fraud-serve-"))
     running_note = RUNNING_DIR / f"{serve_port(config)}.json"
     env = ray_environment(str(state_dir)) | dict(os.environ)  # the caller's environment wins
@@ -154,47 +142,27 @@ def apply(config: Path) -> int:
 
 
 def config_errors(config: Path) -> list[str]:
-    """What the replicas would refuse in CONFIG, found before it is applied: the args, and each
-    user_config against the code's model of it (Serve checks neither until a replica reads it,
-    and a running replica keeps its last good one)."""
-    from pydantic import ValidationError
-
-    from serve_app.config import AppArgs, IngressConfig
-    from serve_app.model import CHALLENGER, ModelConfig
+    """What the replicas would refuse in CONFIG (serve_app.serve_config)."""
+    from serve_app.serve_config import config_errors as errors_of
 
     try:
-        applications = yaml.safe_load(config.read_text())["applications"]
-    except (OSError, yaml.YAMLError, TypeError, KeyError) as error:
+        document = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as error:
         return [f"{config} is not a Serve config: {error}"]
-    errors = []
-    for application in applications:
-        try:
-            args = AppArgs.model_validate(application.get("args") or {})
-        except ValidationError as error:
-            errors.append(f"args: {error}")
-            continue
-        for deployment in application.get("deployments", []):
-            name, user_config = deployment["name"], deployment.get("user_config")
-            try:
-                if name == "Ingress" and user_config is not None:
-                    context = {"request_timeout_s": args.request_timeout_s}
-                    IngressConfig.model_validate(user_config, context=context)
-                elif name in ("FraudModel", CHALLENGER) and user_config is not None:
-                    ModelConfig.model_validate(user_config)
-            except ValidationError as error:
-                errors.append(f"{name}.user_config: {error}")
-    return errors
+    return errors_of(document)
 
 
 def report_model(port: int, config: Path, timeout_s: float = 60) -> int:
     """Wait until the replicas took CONFIG's model (or refused it), and say which."""
     (application,) = yaml.safe_load(config.read_text())["applications"]
-    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
-    wanted = model.get("user_config", {}).get("artifact_uri", "artifacts/default")
+    model = next(d for d in application["deployments"] if d["name"] == MODEL)
+    from serve_app.model import ModelConfig
+
+    wanted = model.get("user_config", {}).get("artifact_uri", ModelConfig().artifact_uri)
     keys = json.loads(os.environ.get("FRAUD_OPERATOR_KEYS", "[]"))
     headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
     deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/model", headers=headers)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{MODEL_PATH}", headers=headers)
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
@@ -225,14 +193,14 @@ def report_challenger(port: int, config: Path, timeout_s: float = 60) -> int:
     answers (its first replica may have to start), and say which model it is, or why none."""
     (application,) = yaml.safe_load(config.read_text())["applications"]
     ingress: dict[str, Any] = next(
-        (d for d in application["deployments"] if d["name"] == "Ingress"), {}
+        (d for d in application["deployments"] if d["name"] == INGRESS), {}
     )
     wanted = (ingress.get("user_config") or {}).get("challenger")
     if not wanted:
         return 0
     keys = json.loads(os.environ.get("FRAUD_OPERATOR_KEYS", "[]"))
     headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
-    url = f"http://127.0.0.1:{port}/api/v1/model/challenger"
+    url = f"http://127.0.0.1:{port}{CHALLENGER_PATH}"
     deadline = time.monotonic() + timeout_s
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -251,7 +219,7 @@ def report_challenger(port: int, config: Path, timeout_s: float = 60) -> int:
             sys.stdout.write(
                 f"Challenger {model['model_version']} from {model['artifact_uri']}, "
                 f"{info['mode']} for {info['share']:.0%} of requests; comparison at "
-                "GET /api/v1/model/challenger\n"
+                f"GET {CHALLENGER_PATH}\n"
             )
             return 0
         time.sleep(1)

@@ -6,6 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+# The deployments of the application (serve_app.app), by the names a Serve config gives them.
+INGRESS = "Ingress"
+MODEL = "FraudModel"
+CHALLENGER = "Challenger"  # FraudModel's class, serving the challenger model
+MODEL_DEPLOYMENTS = (MODEL, CHALLENGER)
+# What a FraudModel replica is to the application: told through its constructor.
+ModelRole = Literal["champion", "challenger"]
+
 
 class ChallengerConfig(BaseModel):
     """The Ingress's `user_config.challenger`: how it uses the second model, the `Challenger`
@@ -69,7 +77,7 @@ class AppArgs(BaseModel):
     )
     openapi_docs: bool = Field(
         True,
-        description="Serve the OpenAPI spec and Swagger UI under /api/v1 (off in production).",
+        description="Serve the OpenAPI spec and Swagger UI with the API (off in production).",
     )
 
 

@@ -1,6 +1,7 @@
 """One error shape for the whole API: `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's own).
 
-Status codes: 400 the body is not JSON (malformed, empty, nested too deeply); 401 no valid API
+Status codes: 400 the body is not JSON (malformed, empty, nested too deeply), a deciding header
+is repeated or the request id is refused (serve_app.request_headers); 401 no valid API
 key; 403 a scoring key where an operator key is needed; 404/405 no such route or method; 413 body
 over the size limit; 415 not application/json; 422 JSON that breaks the schema (at most
 MAX_ERRORS items, then one that counts the rest); 500 an unexpected error (no detail leaks); 503
@@ -16,11 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from serve_app.body_limit import BodyTooLarge
 from serve_app.schemas import ErrorBody
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
+# Seconds, in Retry-After: Serve replaces a replica or drains a queue in about that.
+RETRY_AFTER_S = 1
 # A crafted body can break the schema in thousands of places: answer the first ones only.
 MAX_ERRORS = 20
 
@@ -28,7 +30,8 @@ MAX_ERRORS = 20
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "The body is not JSON: malformed, empty or nested too deeply.",
+        400: "The body is not JSON (malformed, empty or nested too deeply), or a header is "
+        "sent twice, or the request id is not a short token.",
         401: "An API key is required and none or a wrong one was sent.",
         403: "The key is a scoring key; this needs an operator key.",
         413: "The body is larger than the limit.",
@@ -100,8 +103,6 @@ def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -
         assert isinstance(error, HTTPException)
         if isinstance(error.__cause__, RecursionError):  # json's answer to deep nesting
             answer = ApiError(400, "bad_json", "The JSON body is nested too deeply", loc=["body"])
-        elif isinstance(error.__cause__, BodyTooLarge):
-            answer = ApiError(413, "too_large", str(error.__cause__), loc=["body"])
         else:
             kind = {400: "bad_json", 404: "not_found", 405: "method_not_allowed"}
             answer = ApiError(

@@ -1,39 +1,35 @@
 """The predict endpoints over gRPC (serve_app/grpc_api/fraud_scoring.proto), answered by the
 Ingress replica's methods that Serve's gRPC server calls by name.
 
-The same keys, rules, model, prediction log and error bodies as over HTTP: a valid message is
-checked with a few comparisons; one that is not goes through the HTTP body's pydantic model, so
-that a refusal names the field as the HTTP API's 422 does. A refusal is the HTTP status mapped to
-a gRPC code, with the HTTP error body as its details.
+As MLServer's and KServe's servicers do, each method only converts: its metadata is read as the
+HTTP headers are (serve_app.request_headers) and checked against the endpoint table's role for
+the method (serve_app.access), its message becomes the endpoint's own body model (so every bound
+is the pydantic model's), and the DataPlane that answers HTTP answers it. A refusal is the HTTP
+status mapped to a gRPC code, with the HTTP API's error body as its details.
 """
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
-import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
-from serve_app.auth import KeyRing, key_in
+from fraud_model.features import FEATURE_NAMES
+from serve_app.access import KeyRing, authorize
+from serve_app.data_plane import DataPlane, Request
 from serve_app.errors import ApiError, Rejections, capped, error_items
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
-from serve_app.schemas import (
-    MAX_ABS_COMPONENT,
-    MAX_AMOUNT,
-    ColumnarBatchBody,
-    Transaction,
-    columnar_request_model,
-)
-from serve_app.scoring import Scorer
+from serve_app.request_headers import RequestHeaders, grpc_pairs
+from serve_app.routes import Endpoint, EndpointTable, operator_endpoints
+from serve_app.schemas import ColumnarBatchBody, TransactionBody
 
 SERVICE = "fraud.v1.FraudScoring"
-SINGLE_METHOD = f"/{SERVICE}/Predict"
-COLUMNS_METHOD = f"/{SERVICE}/PredictColumns"
 SERVICER_FUNCTION = "serve_app.grpc_api.fraud_scoring_pb2_grpc.add_FraudScoringServicer_to_server"
+M = TypeVar("M", pb.Prediction, pb.ColumnarPrediction)
+B = TypeVar("B", bound=BaseModel)
 
 # The HTTP statuses the predict endpoints answer, as gRPC codes (gRPC's own HTTP mapping, with
 # 503 as UNAVAILABLE, which clients retry, and 504 as DEADLINE_EXCEEDED).
@@ -47,7 +43,6 @@ STATUS_CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-_KEY_METADATA = ("authorization", "x-api-key")
 
 
 @dataclass(frozen=True)
@@ -62,76 +57,76 @@ class Refusal:
         return cls(STATUS_CODES[status], json.dumps({"detail": detail}))
 
 
+@dataclass(frozen=True)
+class Reply(Generic[M]):
+    """A method's outcome: its answer or refusal, and the call's request id (None when the id
+    sent was refused)."""
+
+    answer: M | Refusal
+    request_id: str | None
+
+
 class GrpcScoring:
     """The gRPC methods' work, without Serve's context: each takes the request message and its
     metadata, and gives the answer message or a Refusal."""
 
     def __init__(
         self,
-        scorer: Scorer,
+        table: EndpointTable,
         keys: KeyRing,
-        max_transactions: int,
+        plane: DataPlane,
         rejections: Rejections | None = None,
     ) -> None:
-        self.scorer = scorer
         self.keys = keys
-        self.columnar_model = columnar_request_model(max_transactions)
-        self.max_transactions = max_transactions
+        self.plane = plane
         self.rejections = rejections
+        self._single = table.grpc("Predict")
+        self._columns = table.grpc("PredictColumns")
+        self._transaction = body_model(self._single, TransactionBody)
+        self._column_model = body_model(self._columns, ColumnarBatchBody)
+        self._operator_endpoints = operator_endpoints(table)
 
     async def predict(
-        self, message: pb.Transaction, metadata: Iterable[tuple[str, Any]], request_id: str
-    ) -> pb.Prediction | Refusal:
+        self, message: pb.Transaction, metadata: Iterable[tuple[str, Any]]
+    ) -> Reply[pb.Prediction]:
+        request_id = None
         try:
-            self._check_key(_metadata(metadata))
-            row = transaction_row(message)
-            answer = await self.scorer.one(row, request_id, SINGLE_METHOD)
+            request = self._admit(self._single, metadata)
+            request_id = request.request_id
+            values = {n: getattr(message, n) for n in FEATURE_NAMES if message.HasField(n)}
+            body = validated(self._transaction, values)
+            answer = await self.plane.predict(body, request)
         except ApiError as error:
-            return self._refused(error)
-        return pb.Prediction(
+            return Reply(self._refused(error), request_id)
+        prediction = pb.Prediction(
             fraud_probability=answer["fraud_probability"],
             is_fraud=answer["is_fraud"],
             threshold=answer["threshold"],
             model_version=answer["model_version"],
         )
+        return Reply(prediction, request_id)
 
     async def predict_columns(
-        self,
-        message: pb.TransactionColumns,
-        metadata: Iterable[tuple[str, Any]],
-        request_id: str,
-    ) -> pb.ColumnarPrediction | Refusal:
+        self, message: pb.TransactionColumns, metadata: Iterable[tuple[str, Any]]
+    ) -> Reply[pb.ColumnarPrediction]:
+        request_id = None
         try:
-            self._check_key(_metadata(metadata))
-            rows = self.column_rows(message)
-            answer = await self.scorer.columns(rows, request_id, COLUMNS_METHOD)
+            request = self._admit(self._columns, metadata)
+            request_id = request.request_id
+            values = {name: list(getattr(message, name)) for name in FEATURE_NAMES}
+            body = validated(self._column_model, values)
+            answer = await self.plane.predict_columns(body, request)
         except ApiError as error:
-            return self._refused(error)
-        return pb.ColumnarPrediction(**answer)
+            return Reply(self._refused(error), request_id)
+        return Reply(pb.ColumnarPrediction(**answer), request_id)
 
-    def column_rows(self, message: pb.TransactionColumns) -> np.ndarray:
-        """The (n, 29) float32 matrix of the columns, or an ApiError naming what is wrong."""
-        columns = [getattr(message, name) for name in FEATURE_NAMES]
-        length = len(columns[0])
-        if 0 < length <= self.max_transactions and all(len(c) == length for c in columns):
-            values = np.array(columns, dtype=np.float64)
-            components, amounts = values[:-1], values[-1]
-            # NaN fails every comparison: it is refused with the out-of-range values.
-            if (np.abs(components) <= MAX_ABS_COMPONENT).all() and (
-                (amounts >= 0) & (amounts <= MAX_AMOUNT)
-            ).all():
-                return np.ascontiguousarray(values.T, dtype=FEATURE_DTYPE)
-        raise invalid(
-            self.columnar_model,
-            {name: list(c) for name, c in zip(FEATURE_NAMES, columns, strict=True)},
-        )
-
-    def _check_key(self, by_name: Mapping[bytes, bytes]) -> None:
-        if self.keys.anonymous or self.keys.role_of(key_in(by_name)) is not None:
-            return  # either role may score
-        raise ApiError(
-            401, "unauthorized", "A valid API key is required", loc=["header", "authorization"]
-        )
+    def _admit(self, endpoint: Endpoint, metadata: Iterable[tuple[str, Any]]) -> Request:
+        """The call as a Request, or an ApiError: its metadata as HTTP headers, its key
+        checked against what the endpoint needs."""
+        pairs = grpc_pairs(metadata)
+        headers = RequestHeaders.read(pairs)
+        caller = authorize(self.keys, endpoint.needs(False), headers.key, self._operator_endpoints)
+        return Request(f"{SERVICE}/{endpoint.grpc_method}", request_id(headers, pairs), caller)
 
     def _refused(self, error: ApiError) -> Refusal:
         if self.rejections is not None:
@@ -139,27 +134,30 @@ class GrpcScoring:
         return Refusal.of(error.status, error.detail())
 
 
-def transaction_row(message: pb.Transaction) -> list[float]:
-    """The features in the model's order, or an ApiError naming each field that is wrong."""
-    row = [getattr(message, name) for name in FEATURE_NAMES if message.HasField(name)]
-    if (
-        len(row) == len(FEATURE_NAMES)
-        and all(-MAX_ABS_COMPONENT <= value <= MAX_ABS_COMPONENT for value in row[:-1])
-        and 0 <= row[-1] <= MAX_AMOUNT
-    ):
-        return row
-    present = {name: getattr(message, name) for name in FEATURE_NAMES if message.HasField(name)}
-    raise invalid(Transaction, present)
+def request_id(headers: RequestHeaders, pairs: list[tuple[bytes, bytes]]) -> str:
+    """The call's request id: the caller's `x-request-id`, else Serve's own `request_id`
+    metadata, else a new one (returned to the caller as `x-request-id`, to join the ledger
+    with)."""
+    if headers.request_id:
+        return headers.request_id
+    serves = [value for name, value in pairs if name == b"request_id"]
+    return serves[0].decode() if serves and serves[0] else str(uuid.uuid4())
 
 
-def invalid(model: type[Transaction] | type[ColumnarBatchBody], values: dict[str, Any]) -> ApiError:
-    """The 422 that `model` gives for `values`, which the quick checks refused."""
+def body_model(endpoint: Endpoint, kind: type[B]) -> type[B]:
+    """The endpoint's body model, which the method's conversion expects to be a `kind`."""
+    if endpoint.body is None or not issubclass(endpoint.body, kind):
+        raise TypeError(f"{endpoint.path}'s body is {endpoint.body!r}, not a {kind.__name__}")
+    return endpoint.body
+
+
+def validated(model: type[B], values: dict[str, Any]) -> B:
+    """`values` as `model`, or a 422 with every item of what is wrong, as the HTTP API answers
+    the same values."""
     try:
-        model.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as error:
-        return InvalidBody(capped(error_items(error.errors(), ("body",))))
-    # The quick checks and the model disagree: refuse rather than score unchecked values.
-    return InvalidBody([{"type": "invalid", "loc": ["body"], "msg": "Invalid transaction values"}])
+        raise InvalidBody(capped(error_items(error.errors(), ("body",)))) from None
 
 
 class InvalidBody(ApiError):
@@ -172,23 +170,3 @@ class InvalidBody(ApiError):
 
     def detail(self) -> list[dict[str, Any]]:
         return self.items
-
-
-def request_id_in(metadata: Iterable[tuple[str, Any]]) -> str:
-    """The call's request id: the caller's `x-request-id`, else Serve's own `request_id`
-    metadata, else a new one (returned to the caller as `x-request-id`, to join the prediction
-    log with)."""
-    given = dict(metadata)
-    for name in ("x-request-id", "request_id"):
-        if isinstance(given.get(name), str) and given[name]:
-            return str(given[name])
-    return str(uuid.uuid4())
-
-
-def _metadata(metadata: Iterable[tuple[str, Any]]) -> dict[bytes, bytes]:
-    """The key metadata by name, as bytes like HTTP headers."""
-    found: dict[bytes, bytes] = {}
-    for name, value in metadata:
-        if name in _KEY_METADATA:
-            found[name.encode()] = value.encode() if isinstance(value, str) else bytes(value)
-    return found

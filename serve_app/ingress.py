@@ -16,12 +16,13 @@ from serve_app.api import create_api
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs, IngressConfig
+from serve_app.data_plane import ModelHandle
+from serve_app.errors import RETRY_AFTER_S
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
-from serve_app.grpc_scoring import GrpcScoring, Refusal, request_id_in
+from serve_app.grpc_scoring import GrpcScoring, Refusal, Reply
 from serve_app.metrics import RequestMetrics
 from serve_app.prediction_log import prediction_log_file, write_predictions_to
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
-from serve_app.scoring import ModelHandle
 from serve_app.settings import ServiceSettings
 
 # Serve writes the "ray.serve" logger tree to the replica logs (with request ids): log under it.
@@ -104,7 +105,7 @@ class ChallengerModelHandle(CoalescingModelHandle):
     max_ongoing_requests=256,
     # Beyond this the proxy sheds load with 503 and Retry-After instead of queueing without end.
     max_queued_requests=512,
-    backpressure_config={"retry_after_s": 1},
+    backpressure_config={"retry_after_s": RETRY_AFTER_S},
 )
 @serve.ingress()
 class Ingress:
@@ -160,12 +161,7 @@ class Ingress:
             rejections=rejections,
             challenger=self._shadowing.describe_challenger if self._shadowing else None,
         )
-        self._grpc = GrpcScoring(
-            api.state.scorer,
-            api.state.keys,
-            self._args.max_transactions_per_request,
-            rejections,
-        )
+        self._grpc = GrpcScoring(api.state.table, api.state.keys, api.state.plane, rejections)
         return api
 
     # The gRPC methods (serve_app/grpc_api/fraud_scoring.proto), which Serve's gRPC server
@@ -174,19 +170,15 @@ class Ingress:
         self, request: pb.Transaction, grpc_context: RayServegRPCContext
     ) -> pb.Prediction:
         assert self._grpc is not None  # built with the ASGI app, before any request
-        metadata = grpc_context.invocation_metadata()
-        request_id = replied_request_id(metadata, grpc_context)
-        answer = await self._grpc.predict(request, metadata, request_id)
-        return answered(answer, grpc_context, pb.Prediction)
+        reply = await self._grpc.predict(request, grpc_context.invocation_metadata())
+        return answered(reply, grpc_context, pb.Prediction)
 
     async def PredictColumns(
         self, request: pb.TransactionColumns, grpc_context: RayServegRPCContext
     ) -> pb.ColumnarPrediction:
         assert self._grpc is not None
-        metadata = grpc_context.invocation_metadata()
-        request_id = replied_request_id(metadata, grpc_context)
-        answer = await self._grpc.predict_columns(request, metadata, request_id)
-        return answered(answer, grpc_context, pb.ColumnarPrediction)
+        reply = await self._grpc.predict_columns(request, grpc_context.invocation_metadata())
+        return answered(reply, grpc_context, pb.ColumnarPrediction)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply the Ingress's user_config (IngressConfig) in place. A bad one fails the
@@ -225,17 +217,13 @@ class Ingress:
             self._shadowing.flush()
 
 
-def replied_request_id(metadata: list[tuple[str, str]], context: RayServegRPCContext) -> str:
-    """The call's request id (serve_app.grpc_scoring.request_id_in), also sent back to the
-    caller as `x-request-id` trailing metadata, as the HTTP API echoes X-Request-ID."""
-    request_id = request_id_in(metadata)
-    context.set_trailing_metadata([("x-request-id", request_id)])
-    return request_id
-
-
-def answered(answer: M | Refusal, context: RayServegRPCContext, empty: type[M]) -> M:
-    """The answer message; for a refusal, its code and details set on the call, and an empty
-    message (gRPC sends the code, not the message)."""
+def answered(reply: Reply[M], context: RayServegRPCContext, empty: type[M]) -> M:
+    """The answer message, with the call's request id sent back as `x-request-id` trailing
+    metadata (as the HTTP API echoes X-Request-ID); for a refusal, its code and details set on
+    the call, and an empty message (gRPC sends the code, not the message)."""
+    if reply.request_id is not None:
+        context.set_trailing_metadata([("x-request-id", reply.request_id)])
+    answer = reply.answer
     if isinstance(answer, Refusal):
         context.set_code(answer.code)
         context.set_details(answer.details)

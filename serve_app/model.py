@@ -4,7 +4,7 @@ The artifact, the threshold and the batching all live in `user_config`, so chang
 retunes running replicas in place (`reconfigure`). A new artifact is loaded and verified beside
 the serving one and swapped in with one assignment: every request sees one whole model. If it
 cannot be loaded, the old one keeps serving and the failure shows in the logs, the
-`fraud_model_reload_failures` metric and `GET /api/v1/model`.
+`fraud_model_reload_failures` metric and the model endpoint.
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
-from serve_app.config import ModelAutoscaling
+from serve_app.config import ModelAutoscaling, ModelRole
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
@@ -35,11 +35,12 @@ logger = logging.getLogger(f"ray.serve.{__name__}")
 
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
+# Requests a replica holds at once, per request of a full batch (serve_app.serve_config checks
+# configs for it).
+MAX_ONGOING_PER_BATCH = 2
 # Up to this many rows are scored on the event loop: onnxruntime takes a fraction of a
 # millisecond for them, less than the hop to a worker thread and back.
 INLINE_MAX_ROWS = 64
-# The second deployment of this class, serving the challenger model (serve_app.app).
-CHALLENGER = "Challenger"
 NO_CHALLENGER_MODEL = (
     "the Challenger's user_config names no artifact_uri: give the config's `deployments:` an "
     "entry `name: Challenger` with user_config.artifact_uri and metadata_sha256"
@@ -126,14 +127,17 @@ class ScoreDrift:
     ray_actor_options={"num_cpus": 1},
     # A batch never exceeds the requests a replica holds at once: room for two full batches of
     # the default size lets one fill while the other is scored. A config that raises
-    # user_config.max_batch_size must raise this with it.
-    max_ongoing_requests=2 * DEFAULT_MAX_BATCH_SIZE,
+    # user_config.max_batch_size must raise this with it (serve_app.serve_config).
+    max_ongoing_requests=MAX_ONGOING_PER_BATCH * DEFAULT_MAX_BATCH_SIZE,
     # Beyond this, callers get 503 and Retry-After instead of waiting in a growing queue.
     max_queued_requests=128,
     autoscaling_config=ModelAutoscaling().model_dump(),
 )
 class FraudModel:
-    def __init__(self) -> None:
+    def __init__(self, role: ModelRole) -> None:
+        # Told, never guessed from the deployment's name: the Challenger (serve_app.app) starts
+        # without a model of its own rather than the bundled default.
+        self._challenger = role == "challenger"
         # The model is loaded by reconfigure(), which Serve calls right after this with the
         # user_config (ModelConfig's defaults when the config gives none).
         self._serving: ServingModel | None = None
@@ -142,11 +146,11 @@ class FraudModel:
         self._metrics = ModelMetrics()
         # Read once: the environment a replica starts with does not change.
         self._artifact_cache = ServiceSettings().artifact_cache.expanduser()
-        # FraudModel, or the Challenger: the same class, named in messages as the config names it.
+        # Named in messages as the config names the deployment.
         self._name = serve.get_replica_context().deployment
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        if self._name == CHALLENGER and "artifact_uri" not in user_config:
+        if self._challenger and "artifact_uri" not in user_config:
             # No challenger model in the config. ModelConfig's default, the bundled model, is
             # never what a challenger meant, so none is loaded: a new replica starts idle and
             # answers every call with why (the Ingress counts and logs it); a running one keeps
@@ -280,9 +284,9 @@ class FraudModel:
             self._metrics.score_drift(version, psi)
 
     def describe(self) -> dict[str, Any]:
-        """The serving model's metadata, for GET /api/v1/model (and the Challenger's, for
-        GET /api/v1/model/challenger)."""
-        if self._serving is None and self._name == CHALLENGER:
+        """The serving model's metadata, for the model endpoint (and the Challenger's, for the
+        challenger endpoint)."""
+        if self._serving is None and self._challenger:
             return {"model_version": None, "idle": NO_CHALLENGER_MODEL}
         serving = self._require_model()
         metadata = serving.artifact.metadata
@@ -318,7 +322,7 @@ class FraudModel:
         }
 
     def check_health(self) -> None:
-        if self._serving is None and self._name == CHALLENGER:
+        if self._serving is None and self._challenger:
             return  # idle, healthy: see reconfigure
         serving = self._require_model()
         # Serve calls this every few seconds: re-assert the model-info gauge, which a single
@@ -329,7 +333,7 @@ class FraudModel:
         self._metrics.flush()  # counts from the last second of traffic, if it has stopped
 
     def _require_model(self) -> ServingModel:
-        if self._serving is None and self._name == CHALLENGER:
+        if self._serving is None and self._challenger:
             raise RuntimeError(NO_CHALLENGER_MODEL)
         if self._serving is None:
             raise RuntimeError("FraudModel replica has no model loaded")

@@ -6,6 +6,7 @@ from typing import Annotated, Any, NotRequired, Self, TypedDict
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
+from fraud_model.engines import PARITY_TOLERANCE
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
 # Input bounds. The real data's PCA components lie within about ±121 and its largest amount is
@@ -45,7 +46,7 @@ class ColumnarAnswer(TypedDict):
     model_version: str
 
 
-class _TransactionBase(BaseModel):
+class TransactionBody(BaseModel):
     # JSON numbers only (no numeric strings, booleans, NaN or Infinity), and no unknown fields:
     # a typo such as "v1" or "amount" is refused, never ignored.
     model_config = ConfigDict(
@@ -80,9 +81,9 @@ def _feature_column(name: str, max_transactions: int) -> Any:
 
 
 # Generated from the feature contract, so the API can never drift from what the model reads.
-Transaction: type[_TransactionBase] = create_model(
+Transaction: type[TransactionBody] = create_model(
     "Transaction",
-    __base__=_TransactionBase,
+    __base__=TransactionBody,
     __doc__="One card transaction: the 28 PCA components V1..V28 and the Amount. All fields "
     "are required finite JSON numbers; unknown fields are refused.",
     **{name: _feature_field(name) for name in FEATURE_NAMES},
@@ -105,7 +106,7 @@ class Explanation(BaseModel):
     other: float = Field(
         description="The summed contribution of the features not listed (0 when top_k covers "
         "all 29). base + the sum of contributions + other = fraud_probability (within the "
-        "engines' parity tolerance, 1e-5)."
+        f"engines' parity tolerance, {PARITY_TOLERANCE:g})."
     )
 
 

@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     `allow_anonymous` argument says otherwise. The health check never needs a key."""
 
     operator_keys: list[SecretStr] = []
-    """Operator keys: needed for `GET /api/v1/model` and `explain=true`, and accepted wherever
+    """Operator keys: needed for the operator endpoints and `explain=true`, and accepted wherever
     a scoring key is. Same format as `api_keys`; a key may not be in both lists."""
 
     log_predictions: bool = True

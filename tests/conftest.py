@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.ray_env import use_this_venv_for_ray_workers
-from serve_app.cli import GRPC_LIMITS, free_port
+from fraud_model.ray_env import SERVE_ENVIRONMENT, use_this_venv_for_ray_workers
+from serve_app.cli import free_port
 from tests.helpers import S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
     use_this_venv_for_ray_workers()  # before the test modules import Ray
-    for name, value in GRPC_LIMITS.items():  # as fraud-serve and the pods have them
-        os.environ.setdefault(name, value)
+    # The gRPC message bound, as fraud-serve and the pods have it. The ingress knobs are left
+    # to each test: the test cluster runs Serve's own proxy, not HAProxy.
+    name = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
+    os.environ.setdefault(name, SERVE_ENVIRONMENT[name])
 
 
 @pytest.fixture(scope="session")

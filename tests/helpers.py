@@ -128,3 +128,24 @@ def expected_agreement(champion: Path, challenger: Path, rows: np.ndarray) -> di
         "only_champion_flags": int((mine & ~theirs).sum()),
         "only_challenger_flags": int((~mine & theirs).sum()),
     }
+
+
+def endpoint_calls(transaction: dict[str, float]) -> list[tuple[str, str, Any, int]]:
+    """Every endpoint of the API as a client calls it, with valid bodies built from
+    `transaction`: (method, path with any query, JSON body or None, the role it needs: 0 none,
+    1 a scoring key, 2 an operator key)."""
+    batch = {"transactions": [transaction, transaction | {"V14": -9.0}]}
+    columns = {name: [value, value] for name, value in transaction.items()}
+    return [
+        ("POST", "/api/v1/predict", transaction, 1),
+        ("POST", "/api/v1/predict?explain=false", transaction, 1),
+        ("POST", "/api/v1/predict?explain=true", transaction, 2),
+        ("POST", "/api/v1/predict/batch", batch, 1),
+        ("POST", "/api/v1/predict/batch?explain=1&top_k=3", batch, 2),
+        ("POST", "/api/v1/predict/columns", columns, 1),
+        ("GET", "/api/v1/model", None, 2),
+        ("GET", "/api/v1/model/challenger", None, 2),
+        ("GET", "/api/v1/utils/health-check/", None, 0),
+        ("GET", "/api/v1/docs", None, 0),
+        ("GET", "/api/v1/openapi.json", None, 0),
+    ]

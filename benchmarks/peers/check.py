@@ -16,7 +16,8 @@ from benchmarks.servers import Server
 from fraud_model.artifact import LoadedArtifact
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 
-# The sklearn forest and its ONNX export agree within the artifact's parity tolerance (1e-5).
+# The sklearn forest and its ONNX export agree within the artifact's parity tolerance
+# (fraud_model.engines.PARITY_TOLERANCE).
 TOLERANCE = 1e-4
 
 

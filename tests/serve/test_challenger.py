@@ -3,8 +3,6 @@ champion's, whatever the challenger does; the comparison is counted exactly, exp
 Prometheus and logged with both scores; in canary mode a share is answered by the challenger."""
 
 import asyncio
-import statistics
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -231,7 +229,11 @@ def faulty_graph(session_artifact: Path, behaviour: str) -> Any:
     timeout and a small cap, so that every way of shedding it happens."""
     use = {"challenger": {"share": 1.0, "timeout_s": 0.3, "max_in_flight": 8}}
     model_config = ModelConfig(artifact_uri=str(session_artifact)).model_dump()
-    model = deployment(FraudModel).options(user_config=model_config, **ONE_REPLICA).bind()
+    model = (
+        deployment(FraudModel)
+        .options(user_config=model_config, **ONE_REPLICA)
+        .bind(role="champion")
+    )
     challenger = FaultyChallenger.options(name="Challenger", user_config={"behaviour": behaviour})
     ingress = deployment(Ingress).options(num_replicas=1, user_config=use)
     return ingress.bind(model, shipped_app_args(), challenger.bind())
@@ -244,32 +246,6 @@ def faulty_app(serve_url: str, session_artifact: Path) -> str:
     serve.delete("faulty")
 
 
-def sequential_latencies_ms(bases: list[str], rows: np.ndarray) -> dict[str, list[float]]:
-    """Each row to each app in turn, one request at a time, so that both see the same
-    moments of a busy machine."""
-    times: dict[str, list[float]] = {base: [] for base in bases}
-    clients = {base: httpx.Client(base_url=base, timeout=30) for base in bases}
-    try:
-        for row in rows:
-            for base, http in clients.items():
-                started = time.perf_counter()
-                response = http.post("/api/v1/predict", json=as_json(row))
-                times[base].append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200
-    finally:
-        for http in clients.values():
-            http.close()
-    return times
-
-
-# What a failing challenger may add to the median latency of a request, measured end to end
-# against the app without one, request by request in turn (figures printed with -s;
-# docs/RELIABILITY.md): a few milliseconds either way are the noise of a shared 2-core
-# machine; the bound is far below the 2 s request timeout. The in-process cost is bounded far
-# tighter in tests/unit/test_challenger.py.
-ADDED_P50_BOUND_MS = 10.0
-
-
 @pytest.mark.parametrize(("behaviour", "outcome"), [("raise", "error"), ("hang", "timeout")])
 def test_a_challenger_that_raises_or_hangs_changes_no_answer(
     fraud_app: str, faulty_app: str, session_artifact: Path, behaviour: str, outcome: str
@@ -278,32 +254,22 @@ def test_a_challenger_that_raises_or_hangs_changes_no_answer(
     assert challenger_info(faulty_app)["model"]["behaviour"] == behaviour  # applied in place
     before = settled(faulty_app, sent=0)["calls"]
 
-    # A burst, far more than the challenger holds: every answer is the champion's.
+    # A burst, far more than the challenger holds: every answer is the champion's. A hanging
+    # challenger never answers, so a request that waited for it would get a 504 after the
+    # request timeout: each 200 shows the request did not wait.
     bodies = requests_of(ROWS) * 2
     expected = asyncio.run(post_all(fraud_app, bodies, concurrency=32))
     got = asyncio.run(post_all(faulty_app, bodies, concurrency=32))
     for mine, theirs in zip(expected, got, strict=True):
         assert theirs.status_code == 200 and theirs.content == mine.content
 
-    # One request at a time: the latency with the failing challenger against without one.
-    times = sequential_latencies_ms([fraud_app, faulty_app], np.concatenate([ROWS, ROWS]))
-    p50 = {base: statistics.median(values) for base, values in times.items()}
-    worst = {base: max(values) for base, values in times.items()}
-    added = p50[faulty_app] - p50[fraud_app]
-    print(
-        f"\n{behaviour} challenger: p50 {p50[faulty_app]:.2f} ms against {p50[fraud_app]:.2f} ms "
-        f"without a challenger (added {added:.2f} ms); slowest {worst[faulty_app]:.1f} ms "
-        f"against {worst[fraud_app]:.1f} ms"
-    )
-    assert added < ADDED_P50_BOUND_MS
-
-    sent = before["sent"] + len(bodies) + 2 * len(ROWS)
+    sent = before["sent"] + len(bodies)
     calls = settled(faulty_app, sent=sent)["calls"]
     print(f"{behaviour} challenger calls: {calls}")
     assert calls["sent"] == sent
     new = {name: calls[name] - before[name] for name in OUTCOMES}
     assert new["ok"] == 0
-    assert sum(new.values()) == len(bodies) + 2 * len(ROWS)  # each call ended one way or another
+    assert sum(new.values()) == len(bodies)  # each call ended one way or another
     assert new[outcome] > 0
     if behaviour == "hang":
         assert new["dropped"] + new["overloaded"] > 0  # shed, not queued behind the hung ones

@@ -15,7 +15,7 @@ import pytest
 from fraud_model.features import FEATURE_NAMES
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
-from serve_app.grpc_scoring import SINGLE_METHOD
+from serve_app.grpc_scoring import SERVICE
 from tests.helpers import as_json, random_transactions
 from tests.polling import wait_for
 from tests.serve.serving import json_log_records
@@ -92,13 +92,13 @@ def test_the_request_id_reaches_the_prediction_log_and_comes_back(
     records = wait_for(logged, timeout_s=30)
     assert records, "the calls' predictions were not logged within 30 s"
     for request_id, record in records.items():
-        assert record["route"] == SINGLE_METHOD
+        assert record["route"] == f"{SERVICE}/Predict"
         assert record["fraud_probability"] == answers[request_id].fraud_probability
 
 
 def test_a_message_over_the_size_limit_is_refused(stub: FraudScoringStub) -> None:
-    # About 4.6 MB: over the 4 MiB bound (serve_app.cli.GRPC_LIMITS), refused by the gRPC
-    # server before it is parsed. Serve's own default would take up to 2 GiB.
+    # About 4.6 MB: over the 4 MiB bound (fraud_model.ray_env.SERVE_ENVIRONMENT), refused by the
+    # gRPC server before it is parsed. Serve's own default would take up to 2 GiB.
     count = 20_000
     message = pb.TransactionColumns(**{name: [0.5] * count for name in FEATURE_NAMES})
     with pytest.raises(grpc.RpcError) as refused:

@@ -157,7 +157,7 @@ def test_the_model_deployment_gets_its_model_from_user_config_only() -> None:
     ingress = app._bound_deployment
     model = ingress.init_args[0]._bound_deployment
     assert model.name == "FraudModel"
-    assert model.init_args == () and model.init_kwargs == {}
+    assert model.init_args == () and model.init_kwargs == {"role": "champion"}
     assert model.user_config == ModelConfig().model_dump()
     assert model.max_ongoing_requests == 2 * ModelConfig().max_batch_size
     assert ingress.init_args[1] == AppArgs()
@@ -170,6 +170,9 @@ def test_a_challenger_is_a_second_deployment_of_the_model_class_idle_by_default(
     assert args == AppArgs()
     assert challenger.name == "Challenger" and model.name == "FraudModel"
     assert challenger.func_or_class is model.func_or_class
+    # Each is told what it is, by its constructor argument, never by its name.
+    assert challenger.init_kwargs == {"role": "challenger"}
+    assert model.init_kwargs == {"role": "champion"}
     # No model unless the config's Challenger entry names one, and the Ingress sends it nothing:
     # no replica runs (Serve scales it to zero) and nothing changes until a config says so.
     assert challenger.user_config == {}

@@ -276,14 +276,13 @@ def test_a_failing_canary_is_answered_by_the_champion_within_the_timeout(
     handle = shadowing(champion, challenger, mode="canary", timeout_s=0.05)
 
     async def scenario() -> None:
-        started = time.perf_counter()
         assert await handle.score_many(ROWS) == [champion._answer(row) for row in ROWS]
         assert await handle.score([0.5]) == champion._answer([0.5])
-        elapsed = time.perf_counter() - started
-        # Two requests, each waiting at most the challenger's timeout.
-        assert elapsed < 2 * 0.05 + 0.5
         info = await settled(handle)
         assert info["calls"][outcome] == 2 and info["calls"]["ok"] == 0
+        # A hanging canary was given up at its timeout and cancelled, not waited for: the
+        # champion's answer came without it.
+        assert challenger.cancelled == (2 if behaviour == "hang" else 0)
 
     asyncio.run(scenario())
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from serve_app import model
-from serve_app.model import CHALLENGER, NO_CHALLENGER_MODEL, FraudModel
+from serve_app.config import CHALLENGER
+from serve_app.model import NO_CHALLENGER_MODEL, FraudModel
 
 ROW = [0.0] * 29
 
@@ -35,12 +36,13 @@ def challenger_replica(monkeypatch: pytest.MonkeyPatch) -> object:
     for kind in ("Counter", "Gauge", "Histogram"):
         monkeypatch.setattr(metrics, kind, Recorder)
     context = types.SimpleNamespace(
-        deployment=CHALLENGER,
+        # Named otherwise on purpose: the replica is told its role, never guesses it by name.
+        deployment=f"Second{CHALLENGER}",
         _deployment_config=types.SimpleNamespace(max_ongoing_requests=64),
     )
     monkeypatch.setattr(serve, "get_replica_context", lambda: context)
     monkeypatch.setattr(model, "replica_cpus", lambda: 1)  # Ray's runtime context would start Ray
-    return FraudModel.func_or_class()
+    return FraudModel.func_or_class(role="challenger")
 
 
 def test_without_a_model_in_its_config_it_loads_none_and_says_why(

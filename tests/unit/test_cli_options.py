@@ -1,7 +1,6 @@
 import io
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -29,13 +28,11 @@ def test_the_cli_and_python_train_the_same_model_by_default() -> None:
     assert args.num_tasks is defaults.num_tasks is None
 
 
-def test_help_is_quick_and_says_each_default_once() -> None:
-    started = time.monotonic()
+def test_help_imports_nothing_heavy_and_says_each_default_once() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "training", "--help"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    seconds = time.monotonic() - started
     # No pandas, scikit-learn or Ray is imported for it (each took seconds).
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, training.cli; "
@@ -47,7 +44,6 @@ def test_help_is_quick_and_says_each_default_once() -> None:
     assert "(default: True)" not in text and "(default: None)" not in text
     assert text.count("(default:") == text.count("default:")
     assert "--min-samples-leaf MIN_SAMPLES_LEAF minimum rows in a leaf (default: 3)" in text
-    assert seconds < 10  # a bound for a loaded CI machine; the import check above is the point
 
 
 def test_every_forest_option_reaches_the_params() -> None:

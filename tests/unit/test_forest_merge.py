@@ -50,4 +50,8 @@ def test_forests_with_different_classes_are_not_merged(tiny_dataset: Dataset) ->
 
 
 def test_params_mirror_sklearn_names() -> None:
-    RandomForestClassifier(**ForestParams().sklearn_kwargs())  # raises on an unknown name
+    kwargs = ForestParams(n_estimators=7, max_depth=4, criterion="entropy").sklearn_kwargs()
+    forest = RandomForestClassifier(**kwargs)
+    # Every parameter arrives under sklearn's own name, with its value.
+    assert {name: forest.get_params()[name] for name in kwargs} == kwargs
+    assert (forest.n_estimators, forest.max_depth, forest.criterion) == (7, 4, "entropy")

@@ -14,6 +14,7 @@ def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert first["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
+    assert first["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
     assert first["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] == str(4 * 1024 * 1024)
     assert first["RAY_SERVE_HAPROXY_SOCKET_PATH"].startswith("/tmp/a/")
     # Two servers at once (the user's and the tests') never share HAProxy files or ports.
@@ -75,8 +76,18 @@ def ingress(challenger: dict) -> list[dict]:
         (ingress({"mode": "canary", "share": 0.1}), {"request_timeout_s": 0.5}, "(0.5)"),
         ([{"name": "Challenger", "user_config": {"artifact_uri": ""}}], {}, "Challenger."),
         ([{"name": "FraudModel", "user_config": {"threshold": 2}}], {}, "FraudModel."),
+        (
+            [{"name": "FraudModel", "user_config": {"max_batch_size": 64}}],
+            {},
+            "FraudModel.max_ongoing_requests (64) must be at least 2 times",
+        ),
+        (
+            [{"name": "Challenger", "max_ongoing_requests": 8, "user_config": {}}],
+            {},
+            "Challenger.max_ongoing_requests (8)",
+        ),
     ],
-    ids=["share", "canary-timeout", "challenger-model", "model"],
+    ids=["share", "canary-timeout", "challenger-model", "model", "batch", "challenger-batch"],
 )
 def test_apply_refuses_a_config_the_replicas_would_refuse_before_applying_it(
     tmp_path: Path, capsys: pytest.CaptureFixture, deployments: list, args: dict, named: str
@@ -86,6 +97,22 @@ def test_apply_refuses_a_config_the_replicas_would_refuse_before_applying_it(
     # Refused before it looks for a running server: nothing is applied anywhere.
     assert cli.main(["apply", str(config)]) == 1
     assert "Config refused, nothing applied" in capsys.readouterr().err
+
+
+def test_a_batch_size_with_room_for_two_batches_is_taken(tmp_path: Path) -> None:
+    deployments = [
+        {"name": "FraudModel", "max_ongoing_requests": 128, "user_config": {"max_batch_size": 64}}
+    ]
+    assert cli.config_errors(write_config(tmp_path / "config.yaml", deployments)) == []
+
+
+def test_fraud_serve_refuses_to_start_a_config_the_replicas_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    deployments = [{"name": "FraudModel", "user_config": {"max_batch_size": 64}}]
+    config = write_config(tmp_path / "config.yaml", deployments)
+    assert cli.main([str(config)]) == 1  # before Ray or Serve is started
+    assert "Config refused, nothing started" in capsys.readouterr().err
 
 
 def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:

@@ -12,19 +12,17 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from fraud_model.features import FEATURE_NAMES
-from serve_app.auth import KeyRing
+from serve_app.access import KeyRing
+from serve_app.config import AppArgs
+from serve_app.data_plane import DataPlane, ModelHandle
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
-from serve_app.grpc_scoring import (
-    COLUMNS_METHOD,
-    SINGLE_METHOD,
-    GrpcScoring,
-    Refusal,
-    request_id_in,
-)
+from serve_app.grpc_scoring import SERVICE, GrpcScoring, Refusal, Reply
 from serve_app.prediction_log import PredictionLog
-from serve_app.scoring import Scorer
+from serve_app.routes import endpoint_table
+from serve_app.settings import ServiceSettings
 from tests.helpers import PROJECT_ROOT, random_transactions
 from tests.unit.api_client import InProcessModel, client
 
@@ -32,11 +30,23 @@ ROWS = random_transactions(6, seed=5)
 SCORING_KEY, OPERATOR_KEY = "s" * 40, "o" * 40
 
 
+ANONYMOUS = KeyRing((), anonymous=True)
+
+
 def scoring(
-    artifact: Path, keys: KeyRing | None = None, max_transactions: int = 100
+    artifact: Path,
+    keys: KeyRing = ANONYMOUS,
+    max_transactions: int = 100,
+    model: ModelHandle | None = None,
+    log: PredictionLog | None = None,
 ) -> GrpcScoring:
-    scorer = Scorer(InProcessModel(artifact), request_timeout_s=5, predictions=None)
-    return GrpcScoring(scorer, keys or KeyRing((), (), anonymous=True), max_transactions)
+    plane = DataPlane(model or InProcessModel(artifact), request_timeout_s=5, predictions=log)
+    table = endpoint_table(AppArgs(max_transactions_per_request=max_transactions))
+    return GrpcScoring(table, keys, plane)
+
+
+def answer_of(reply: Reply[Any]) -> Any:
+    return reply.answer
 
 
 def transaction(row: np.ndarray, **changes: float | None) -> pb.Transaction:
@@ -50,7 +60,8 @@ def columns(rows: np.ndarray) -> pb.TransactionColumns:
     )
 
 
-def refused(answer: Any) -> tuple[grpc.StatusCode, list[dict[str, Any]]]:
+def refused(reply: Reply[Any]) -> tuple[grpc.StatusCode, list[dict[str, Any]]]:
+    answer = reply.answer
     assert isinstance(answer, Refusal), answer
     return answer.code, json.loads(answer.details)["detail"]
 
@@ -95,7 +106,7 @@ def test_the_generated_code_is_what_protoc_makes_of_the_proto(tmp_path: Path) ->
 def test_a_transaction_gets_the_http_answer(session_artifact: Path) -> None:
     grpc_scoring, http = scoring(session_artifact), client(session_artifact)
     for row in ROWS:
-        answer = asyncio.run(grpc_scoring.predict(transaction(row), [], "r"))
+        answer = answer_of(asyncio.run(grpc_scoring.predict(transaction(row), [])))
         assert isinstance(answer, pb.Prediction)
         expected = http.post(
             "/api/v1/predict", json=dict(zip(FEATURE_NAMES, map(float, row), strict=True))
@@ -107,7 +118,7 @@ def test_a_transaction_gets_the_http_answer(session_artifact: Path) -> None:
 
 
 def test_columns_get_the_http_answer(session_artifact: Path) -> None:
-    answer = asyncio.run(scoring(session_artifact).predict_columns(columns(ROWS), [], "r"))
+    answer = answer_of(asyncio.run(scoring(session_artifact).predict_columns(columns(ROWS), [])))
     assert isinstance(answer, pb.ColumnarPrediction)
     body = {name: ROWS[:, index].tolist() for index, name in enumerate(FEATURE_NAMES)}
     expected = client(session_artifact).post("/api/v1/predict/columns", json=body).json()
@@ -129,10 +140,8 @@ def test_columns_get_the_http_answer(session_artifact: Path) -> None:
 def test_a_wrong_transaction_is_refused_as_over_http(
     session_artifact: Path, changes: dict[str, float | None]
 ) -> None:
-    answer = asyncio.run(
-        scoring(session_artifact).predict(transaction(ROWS[0], **changes), [], "r")
-    )
-    code, detail = refused(answer)
+    reply = asyncio.run(scoring(session_artifact).predict(transaction(ROWS[0], **changes), []))
+    code, detail = refused(reply)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     body = {name: float(value) for name, value in zip(FEATURE_NAMES, ROWS[0], strict=True)}
     body = {name: value for name, value in (body | changes).items() if value is not None}
@@ -144,10 +153,8 @@ def test_a_wrong_transaction_is_refused_as_over_http(
 def test_a_value_json_cannot_carry_is_refused_naming_its_field(
     session_artifact: Path, value: float
 ) -> None:
-    answer = asyncio.run(
-        scoring(session_artifact).predict(transaction(ROWS[0], V12=value), [], "r")
-    )
-    code, detail = refused(answer)
+    reply = asyncio.run(scoring(session_artifact).predict(transaction(ROWS[0], V12=value), []))
+    code, detail = refused(reply)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [item["loc"] for item in detail] == [["body", "V12"]]
 
@@ -157,18 +164,18 @@ def test_wrong_columns_are_refused_naming_the_column_and_position(session_artifa
     rows = ROWS[:3].copy()
     rows[1, 4] = math.nan
     rows[2, 28] = -5.0
-    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(columns(rows), [], "r")))
+    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(columns(rows), [])))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [item["loc"] for item in detail] == [["body", "V5", 1], ["body", "Amount", 2]]
 
     ragged = columns(ROWS[:3])
     ragged.V2.append(0.5)
-    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(ragged, [], "r")))
+    code, detail = refused(asyncio.run(grpc_scoring.predict_columns(ragged, [])))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "column V2 has 4 values where V1 has 3" in detail[0]["msg"]
 
     for wrong in (pb.TransactionColumns(), columns(ROWS[:5])):  # none, and over the limit
-        code, detail = refused(asyncio.run(grpc_scoring.predict_columns(wrong, [], "r")))
+        code, detail = refused(asyncio.run(grpc_scoring.predict_columns(wrong, [])))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert detail[0]["loc"] == ["body", "V1"]
 
@@ -177,12 +184,15 @@ def test_a_refusal_over_http_and_grpc_is_the_same_body(session_artifact: Path) -
     body = {name: ROWS[:2, index].tolist() for index, name in enumerate(FEATURE_NAMES)}
     body["V20"] = [0.1, 5000.0]
     message = pb.TransactionColumns(**body)
-    _, detail = refused(asyncio.run(scoring(session_artifact).predict_columns(message, [], "r")))
+    _, detail = refused(asyncio.run(scoring(session_artifact).predict_columns(message, [])))
     assert detail == http_refusal(session_artifact, "predict/columns", body)
 
 
 def test_keys_are_those_of_the_http_api(session_artifact: Path) -> None:
-    keys = KeyRing((SCORING_KEY.encode(),), (OPERATOR_KEY.encode(),), anonymous=False)
+    settings = ServiceSettings(
+        api_keys=[SecretStr(SCORING_KEY)], operator_keys=[SecretStr(OPERATOR_KEY)]
+    )
+    keys = KeyRing.from_settings(settings, allow_anonymous=False)
     grpc_scoring = scoring(session_artifact, keys)
     message = transaction(ROWS[0])
     for metadata in (
@@ -190,9 +200,10 @@ def test_keys_are_those_of_the_http_api(session_artifact: Path) -> None:
         [("x-api-key", SCORING_KEY)],
         [("authorization", f"Bearer {OPERATOR_KEY}")],
     ):
-        assert isinstance(asyncio.run(grpc_scoring.predict(message, metadata, "r")), pb.Prediction)
+        reply = asyncio.run(grpc_scoring.predict(message, metadata))
+        assert isinstance(reply.answer, pb.Prediction)
     for metadata in ([], [("x-api-key", "w" * 40)], [("authorization", SCORING_KEY)]):
-        code, detail = refused(asyncio.run(grpc_scoring.predict(message, metadata, "r")))
+        code, detail = refused(asyncio.run(grpc_scoring.predict(message, metadata)))
         assert code == grpc.StatusCode.UNAUTHENTICATED
         assert detail == [
             {
@@ -201,7 +212,7 @@ def test_keys_are_those_of_the_http_api(session_artifact: Path) -> None:
                 "msg": "A valid API key is required",
             }
         ]
-    code, _ = refused(asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [], "r")))
+    code, _ = refused(asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [])))
     assert code == grpc.StatusCode.UNAUTHENTICATED  # before the columns are looked at
 
 
@@ -213,9 +224,8 @@ class Overloaded(InProcessModel):
 
 
 def test_an_overloaded_model_is_unavailable_which_clients_retry(session_artifact: Path) -> None:
-    scorer = Scorer(Overloaded(session_artifact), request_timeout_s=5, predictions=None)
-    grpc_scoring = GrpcScoring(scorer, KeyRing((), (), anonymous=True), 10)
-    code, detail = refused(asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [], "r")))
+    grpc_scoring = scoring(session_artifact, model=Overloaded(session_artifact))
+    code, detail = refused(asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [])))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert detail[0]["type"] == "overloaded"
 
@@ -230,24 +240,56 @@ class Recorded(PredictionLog):
 
 def test_each_decision_is_logged_with_its_method_and_request_id(session_artifact: Path) -> None:
     log = Recorded()
-    scorer = Scorer(InProcessModel(session_artifact), request_timeout_s=5, predictions=log)
-    grpc_scoring = GrpcScoring(scorer, KeyRing((), (), anonymous=True), 10)
-    one = asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [], "r-1"))
-    many = asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [], "r-2"))
-    assert isinstance(one, pb.Prediction) and isinstance(many, pb.ColumnarPrediction)
+    grpc_scoring = scoring(session_artifact, log=log)
+    one = asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [("x-request-id", "r-1")]))
+    many = asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [("x-request-id", "r-2")]))
+    assert isinstance(one.answer, pb.Prediction) and one.request_id == "r-1"
+    assert isinstance(many.answer, pb.ColumnarPrediction) and many.request_id == "r-2"
     single, batch = log.records
-    assert (single["route"], single["request_id"]) == (SINGLE_METHOD, "r-1")
-    assert single["fraud_probability"] == one.fraud_probability
+    assert (single["route"], single["request_id"]) == (f"{SERVICE}/Predict", "r-1")
+    assert single["fraud_probability"] == one.answer.fraud_probability
     assert (batch["route"], batch["request_id"], batch["transactions"]) == (
-        COLUMNS_METHOD,
+        f"{SERVICE}/PredictColumns",
         "r-2",
         len(ROWS),
     )
-    assert batch["fraud_probabilities"] == list(many.fraud_probability)
+    assert batch["fraud_probabilities"] == list(many.answer.fraud_probability)
 
 
-def test_the_request_id_is_the_callers_else_serves_else_a_new_one() -> None:
-    assert request_id_in([("x-request-id", "order-1"), ("request_id", "serve-1")]) == "order-1"
-    assert request_id_in([("request_id", "serve-1")]) == "serve-1"
-    made = {request_id_in([]) for _ in range(3)}
-    assert len(made) == 3 and all(len(made_id) == 36 for made_id in made)  # uuid4s
+def test_the_request_id_is_the_callers_else_serves_else_a_new_one(session_artifact: Path) -> None:
+    grpc_scoring = scoring(session_artifact)
+
+    def request_id(metadata: list[tuple[str, str]]) -> str | None:
+        return asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), metadata)).request_id
+
+    assert request_id([("x-request-id", "order-1"), ("request_id", "serve-1")]) == "order-1"
+    assert request_id([("request_id", "serve-1")]) == "serve-1"
+    made = {request_id([]) for _ in range(3)}
+    assert len(made) == 3 and all(len(str(made_id)) == 36 for made_id in made)  # uuid4s
+
+
+@pytest.mark.parametrize("name", ["authorization", "x-api-key", "x-request-id"])
+def test_metadata_sent_twice_is_refused_naming_it_as_over_http(
+    session_artifact: Path, name: str
+) -> None:
+    values = {
+        "authorization": ["Bearer " + "a" * 40, "Bearer " + "b" * 40],
+        "x-api-key": ["a" * 40, "b" * 40],
+        "x-request-id": ["first", "second"],
+    }[name]
+    reply = asyncio.run(
+        scoring(session_artifact).predict(transaction(ROWS[0]), [(name, v) for v in values])
+    )
+    code, detail = refused(reply)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail[0]["loc"] == ["header", name] and detail[0]["type"] == "duplicate_header"
+
+
+def test_a_request_id_that_is_not_a_short_safe_token_is_refused(session_artifact: Path) -> None:
+    reply = asyncio.run(
+        scoring(session_artifact).predict(transaction(ROWS[0]), [("x-request-id", "x" * 129)])
+    )
+    code, detail = refused(reply)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail[0]["loc"] == ["header", "x-request-id"]
+    assert reply.request_id is None  # never echoed back

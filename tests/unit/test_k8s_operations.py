@@ -1,8 +1,11 @@
 """The cluster runs the local serve command's ingress, and Prometheus can scrape every Ray pod."""
 
+import re
+
 import yaml
 
-from serve_app.cli import FAST_INGRESS, GRPC_LIMITS
+from fraud_model.ray_env import RAY_ENVIRONMENT
+from serve_app.cli import ray_environment
 from tests.helpers import PROJECT_ROOT
 
 
@@ -17,10 +20,23 @@ def ray_containers() -> list[dict]:
     return [group["template"]["spec"]["containers"][0] for group in groups]
 
 
-def test_every_ray_pod_uses_the_ingress_mode_and_limits_of_fraud_serve() -> None:
+def test_every_ray_pod_and_the_image_run_with_the_ray_environment_of_fraud_serve() -> None:
+    """One source (fraud_model.ray_env): the pods, the image and `fraud-serve` set exactly the
+    same Ray variables, and none that `fraud-serve` does not set the same way."""
+    local = ray_environment("/tmp/state")
+    assert local.items() >= RAY_ENVIRONMENT.items()
     for container in ray_containers():
         env = {item["name"]: item.get("value") for item in container["env"]}
-        assert env.items() >= (FAST_INGRESS | GRPC_LIMITS).items(), container["name"]
+        ray = {name: value for name, value in env.items() if name.startswith("RAY_")}
+        assert ray == RAY_ENVIRONMENT, container["name"]
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    image = {
+        name: value.strip('"')
+        for line in dockerfile.replace("\\\n", " ").splitlines()
+        if line.startswith("ENV ")
+        for name, value in re.findall(r'(RAY_\w+)=("[^"]*"|\S+)', line)
+    }
+    assert image == RAY_ENVIRONMENT
 
 
 def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod() -> None:

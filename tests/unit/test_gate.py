@@ -1,5 +1,5 @@
-"""The lean predict path (serve_app.fast_path): what it answers itself, and that everything else
-reaches the FastAPI app with its body intact."""
+"""The request gate (serve_app.gate): what its lean path answers itself, what it refuses unread,
+and that everything else reaches the FastAPI app with its body intact."""
 
 import json
 from pathlib import Path
@@ -9,12 +9,13 @@ import pytest
 from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 
-from serve_app.auth import KeyRing
-from serve_app.fast_path import ScoringFastPath
-from serve_app.schemas import batch_request_model, columnar_request_model
-from serve_app.scoring import Scorer
+from serve_app.access import KeyRing
+from serve_app.config import AppArgs
+from serve_app.data_plane import DataPlane
+from serve_app.gate import RequestGate
+from serve_app.routes import endpoint_table
 from serve_app.settings import ServiceSettings
-from tests.unit.api_client import TRANSACTION, InProcessModel, client
+from tests.unit.api_client import TRANSACTION, InProcessModel
 
 pytestmark = pytest.mark.anyio
 KEY = "k" * 40
@@ -44,7 +45,7 @@ class App:
 
 
 async def call(
-    fast_path: ScoringFastPath,
+    gate: RequestGate,
     body: bytes,
     path: str = "/api/v1/predict",
     headers: dict[str, str] | None = None,
@@ -75,33 +76,25 @@ async def call(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await fast_path(scope, receive, send)
+    await gate(scope, receive, send)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 @pytest.fixture
-def fast_path(artifact_dir: Path) -> tuple[ScoringFastPath, App]:
+def fast_path(artifact_dir: Path) -> tuple[RequestGate, App]:
     app = App()
     settings = ServiceSettings(api_keys=[SecretStr(KEY)])
-    scorer = Scorer(InProcessModel(artifact_dir), 2.0, predictions=None)
-    path = ScoringFastPath(
+    gate = RequestGate(
         app,
-        scorer=scorer,
+        table=endpoint_table(AppArgs(max_transactions_per_request=3)),
         keys=KeyRing.from_settings(settings, allow_anonymous=False),
-        batch_model=batch_request_model(3),
-        columnar_model=columnar_request_model(3),
-        body_limits={
-            "/api/v1/predict": 2048,
-            "/api/v1/predict/batch": 8192,
-            "/api/v1/predict/columns": 8192,
-        },
-        cross_origin=True,
+        plane=DataPlane(InProcessModel(artifact_dir), 2.0, predictions=None),
     )
-    return path, app
+    return gate, app
 
 
 async def test_a_valid_transaction_is_answered_without_the_app(
-    fast_path: tuple[ScoringFastPath, App],
+    fast_path: tuple[RequestGate, App],
 ) -> None:
     path, app = fast_path
     status, body = await call(path, json.dumps(TRANSACTION).encode(), chunk=100)
@@ -121,18 +114,13 @@ async def test_a_valid_transaction_is_answered_without_the_app(
     [
         ({"V1": 1.0}, {}),  # missing fields
         (TRANSACTION | {"V1": "1"}, {}),  # a string
-        (TRANSACTION, {"headers": {"authorization": "Bearer wrong"}}),
-        (TRANSACTION, {"headers": {"authorization": ""}}),
-        (TRANSACTION, {"headers": {"content-type": "text/plain"}}),
-        (TRANSACTION, {"headers": {"origin": "https://shop.example"}}),
-        (TRANSACTION, {"query": b"explain=true"}),
-        (TRANSACTION | {"Amount": 1.0, "pad": "x" * 3000}, {"chunk": 500}),  # over the limit
+        (TRANSACTION, {"query": b"top_k=3"}),  # a query: FastAPI's route reads it
         ({"transactions": [TRANSACTION] * 4}, {"path": "/api/v1/predict/batch"}),  # too many
         (TRANSACTION | {"V2": [0.5, 0.5]}, {"path": "/api/v1/predict/columns"}),  # not columns
     ],
 )
 async def test_everything_else_reaches_the_app_with_its_body_intact(
-    fast_path: tuple[ScoringFastPath, App], body: dict[str, Any], options: dict[str, Any]
+    fast_path: tuple[RequestGate, App], body: dict[str, Any], options: dict[str, Any]
 ) -> None:
     path, app = fast_path
     raw = json.dumps(body).encode()
@@ -141,19 +129,32 @@ async def test_everything_else_reaches_the_app_with_its_body_intact(
     assert app.bodies == [raw]
 
 
-def test_both_paths_give_the_same_answer_byte_for_byte(artifact_dir: Path) -> None:
-    api = client(artifact_dir)
-    rows = [TRANSACTION, TRANSACTION | {"V14": -9.0, "Amount": 12.5}]
-    for row in rows:
-        lean = api.post("/api/v1/predict", json=row)
-        routed = api.post("/api/v1/predict?explain=false", json=row)  # a query: FastAPI's route
-        assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
-        assert lean.headers["content-type"] == routed.headers["content-type"]
-    batch = {"transactions": rows}
-    lean = api.post("/api/v1/predict/batch", json=batch)
-    routed = api.post("/api/v1/predict/batch?explain=false", json=batch)
-    assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
-    columns = {name: [row[name] for row in rows] for name in TRANSACTION}
-    lean = api.post("/api/v1/predict/columns", json=columns)
-    routed = api.post("/api/v1/predict/columns?routed=1", json=columns)
-    assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
+@pytest.mark.parametrize(
+    ("options", "status"),
+    [
+        ({"headers": {"authorization": "Bearer wrong"}}, 401),
+        ({"headers": {"authorization": ""}}, 401),
+        ({"query": b"explain=true"}, 403),  # reason codes need an operator key
+        ({"headers": {"content-type": "text/plain"}}, 415),
+        ({"path": "/api/v1/model", "headers": {"authorization": ""}}, 401),
+        ({"path": "/api/v1/anything", "headers": {"authorization": ""}}, 401),
+    ],
+)
+async def test_what_the_gate_refuses_never_reaches_the_app(
+    fast_path: tuple[RequestGate, App], options: dict[str, Any], status: int
+) -> None:
+    path, app = fast_path
+    answered, _ = await call(path, json.dumps(TRANSACTION).encode(), **options)
+    assert answered == status
+    assert app.bodies == []
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_all_read(
+    fast_path: tuple[RequestGate, App],
+) -> None:
+    path, app = fast_path
+    raw = json.dumps(TRANSACTION | {"pad": "x" * 20_000}).encode()
+    status, body = await call(path, raw, chunk=500)
+    assert status == 413
+    assert json.loads(body)["detail"][0]["type"] == "too_large"
+    assert app.bodies == []

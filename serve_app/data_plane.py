@@ -1,31 +1,38 @@
-"""What a predict request does once its body is valid: ask the model, log the decision.
+"""What a request does once it is valid and allowed: ask the model, record the decision.
 
-Shared by the FastAPI routes (serve_app.api) and the lean path in front of them
-(serve_app.fast_path), so that both answer, fail and log alike.
+The one place where a predict request is decided, whichever way it came: the lean path and the
+FastAPI routes (serve_app.gate, serve_app.api) and the gRPC methods (serve_app.grpc_scoring)
+each turn their request into the body models of the endpoint table and call a DataPlane method,
+so all of them answer, fail and record alike.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
-from serve_app.errors import ApiError
+from fraud_model.explain import DEFAULT_TOP_K
+from serve_app.access import Caller
+from serve_app.errors import RETRY_AFTER_S, ApiError
 from serve_app.prediction_log import PredictionLog
-from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
+from serve_app.schemas import (
+    Answer,
+    BatchRequestBody,
+    ColumnarAnswer,
+    ColumnarBatchBody,
+    FeatureRows,
+    TransactionBody,
+)
 
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 T = TypeVar("T")
-API_PREFIX = "/api/v1"
-SINGLE_ROUTE = f"{API_PREFIX}/predict"
-BATCH_ROUTE = f"{API_PREFIX}/predict/batch"
-COLUMNS_ROUTE = f"{API_PREFIX}/predict/columns"
-RETRY = 1  # seconds, in Retry-After: Serve replaces a replica or drains a queue in about that
 
 
 class ModelHandle(Protocol):
@@ -49,11 +56,21 @@ class ModelHandle(Protocol):
         ...
 
     def describe(self) -> Awaitable[dict[str, Any]]:
-        """The serving model's metadata (GET /api/v1/model)."""
+        """The serving model's metadata (the model endpoint)."""
         ...
 
 
-class Scorer:
+@dataclass(frozen=True)
+class Request:
+    """What a decision is recorded with besides its answer: the route it came by (an HTTP path
+    or a gRPC method), the request id and the caller."""
+
+    route: str
+    request_id: str | None
+    caller: Caller
+
+
+class DataPlane:
     """The model behind the predict endpoints, with the request timeout and the prediction log
     (None: not logged)."""
 
@@ -69,41 +86,47 @@ class Scorer:
         self._predictions = predictions
         self._log_features = log_features
 
-    async def one(
-        self, row: list[float], request_id: str | None, route: str = SINGLE_ROUTE
+    async def predict(
+        self,
+        body: TransactionBody,
+        request: Request,
+        explain: bool = False,
+        top_k: int = DEFAULT_TOP_K,
     ) -> Answer:
         started = time.perf_counter()
-        answer = await self.call(self.model.score(row))
-        self._log(route, request_id, as_columns([answer]), started, row)
+        row = body.feature_row()
+        if explain:
+            (answer,) = await self.call(self.model.explain_many([row], top_k))
+        else:
+            answer = await self.call(self.model.score(row))
+        self._log(request, as_columns([answer]), started, row, explained=explain)
         return answer
 
-    async def many(self, rows: FeatureRows, request_id: str | None) -> list[Answer]:
+    async def predict_batch(
+        self,
+        body: BatchRequestBody,
+        request: Request,
+        explain: bool = False,
+        top_k: int = DEFAULT_TOP_K,
+    ) -> dict[str, list[Answer]]:
         started = time.perf_counter()
-        answers = await self.call(self.model.score_many(rows))
-        self._log(BATCH_ROUTE, request_id, as_columns(answers), started)
-        return answers
+        rows = body.feature_matrix()
+        if explain:
+            answers = await self.call(self.model.explain_many(rows, top_k))
+        else:
+            answers = await self.call(self.model.score_many(rows))
+        self._log(request, as_columns(answers), started, explained=explain)
+        return {"predictions": answers}
 
-    async def columns(
-        self, rows: np.ndarray, request_id: str | None, route: str = COLUMNS_ROUTE
-    ) -> ColumnarAnswer:
+    async def predict_columns(self, body: ColumnarBatchBody, request: Request) -> ColumnarAnswer:
         started = time.perf_counter()
-        answer = await self.call(self.model.score_columns(rows))
-        self._log(route, request_id, answer, started)
+        answer = await self.call(self.model.score_columns(body.feature_matrix()))
+        self._log(request, answer, started)
         return answer
-
-    async def explained(
-        self, rows: FeatureRows, top_k: int, request_id: str | None, route: str
-    ) -> list[Answer]:
-        started = time.perf_counter()
-        answers = await self.call(self.model.explain_many(rows, top_k))
-        row = rows[0] if route == SINGLE_ROUTE else None
-        self._log(route, request_id, as_columns(answers), started, row, explained=True)
-        return answers
 
     def _log(
         self,
-        route: str,
-        request_id: str | None,
+        request: Request,
         answers: ColumnarAnswer,
         started: float,
         row: Any = None,
@@ -112,8 +135,8 @@ class Scorer:
         if self._predictions is None:
             return
         record: dict[str, Any] = {
-            "request_id": request_id,
-            "route": route,
+            "request_id": request.request_id,
+            "route": request.route,
             "model_version": answers["model_version"],
         }
         scores, flags = answers["fraud_probability"], answers["is_fraud"]
@@ -142,11 +165,17 @@ class Scorer:
             ) from None
         except BackPressureError:
             raise ApiError(
-                503, "overloaded", "The model's queue is full; retry later", retry_after=RETRY
+                503,
+                "overloaded",
+                "The model's queue is full; retry later",
+                retry_after=RETRY_AFTER_S,
             ) from None
         except RayActorError:  # the replica died mid-request; Serve is replacing it
             raise ApiError(
-                503, "model_unavailable", "The model replica failed; retry", retry_after=RETRY
+                503,
+                "model_unavailable",
+                "The model replica failed; retry",
+                retry_after=RETRY_AFTER_S,
             ) from None
         except Exception:
             # Answered here, in the API's error shape: an exception escaping to Serve would

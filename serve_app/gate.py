@@ -1,0 +1,202 @@
+"""Every HTTP request passes here first: decided by the endpoint table, then answered at once or
+handed to the FastAPI app.
+
+In order, before anything reads the body: the deciding headers, read once (a repeated one is
+refused); the endpoint, matched on the path as Starlette routes it (so an application mounted
+under any `route_prefix` is checked alike); the key, against the role the endpoint needs (a path
+the table does not list needs a key); the media type of a body. Then the body is read up to the
+endpoint's limit. So a request without a valid key learns nothing about the limits or the schema.
+
+The lean path: routing, dependency resolution and response handling in FastAPI cost more CPU per
+request than everything else the Ingress does for a transaction (docs/BENCHMARKS.md), so a
+scoring request without query parameters whose body validates (parsed and validated in one pass
+by pydantic-core) is answered here, by the same DataPlane method that the FastAPI route calls.
+Everything else goes on to the FastAPI app with the body replayed: an invalid body (whose error
+FastAPI words), `explain=true`, the operator endpoints, the docs.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve_app.access import KeyRing, authorize
+from serve_app.data_plane import DataPlane, Request
+from serve_app.errors import ApiError, Rejections
+from serve_app.request_headers import RequestHeaders
+from serve_app.routes import (
+    JSON,
+    Endpoint,
+    EndpointTable,
+    Handler,
+    Role,
+    operator_endpoints,
+    route_path,
+)
+
+# The values FastAPI (pydantic) reads as true for a bool query parameter.
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_JSON_HEADERS = [(b"content-type", JSON.encode())]
+# Where the gate leaves the Request for the routes: a key of the request's own scope (never the
+# app's shared state).
+SCOPE_KEY = "fraud.request"
+
+
+class RequestGate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        table: EndpointTable,
+        keys: KeyRing,
+        plane: DataPlane,
+        rejections: Rejections | None = None,
+    ) -> None:
+        self.app = app
+        self.table = table
+        self.keys = keys
+        self.rejections = rejections
+        self._operator_endpoints = operator_endpoints(table)
+        # The lean path's answer to each scoring endpoint: its DataPlane method.
+        self._lean: dict[Handler, Callable[[Any, Request], Awaitable[Any]]] = {
+            Handler.PREDICT: plane.predict,
+            Handler.PREDICT_BATCH: plane.predict_batch,
+            Handler.PREDICT_COLUMNS: plane.predict_columns,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            endpoint, request = self._admit(scope)
+        except ApiError as error:
+            await self._refuse(error, scope, receive, send)
+            return
+        scope[SCOPE_KEY] = request
+        if endpoint is None or endpoint.body is None:
+            await self.app(scope, receive, send)
+            return
+        messages, body = await read_body(receive, endpoint.body_limit)
+        if body is None:
+            if messages[-1]["type"] == "http.request":  # over the limit; else the client left
+                too_large = ApiError(
+                    413,
+                    "too_large",
+                    f"The body is over the limit of {endpoint.body_limit} bytes",
+                    loc=["body"],
+                )
+                await self._refuse(too_large, scope, receive, send)
+            return
+        if endpoint.lean and not scope.get("query_string"):
+            parsed = validated(endpoint.body, body)
+            if parsed is not None:
+                await self._answer(self._lean[endpoint.handler](parsed, request), scope, send)
+                return
+        await self.app(scope, replay(messages, receive), send)
+
+    def _admit(self, scope: Scope) -> tuple[Endpoint | None, Request]:
+        """The endpoint and the Request, or an ApiError: why the request is refused unread."""
+        headers = RequestHeaders.read(scope["headers"])
+        path = route_path(scope)
+        endpoint = self.table.match(path, scope["method"])
+        if endpoint is None:
+            needed = Role.SCORING  # closed by default: an unknown route still needs a key
+        else:
+            needed = endpoint.needs(endpoint.explain and explain_asked(scope))
+        caller = authorize(self.keys, needed, headers.key, self._operator_endpoints)
+        if endpoint is not None and endpoint.media_type is not None:
+            check_media_type(headers, endpoint.media_type)
+        return endpoint, Request(path, headers.request_id, caller)
+
+    async def _answer(self, answering: Awaitable[Any], scope: Scope, send: Send) -> None:
+        try:
+            content = to_json(await answering)
+        except ApiError as error:
+            await self._refuse(error, scope, None, send)
+            return
+        headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _refuse(
+        self, error: ApiError, scope: Scope, receive: Receive | None, send: Send
+    ) -> None:
+        if self.rejections is not None:
+            self.rejections.rejected(error.kind)
+        await error.response()(scope, receive or _nothing, send)
+
+
+def explain_asked(scope: Scope) -> bool:
+    """Whether the query asks for reason codes: any true `explain`, whichever one FastAPI ends
+    up reading."""
+    query = scope.get("query_string", b"")
+    if not query:
+        return False
+    values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "explain"]
+    return any(value.lower() in _TRUE for value in values)
+
+
+def check_media_type(headers: RequestHeaders, expected: str) -> None:
+    """415 unless the body is declared as `expected` (a missing type is refused too: it guards
+    against cross-site form posts, as FastAPI's strict content type does)."""
+    media_type = headers.media_type()
+    if media_type != expected:
+        shown = f"'{media_type}'" if media_type else "no content type"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Send the body as {expected} (got {shown})",
+            loc=["header", "content-type"],
+        )
+
+
+def validated(model: type[BaseModel], body: bytes) -> BaseModel | None:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+def request_of(scope: Scope) -> Request:
+    """The Request the gate admitted (for the FastAPI routes)."""
+    request: Request = scope[SCOPE_KEY]
+    return request
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes | None]:
+    """The messages read, and the whole body; None for the body when it is over `limit` or
+    the client left."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, None
+        if not message.get("more_body", False):
+            break
+    if len(messages) == 1:
+        return messages, bytes(messages[0].get("body", b""))
+    return messages, b"".join(message.get("body", b"") for message in messages)
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` as if nothing had been read from it yet."""
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
