@@ -31,6 +31,21 @@ SERVE_ENVIRONMENT = {
 RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT
 
 
+def private_haproxy(state_dir: str, stats_port: int, metrics_port: int) -> dict[str, str]:
+    """HAProxy's files and ports for one server (or one node): by default they are fixed paths in
+    /tmp and fixed ports (8404, 9101), which a second server on the machine (the tests', while
+    the user's is running) or a second node of a local cluster would take over."""
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state_dir}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state_dir}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": state_dir,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state_dir}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state_dir}/metrics.sock",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+    }
+
+
 def use_this_venv_for_ray_workers() -> None:
     """Set THIS_VENV_FOR_RAY_WORKERS in this process's environment, unless already set."""
     for name, value in THIS_VENV_FOR_RAY_WORKERS.items():

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
+from fraud_model.ray_env import private_haproxy
 from serve_app.config import MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,13 +290,7 @@ class LocalRayCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
             # Per node, as each pod has its own /tmp and cache volume and its own address.
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state}/haproxy.cfg",
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state}/admin.sock",
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state}/server-state",
-            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state}/metrics.sock",
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
+            **private_haproxy(str(state), ports["haproxy_stats"], ports["haproxy_metrics"]),
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
         }
         if not spec.head:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from fraud_model.ray_env import RAY_ENVIRONMENT
+from fraud_model.ray_env import RAY_ENVIRONMENT, private_haproxy
 from serve_app.config import INGRESS, MODEL
 from serve_app.loading import PROJECT_ROOT
 from serve_app.routes import CHALLENGER_PATH, MODEL_PATH
@@ -42,17 +42,8 @@ def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
         **RAY_ENVIRONMENT,
-        # HAProxy's files default to fixed paths in /tmp, which a second server (the tests,
-        # while the user's is running) would take over: give each server its own.
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state_dir}/haproxy.cfg",
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state_dir}/admin.sock",
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": state_dir,
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state_dir}/server-state",
-        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state_dir}/metrics.sock",
-        # HAProxy's stats page and metrics, and Serve's fallback proxy behind HAProxy, listen on
-        # fixed ports (8404, 9101, 8500, 9500) otherwise.
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        **private_haproxy(state_dir, free_port(), free_port()),
+        # Serve's fallback proxy behind HAProxy listens on fixed ports (8500, 9500) otherwise.
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
     }

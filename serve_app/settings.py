@@ -28,9 +28,9 @@ class ServiceSettings(BaseSettings):
 
     api_keys: list[SecretStr] = []
     """Scoring keys: accepted on the predict endpoints (`Authorization: Bearer <key>` or
-    `X-API-Key`), as a JSON list of strings of at least 32 characters. In production they come
-    from a Kubernetes Secret. Without any key, the Ingress refuses to start unless the app's
-    `allow_anonymous` argument says otherwise. The health check never needs a key."""
+    `X-API-Key`), as a JSON list of strings of at least MIN_KEY_LENGTH characters. In production
+    they come from a Kubernetes Secret. Without any key, the Ingress refuses to start unless the
+    app's `allow_anonymous` argument says otherwise. The health check never needs a key."""
 
     operator_keys: list[SecretStr] = []
     """Operator keys: needed for the operator endpoints and `explain=true`, and accepted wherever

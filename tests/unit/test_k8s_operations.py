@@ -6,6 +6,7 @@ import yaml
 
 from fraud_model.ray_env import RAY_ENVIRONMENT
 from serve_app.cli import ray_environment
+from serve_app.routes import API_PREFIX, HEALTH_PATH
 from tests.helpers import PROJECT_ROOT
 
 
@@ -53,3 +54,15 @@ def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod() -> None:
     for container in ray_containers():
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
         assert ports[endpoint["port"]] == 8080, container["name"]
+
+
+def test_the_load_balancer_checks_the_apis_own_health_check_and_routes_its_prefix() -> None:
+    (ingress,) = [
+        doc
+        for doc in load("cluster.yaml")
+        if doc["kind"] == "Ingress" and doc["metadata"]["name"] == "fraud-scoring"
+    ]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == HEALTH_PATH
+    (rule,) = ingress["spec"]["rules"]
+    assert [path["path"] for path in rule["http"]["paths"]] == [API_PREFIX]
