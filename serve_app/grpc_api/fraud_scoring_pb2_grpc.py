@@ -50,14 +50,14 @@ class FraudScoringServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Predict(self, request, context):
-        """One transaction, as POST /api/v1/predict.
+        """One transaction, as the HTTP API's predict endpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PredictColumns(self, request, context):
-        """Transactions as columns, as POST /api/v1/predict/columns.
+        """Transactions as columns, as the HTTP API's columnar predict endpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
