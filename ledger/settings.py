@@ -31,6 +31,12 @@ class LedgerSettings(BaseModel):
     close_timeout_s: float = Field(
         30.0, gt=0, description="How long close() may take to write what is buffered."
     )
+    outcome_lookback_days: int = Field(
+        180,
+        ge=1,
+        description="How far before an outcome's reported_at its decision is looked for (the "
+        "decisions partitions scanned to find unknown request ids).",
+    )
     record_features: bool = Field(
         False, description="Keep each transaction's raw features (V1..V28, Amount) in the ledger."
     )
