@@ -19,14 +19,15 @@ def count_day(ledger: str, paths: list[str], label_table: pa.Table) -> tuple[pa.
     return partial_counts(table_dataset(open_files(ledger), DECISIONS, paths), label_table)
 
 
-def count_with_ray(ledger: str) -> tuple[pa.Table, pa.Table]:
+def count_with_ray(ledger: str, env: dict[str, str] | None = None) -> tuple[pa.Table, pa.Table]:
     """(versions, pairs) counts of the whole ledger, one Ray task per day (in the Ray cluster
-    this process is connected to, or a local one Ray starts)."""
+    this process is connected to, or a local one Ray starts). `env`: environment variables for
+    the tasks (an S3 endpoint, say), where the cluster's workers do not have them already."""
     import ray
 
     files = open_files(ledger)
     label_ref = ray.put(read_labels(files))
-    task = ray.remote(count_day)
+    task = ray.remote(count_day).options(runtime_env={"env_vars": env} if env else None)
     parts = ray.get([
         task.remote(ledger, paths, label_ref) for paths in table_files(files, DECISIONS).values()
     ])  # fmt: skip
