@@ -394,7 +394,7 @@ def write_report(report: RealizedReport, out: str) -> list[str]:
     return list(contents)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     defaults = ReportSettings()
     parser = argparse.ArgumentParser(prog="python -m ledger.report", description=__doc__)
     parser.add_argument("--ledger", default=LedgerSettings().location, help="the ledger's URI")
@@ -405,7 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--review-cost", type=float, default=defaults.review_cost,
                         help=ReportSettings.model_fields["review_cost"].description)  # fmt: skip
     parser.add_argument("--ray", action="store_true", help="count in Ray tasks, one per day")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     settings = ReportSettings(maturity_days=args.maturity_days, review_cost=args.review_cost)
     report = realized_report(args.ledger, settings, as_of=args.as_of, use_ray=args.ray)
     names = write_report(report, args.out)
