@@ -80,9 +80,9 @@ class LedgerWriter:
     """Buffers ledger records and writes them in the background (see the module docstring).
 
     `name` goes into every file name (say, the replica's id); a random id is added, so that
-    writers never collide. `on_dropped(n)` is called from the background thread with records
-    dropped since its last call (a metric counter's `inc`); `files` replaces the store that
-    `settings.location` names (tests).
+    writers never collide. `on_dropped(n)` and `on_write_failed(n)` are called from the
+    background thread with the records dropped and the puts that failed since their last call
+    (metric counters' `inc`); `files` replaces the store that `settings.location` names.
     """
 
     def __init__(
@@ -91,6 +91,7 @@ class LedgerWriter:
         *,
         name: str | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        on_write_failed: Callable[[int], None] | None = None,
         files: LedgerFiles | None = None,
     ) -> None:
         self.settings = settings if settings is not None else LedgerSettings()
@@ -101,7 +102,8 @@ class LedgerWriter:
         )  # fmt: skip
         base = name if name is not None else f"{socket.gethostname()}-{os.getpid()}"
         self.writer_id = f"{_plain(base)}-{uuid.uuid4().hex[:16]}"
-        self._on_dropped = on_dropped
+        self._hooks = ((on_dropped, "_dropped"), (on_write_failed, "_failures"))
+        self._reported = {"_dropped": 0, "_failures": 0}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._buffer: deque[Record] = deque()
@@ -109,7 +111,7 @@ class LedgerWriter:
         self._unwritten: deque[_File] = deque()  # oldest first; [0] may be in flight
         self._unwritten_records = 0
         self._in_flight: _File | None = None
-        self._appended = self._written = self._dropped = self._dropped_reported = 0
+        self._appended = self._written = self._dropped = 0
         self._files_written = self._failures = 0
         self._last_error: str | None = None
         self._error_logged_at = -ERROR_LOG_EVERY_S
@@ -171,7 +173,7 @@ class LedgerWriter:
                 self._buffered = self._unwritten_records = 0
                 self._dropped += lost
                 logger.error("The ledger writer stopped with %d records not written", lost)
-        self._report_drops()
+        self._report()
         return self.stats()
 
     def stats(self) -> LedgerStats:
@@ -241,7 +243,7 @@ class LedgerWriter:
         except Exception:  # the thread must outlive any bug: the records stay in memory
             logger.exception("The ledger writer's flush failed")
             done = False
-        self._report_drops()
+        self._report()
         return done
 
     def _drain(self) -> None:
@@ -345,15 +347,20 @@ class LedgerWriter:
             self._error_logged_at = now
             logger.warning("The decision ledger cannot be written (records kept): %s", reason)
 
-    def _report_drops(self) -> None:
+    def _report(self) -> None:
+        """Hand the hooks what they have not been told yet (outside the lock)."""
+        news = []
         with self._lock:
-            new = self._dropped - self._dropped_reported
-            self._dropped_reported = self._dropped
-        if new > 0 and self._on_dropped is not None:
-            try:
-                self._on_dropped(new)
-            except Exception:
-                logger.exception("The ledger's drop counter failed")
+            for hook, name in self._hooks:
+                total: int = getattr(self, name)
+                news.append((hook, total - self._reported[name]))
+                self._reported[name] = total
+        for hook, new in news:
+            if hook is not None and new > 0:
+                try:
+                    hook(new)
+                except Exception:
+                    logger.exception("A ledger metric hook failed")
 
 
 def _parquet(table: pa.Table) -> bytes:
