@@ -76,12 +76,14 @@ OUTCOMES_SCHEMA = pa.schema([
 SCHEMAS = {DECISIONS: DECISIONS_SCHEMA, REFUSALS: REFUSALS_SCHEMA, OUTCOMES: OUTCOMES_SCHEMA}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """One model's decisions on the transactions of one request (one row each in `decisions`).
 
     `scores`, `decisions` and `amounts` are in the request's order (a single transaction: one
-    each); `features`, the request's rows, is kept only when the writer records features.
+    each); `features`, the request's rows, is kept only when the writer records features. Not
+    frozen (a frozen dataclass costs several times as much to build, on the request path); the
+    writer holds it until it is written, so nothing may change it after `append`.
     """
 
     request_id: str
@@ -105,7 +107,7 @@ class Decision:
         return len(self.scores)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     """A refused request: one row in `refusals`."""
 
@@ -138,47 +140,53 @@ def day_of(timestamp: float) -> date:
 
 def decisions_table(records: Sequence[Decision], with_features: bool) -> pa.Table:
     """The `decisions` rows of `records`, one per transaction."""
-    counts = [record.records for record in records]
-    total = sum(counts)
-
-    def repeat(values: list[Any]) -> np.ndarray:
-        return np.repeat(np.asarray(values, dtype=object), counts)
-
-    def numbers(name: str) -> np.ndarray:
-        parts = [np.asarray(getattr(record, name), dtype=np.float64) for record in records]
-        return np.concatenate(parts) if parts else np.empty(0)
-
-    columns: dict[str, Any] = {
+    columns: dict[str, list[Any]] = {name: [] for name in DECISIONS_SCHEMA.names}
+    per_request = ("request_id", "route", "role", "served", "mode", "model_version", "threshold",
+                   "decision_rule", "key_id", "latency_ms")  # fmt: skip
+    counts = []
+    for record in records:
+        n = len(record.scores)
+        counts.append(n)
+        columns["time"].append(round(record.received_at * 1e6))
+        for name in per_request:
+            columns[name].append(getattr(record, name))
+        if n == 1:  # most records: no numpy call per record
+            columns["score"].append(record.scores[0])
+            columns["is_fraud"].append(record.decisions[0])
+            columns["amount"].append(record.amounts[0])
+        else:
+            columns["score"].extend(np.asarray(record.scores, dtype=np.float64).tolist())
+            columns["is_fraud"].extend(np.asarray(record.decisions, dtype=bool).tolist())
+            columns["amount"].extend(np.asarray(record.amounts, dtype=np.float64).tolist())
+    repeats = np.asarray(counts, dtype=np.int64)
+    total = int(repeats.sum())
+    starts = np.cumsum(repeats) - repeats
+    arrays: dict[str, Any] = {
         "schema_version": np.full(total, SCHEMA_VERSION, dtype=np.int16),
-        "time": np.repeat(
-            np.asarray([round(r.received_at * 1e6) for r in records], dtype=np.int64), counts
-        ),
-        "request_id": repeat([r.request_id for r in records]),
-        "position": np.concatenate([np.arange(n, dtype=np.int32) for n in counts])
-        if counts
-        else np.empty(0, dtype=np.int32),
-        "transactions": np.repeat(np.asarray(counts, dtype=np.int32), counts),
-        "route": repeat([r.route for r in records]),
-        "role": repeat([r.role for r in records]),
-        "served": np.repeat(np.asarray([r.served for r in records], dtype=bool), counts),
-        "mode": repeat([r.mode for r in records]),
-        "model_version": repeat([r.model_version for r in records]),
-        "score": numbers("scores"),
-        "threshold": np.repeat(np.asarray([r.threshold for r in records], np.float64), counts),
-        "decision_rule": repeat([r.decision_rule for r in records]),
-        "is_fraud": numbers("decisions").astype(bool),
-        "amount": numbers("amounts"),
-        "key_id": repeat([r.key_id for r in records]),
-        "latency_ms": repeat([_optional(r.latency_ms) for r in records]),
+        "time": np.repeat(np.asarray(columns["time"], dtype=np.int64), repeats),
+        "position": (np.arange(total) - np.repeat(starts, repeats)).astype(np.int32),
+        "transactions": np.repeat(repeats.astype(np.int32), repeats),
+        "score": np.asarray(columns["score"], dtype=np.float64),
+        "is_fraud": np.asarray(columns["is_fraud"], dtype=bool),
+        "amount": np.asarray(columns["amount"], dtype=np.float64),
         "features": _features(records, total) if with_features else pa.nulls(total),
     }
-    arrays = [
-        pa.array(columns[field.name], type=field.type, from_pandas=True)
-        if not isinstance(columns[field.name], pa.Array)
-        else columns[field.name].cast(field.type)
-        for field in DECISIONS_SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=DECISIONS_SCHEMA)
+    for name in per_request:
+        values = columns[name]
+        if name == "latency_ms":
+            values = [_optional(value) for value in values]
+        arrays[name] = pa.array(values, type=DECISIONS_SCHEMA.field(name).type).take(
+            pa.array(np.repeat(np.arange(len(records)), repeats))
+        )
+    return pa.Table.from_arrays(
+        [
+            arrays[field.name]
+            if isinstance(arrays[field.name], pa.Array)
+            else pa.array(arrays[field.name], type=field.type)
+            for field in DECISIONS_SCHEMA
+        ],
+        schema=DECISIONS_SCHEMA,
+    )
 
 
 def refusals_table(records: Sequence[Refusal]) -> pa.Table:
