@@ -294,3 +294,14 @@ def test_a_killed_writer_loses_only_what_was_not_yet_written(
     assert stored == appended[: len(stored)]
     lost = len(appended) - len(stored)
     sys.stderr.write(f"kill: appended {len(appended)}, stored {len(stored)}, lost {lost}\n")
+
+
+def test_what_serving_imports_brings_no_report_engine_and_no_ray() -> None:
+    check = (
+        "import sys, ledger.writer, ledger.schema, ledger.outcomes, ledger.settings\n"
+        "heavy = {'duckdb', 'matplotlib', 'scipy', 'ray'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
