@@ -58,14 +58,14 @@ class LedgerFiles(Protocol):
 
 @dataclass(frozen=True)
 class LocalFiles:
-    root: Path
+    location: LocalLocation
 
     @property
     def uri(self) -> str:
-        return str(self.root)
+        return self.location.uri
 
     def put_new(self, key: str, data: bytes) -> None:
-        target = self.root / key
+        target = self.location.path / key
         staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ class LocalFiles:
             staging.unlink(missing_ok=True)
 
     def arrow(self) -> tuple[pafs.FileSystem, str]:
-        return pafs.LocalFileSystem(), str(self.root.resolve())
+        return pafs.LocalFileSystem(), str(self.location.path.resolve())
 
 
 @dataclass
@@ -146,7 +146,7 @@ def open_files(
     """The ledger at `uri`: a local directory or s3://bucket/prefix."""
     location = parse_location(uri)
     if isinstance(location, LocalLocation):
-        return LocalFiles(location.path)
+        return LocalFiles(location)
     return S3Files(location, timeout_s, attempts)
 
 

@@ -112,16 +112,21 @@ def test_a_call_takes_at_most_a_thousand_outcomes() -> None:
         OutcomeBatch.model_validate({"outcomes": []})
 
 
+def ledger_and_csv(tmp_path: Path, *lines: str) -> tuple[LedgerSettings, Path]:
+    csv_file = tmp_path / "outcomes.csv"
+    csv_file.write_text("\n".join(lines) + "\n")
+    return ledger_with_decisions(str(tmp_path / "ledger")), csv_file
+
+
 def test_the_bulk_loader_records_a_csv_and_lists_the_unknown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = ledger_with_decisions(str(tmp_path / "ledger"))
-    csv_file = tmp_path / "chargebacks.csv"
-    csv_file.write_text(
-        "request_id,position,is_fraud,source,reported_at\n"
-        "single,,1,chargeback,2026-11-01T00:00:00Z\n"
-        "batch,1,true,chargeback,2026-11-02T00:00:00+00:00\n"
-        "ghost,0,1,chargeback,2026-11-02T00:00:00Z\n"
+    settings, csv_file = ledger_and_csv(
+        tmp_path,
+        "request_id,position,is_fraud,source,reported_at",
+        "single,,1,chargeback,2026-11-01T00:00:00Z",
+        "batch,1,true,chargeback,2026-11-02T00:00:00+00:00",
+        "ghost,0,1,chargeback,2026-11-02T00:00:00Z",
     )
     unknown_file = tmp_path / "unknown.csv"
     code = main(["load", str(csv_file), "--ledger", settings.location,
@@ -137,12 +142,11 @@ def test_the_bulk_loader_records_a_csv_and_lists_the_unknown(
 def test_the_bulk_loader_names_the_bad_line_and_records_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = ledger_with_decisions(str(tmp_path / "ledger"))
-    csv_file = tmp_path / "bad.csv"
-    csv_file.write_text(
-        "request_id,is_fraud,source,reported_at\n"
-        "single,1,chargeback,2026-11-01T00:00:00Z\n"
-        "batch,1,phone,2026-11-01T00:00:00Z\n"
+    settings, csv_file = ledger_and_csv(
+        tmp_path,
+        "request_id,is_fraud,source,reported_at",
+        "single,1,chargeback,2026-11-01T00:00:00Z",
+        "batch,1,phone,2026-11-01T00:00:00Z",
     )
     assert main(["load", str(csv_file), "--ledger", settings.location]) == 2
     assert "line 3: source" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from fraud_model.store import LocalLocation
 from ledger.files import (
     LedgerFileExistsError,
     LocalFiles,
@@ -124,7 +125,7 @@ def test_raw_features_are_kept_only_when_enabled(tmp_path: Path) -> None:
 
 
 def test_a_local_file_is_never_overwritten(tmp_path: Path) -> None:
-    files = LocalFiles(tmp_path)
+    files = LocalFiles(LocalLocation(tmp_path))
     files.put_new("decisions/date=2026-01-01/a.parquet", b"first")
     with pytest.raises(LedgerFileExistsError):
         files.put_new("decisions/date=2026-01-01/a.parquet", b"second")
