@@ -111,7 +111,7 @@ def test_the_version_totals_take_recall_from_mature_weeks_only(report: RealizedR
 
 
 def test_the_command_writes_markdown_json_and_plots_once(
-    ledger: tuple[str, Truth], tmp_path: Path
+    ledger: tuple[str, Truth], report: RealizedReport, tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
     args = ["--ledger", ledger[0], "--out", str(out), "--as-of", AS_OF.isoformat()]
@@ -127,7 +127,7 @@ def test_the_command_writes_markdown_json_and_plots_once(
     )
     assert "![Alert rate per week" in markdown
     written = RealizedReport.model_validate(json.loads((out / "report.json").read_text()))
-    assert written == realized_report(ledger[0], SETTINGS, as_of=AS_OF)
+    assert written == report
     with pytest.raises(LedgerFileExistsError):
         main(args)  # a report is never replaced
 
