@@ -14,11 +14,12 @@ RUN apt-get update \
 USER ray
 WORKDIR /home/ray/app
 
-# Dependencies first (a layer that only changes with uv.lock): the serving set only (no
-# training packages), exactly as locked, every file checked against the lock's sha256.
+# Dependencies first (a layer that only changes with uv.lock): the serving set and the ledger
+# report's (its RayJob runs this image; no training packages), exactly as locked, every file
+# checked against the lock's sha256.
 COPY --chown=ray:users pyproject.toml uv.lock ./
 RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
-    && uv export --frozen --no-dev --no-emit-project -o /tmp/requirements.txt \
+    && uv export --frozen --no-dev --extra report --no-emit-project -o /tmp/requirements.txt \
     && uv pip install --system --no-cache --require-hashes -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt \
     && python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')"
@@ -26,6 +27,7 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
 # Then the code and the bundled model.
 COPY --chown=ray:users fraud_model/ fraud_model/
 COPY --chown=ray:users serve_app/ serve_app/
+COPY --chown=ray:users ledger/ ledger/
 COPY --chown=ray:users configs/ configs/
 COPY --chown=ray:users artifacts/default/ artifacts/default/
 COPY --chown=ray:users README.md ./

@@ -318,10 +318,26 @@ class _S3Artifact:
 
 
 def _s3_client() -> Any:
-    import boto3  # only remote artifacts need it
+    return s3_client()
 
-    # A new session per fetch: the credential chain is resolved again (IRSA tokens rotate).
-    return boto3.session.Session().client("s3")
+
+def s3_client(*, timeout_s: float | None = None, attempts: int | None = None) -> Any:
+    """A boto3 S3 client from the standard credential chain (and `AWS_ENDPOINT_URL_S3`).
+
+    `timeout_s` bounds connecting and each read, `attempts` the tries of one call; None keeps
+    botocore's defaults. A caller that must not hang on a store that is down (the decision
+    ledger's writer) sets both.
+    """
+    import boto3  # only remote locations need it
+    from botocore.config import Config
+
+    options: dict[str, Any] = {}
+    if timeout_s is not None:
+        options |= {"connect_timeout": timeout_s, "read_timeout": timeout_s}
+    if attempts is not None:
+        options["retries"] = {"max_attempts": attempts, "mode": "standard"}
+    # A new session per client: the credential chain is resolved again (IRSA tokens rotate).
+    return boto3.session.Session().client("s3", config=Config(**options) if options else None)
 
 
 def _download(

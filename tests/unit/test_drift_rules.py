@@ -33,7 +33,7 @@ def rounded(value: float) -> float:
 
 def drift_rules() -> dict:
     docs = yaml.safe_load_all((PROJECT_ROOT / "k8s" / "monitoring.yaml").read_text())
-    (rule,) = [doc for doc in docs if doc["kind"] == "PrometheusRule"]
+    (rule,) = [doc for doc in docs if doc["metadata"]["name"] == "fraud-scoring-drift"]
     return {"groups": rule["spec"]["groups"]}
 
 
