@@ -29,7 +29,10 @@ class LedgerSettings(BaseModel):
     )
     put_attempts: int = Field(2, ge=1, description="Tries of one put before the next flush.")
     close_timeout_s: float = Field(
-        30.0, gt=0, description="How long close() may take to write what is buffered."
+        10.0,
+        gt=0,
+        description="How long close() may take to write what is buffered: below Serve's "
+        "graceful_shutdown_timeout_s (20 s), within which a stopped replica must end.",
     )
     outcome_lookback_days: int = Field(
         180,

@@ -75,26 +75,29 @@ class KeyRing:
         return matched
 
 
+class AccessRefused(ApiError):
+    """A 401 or 403; `key_id`: the id of the key that was sent, if it is one of ours."""
+
+    def __init__(self, status: int, kind: str, msg: str, key_id: str | None = None) -> None:
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        super().__init__(status, kind, msg, loc=["header", "authorization"], headers=headers)
+        self.key_id = key_id
+
+
 def authorize(keys: KeyRing, needed: Role, offered: bytes, operator_endpoints: str) -> Caller:
-    """The caller, if their key grants `needed`; else an ApiError: 401 without a valid key,
+    """The caller, if their key grants `needed`; else an AccessRefused: 401 without a valid key,
     403 with a scoring key where an operator key is needed (`operator_endpoints` names
     them)."""
     if needed is Role.OPEN:
         return Caller(Role.OPEN)  # whatever key came with it: none is needed, none is checked
     caller = keys.caller(offered)
     if caller is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "A valid API key is required",
-            loc=["header", "authorization"],
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise AccessRefused(401, "unauthorized", "A valid API key is required")
     if caller.role < needed:
-        raise ApiError(
+        raise AccessRefused(
             403,
             "forbidden",
             f"This needs an operator key ({operator_endpoints})",
-            loc=["header", "authorization"],
+            key_id=caller.key_id,
         )
     return caller

@@ -11,11 +11,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from serve_app.access import KeyRing
 from serve_app.config import AppArgs
 from serve_app.data_plane import DataPlane, ModelHandle
-from serve_app.errors import Rejections, install_error_handlers
+from serve_app.decision_log import DecisionLog
 from serve_app.gate import RequestGate
 from serve_app.operator_api import DescribeChallenger, add_health_route, add_operator_routes
 from serve_app.predict_api import add_predict_routes
-from serve_app.prediction_log import PredictionLog
+from serve_app.refusals import Refusals, install_error_handlers
 from serve_app.request_headers import ALLOWED_HEADERS
 from serve_app.routes import DOCS_PATH, OPENAPI_PATH, EndpointTable, endpoint_table
 from serve_app.settings import ServiceSettings
@@ -28,28 +28,25 @@ def create_api(
     model: ModelHandle,
     settings: ServiceSettings,
     args: AppArgs | None = None,
-    rejections: Rejections | None = None,
+    refusals: Refusals | None = None,
     challenger: DescribeChallenger | None = None,
+    decisions: DecisionLog | None = None,
 ) -> FastAPI:
     """The API around `model`. Raises MissingApiKeysError when no key is configured and
     `args.allow_anonymous` is off. `challenger` describes the challenger model and its
-    comparison with `model` (serve_app.challenger), or gives None while there is none."""
+    comparison with `model` (serve_app.challenger), or gives None while there is none.
+    `decisions` records every answered decision; `refusals` counts and records refusals."""
     args = args if args is not None else AppArgs()
     keys = KeyRing.from_settings(settings, args.allow_anonymous)
     table = endpoint_table(args)
-    plane = DataPlane(
-        model,
-        args.request_timeout_s,
-        PredictionLog() if settings.log_predictions else None,
-        log_features=settings.log_features,
-    )
+    plane = DataPlane(model, args.request_timeout_s, decisions)
     api = docs_app() if args.openapi_docs else plain_app()
-    install_error_handlers(api, rejections)
+    install_error_handlers(api, refusals)
     add_predict_routes(api.router, table, plane)
     add_operator_routes(api.router, table, plane, challenger)
     add_health_route(api.router, table)
     check_routes(api.routes, table)
-    api.add_middleware(RequestGate, table=table, keys=keys, plane=plane, rejections=rejections)
+    api.add_middleware(RequestGate, table=table, keys=keys, plane=plane, refusals=refusals)
     if settings.cors_origins:
         # Outermost: a browser's preflight carries no key.
         api.add_middleware(

@@ -7,7 +7,8 @@ champion has answered: the request never waits for the challenger, which is canc
 its own timeout. In canary mode the challenger answers a share of requests, with the champion
 scoring the same rows beside it as the fallback. Either way, when both answered, their answers
 are compared row by row and counted (serve_app.comparison), in Prometheus and in
-the challenger endpoint, and a log record carries both scores.
+the challenger endpoint, and the decision ledger gets the other model's decisions as records
+of their own, joined to the served ones by request id and position.
 """
 
 import asyncio
@@ -33,7 +34,9 @@ from serve_app.comparison import (
 )
 from serve_app.config import ChallengerConfig
 from serve_app.data_plane import ModelHandle, as_columns
+from serve_app.decision_log import DecisionLog
 from serve_app.metrics import FLUSH_EVERY_S, tag_keys
+from serve_app.request_context import deciding
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 
 # One model's scoring of a request's rows, started when awaited.
@@ -154,7 +157,7 @@ class ShadowingModelHandle:
         challenger: ModelHandle,
         recorder: ChallengerRecorder | None = None,
         *,
-        log_predictions: bool = True,
+        decisions: DecisionLog | None = None,
         budget_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -162,7 +165,7 @@ class ShadowingModelHandle:
         self._challenger = challenger
         self._config: ChallengerConfig | None = None
         self._recorder = recorder
-        self._log_predictions = log_predictions
+        self._decisions = decisions
         self._budget_s = budget_s  # the request's own timeout; describe_challenger takes half
         self._rng = rng if rng is not None else random.Random()
         # Strong references: the event loop keeps only weak ones to tasks, and a shadow call
@@ -201,7 +204,6 @@ class ShadowingModelHandle:
             config,
             lambda: self._champion.score_many(rows),
             lambda: self._challenger.score_many(rows),
-            single=False,
         )
 
     def score_columns(self, rows: np.ndarray) -> Awaitable[ColumnarAnswer]:
@@ -275,7 +277,6 @@ class ShadowingModelHandle:
             config,
             lambda: as_answers(self._champion.score_columns(rows)),
             lambda: as_answers(self._challenger.score_columns(rows)),
-            single=False,
         )
         return as_columns(answers)
 
@@ -286,7 +287,7 @@ class ShadowingModelHandle:
         async def challenger() -> list[Answer]:
             return [await self._challenger.score(row)]
 
-        (answer,) = await self._with_challenger(config, champion, challenger, single=True)
+        (answer,) = await self._with_challenger(config, champion, challenger)
         return answer
 
     async def _with_challenger(
@@ -294,15 +295,17 @@ class ShadowingModelHandle:
         config: ChallengerConfig,
         champion: ModelCall,
         challenger: ModelCall,
-        single: bool,
     ) -> list[Answer]:
+        decided = deciding.get()
+        if decided is not None:  # the champion's record says a challenger took part
+            decided.mode = config.mode
         if config.mode == "canary":
-            return await self._canary(config, champion, challenger, single)
+            return await self._canary(config, champion, challenger)
         answers = await champion()
         # Only once the champion has answered, and without awaiting it: the shadow call cannot
         # delay this request, and when the champion failed there is nothing to compare.
         if self._reserve(config):
-            self._spawn(self._shadow(config, challenger, answers, single))
+            self._spawn(self._shadow(config, challenger, answers))
         return answers
 
     def _reserve(self, config: ChallengerConfig) -> bool:
@@ -324,7 +327,6 @@ class ShadowingModelHandle:
         config: ChallengerConfig,
         challenger: ModelCall,
         champion_answers: list[Answer],
-        single: bool,
     ) -> None:
         try:
             started = time.perf_counter()
@@ -332,14 +334,13 @@ class ShadowingModelHandle:
         finally:
             self._in_flight -= 1
         if answers is not None:
-            self._answered(config, champion_answers, answers, elapsed_ms(started), single)
+            self._answered(config, champion_answers, answers, elapsed_ms(started))
 
     async def _canary(
         self,
         config: ChallengerConfig,
         champion: ModelCall,
         challenger: ModelCall,
-        single: bool,
     ) -> list[Answer]:
         if not self._reserve(config):
             return await champion()
@@ -356,7 +357,10 @@ class ShadowingModelHandle:
             self._in_flight -= 1
         if answers is None:
             return await fallback
-        self._spawn(self._compare_with(config, fallback, answers, elapsed_ms(started), single))
+        decided = deciding.get()
+        if decided is not None:
+            decided.served_by = "challenger"
+        self._spawn(self._compare_with(config, fallback, answers, elapsed_ms(started)))
         return answers
 
     async def _compare_with(
@@ -365,7 +369,6 @@ class ShadowingModelHandle:
         champion: "asyncio.Future[list[Answer]]",
         answers: list[Answer],
         latency_ms: float,
-        single: bool,
     ) -> None:
         try:
             champion_answers = await asyncio.wait_for(champion, config.timeout_s)
@@ -374,7 +377,7 @@ class ShadowingModelHandle:
             if self._recorder is not None:
                 self._recorder.flush_if_due()
             return
-        self._answered(config, champion_answers, answers, latency_ms, single)
+        self._answered(config, champion_answers, answers, latency_ms)
 
     async def _call_challenger(
         self, config: ChallengerConfig, challenger: ModelCall
@@ -417,7 +420,6 @@ class ShadowingModelHandle:
         champion: list[Answer],
         challenger: list[Answer],
         latency_ms: float,
-        single: bool,
     ) -> None:
         try:
             comparisons = compare(champion, challenger)
@@ -430,8 +432,34 @@ class ShadowingModelHandle:
         if self._recorder is not None:
             self._recorder.compared(comparisons)
             self._recorder.flush_if_due()
-        if self._log_predictions:
-            log_comparison(config.mode, champion, challenger, latency_ms, single)
+        self._record_unserved(config, champion, challenger, latency_ms)
+
+    def _record_unserved(
+        self,
+        config: ChallengerConfig,
+        champion: list[Answer],
+        challenger: list[Answer],
+        latency_ms: float,
+    ) -> None:
+        """The decisions of the model that did not answer, in the ledger beside the served ones
+        (which the data plane records): the challenger's in shadow mode, the champion's in
+        canary mode."""
+        decided = deciding.get()  # this task's copy of the request's context
+        if self._decisions is None or decided is None:
+            return
+        if config.mode == "shadow":
+            answers, role, latency = challenger, "challenger", latency_ms
+        else:
+            answers, role, latency = champion, "champion", None
+        self._decisions.decided(
+            decided.request,
+            as_columns(answers),
+            decided.rows,
+            role=role,
+            served=False,
+            mode=config.mode,
+            latency_ms=latency,
+        )
 
     def _log_error(self, error: Exception) -> None:
         self._errors_since_logged += 1
@@ -445,53 +473,6 @@ class ShadowingModelHandle:
                 error,
             )
             self._errors_logged_at, self._errors_since_logged = now, 0
-
-
-def log_comparison(
-    mode: str, champion: list[Answer], challenger: list[Answer], latency_ms: float, single: bool
-) -> None:
-    """A second log record for a compared request, beside the API's own `prediction` line and
-    joined to it by Serve's request_id (this runs in the request's context). The API's line is
-    written before the challenger answers, so both scores cannot be in one line without making
-    the request wait."""
-    if single:
-        (mine,), (theirs,) = champion, challenger
-        fields: dict[str, Any] = {
-            "mode": mode,
-            "champion_version": mine["model_version"],
-            "champion_fraud_probability": mine["fraud_probability"],
-            "champion_is_fraud": mine["is_fraud"],
-            "challenger_version": theirs["model_version"],
-            "challenger_fraud_probability": theirs["fraud_probability"],
-            "challenger_is_fraud": theirs["is_fraud"],
-            "challenger_latency_ms": round(latency_ms, 3),
-        }
-        logger.info("challenger comparison", extra=fields)
-        return
-    # As the API's batch line: one line per request, flagged rows by index, both models' scores
-    # for the rows either flags (the rest are below both thresholds).
-    flagged = [
-        index
-        for index, (mine, theirs) in enumerate(zip(champion, challenger, strict=True))
-        if mine["is_fraud"] or theirs["is_fraud"]
-    ]
-    fields = {
-        "mode": mode,
-        "transactions": len(champion),
-        "champion_version": champion[0]["model_version"],
-        "challenger_version": challenger[0]["model_version"],
-        "champion_flagged": [index for index in flagged if champion[index]["is_fraud"]],
-        "challenger_flagged": [index for index in flagged if challenger[index]["is_fraud"]],
-        "flagged_scores": {
-            str(index): [
-                champion[index]["fraud_probability"],
-                challenger[index]["fraud_probability"],
-            ]
-            for index in flagged
-        },
-        "challenger_latency_ms": round(latency_ms, 3),
-    }
-    logger.info("challenger batch comparison", extra=fields)
 
 
 async def as_answers(columns: Awaitable[ColumnarAnswer]) -> list[Answer]:

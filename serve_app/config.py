@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from ledger.settings import LedgerSettings
+
 # The deployments of the application (serve_app.app), by the names a Serve config gives them.
 INGRESS = "Ingress"
 MODEL = "FraudModel"
@@ -78,6 +80,13 @@ class AppArgs(BaseModel):
     openapi_docs: bool = Field(
         True,
         description="Serve the OpenAPI spec and Swagger UI with the API (off in production).",
+    )
+    ledger: LedgerSettings | None = Field(
+        default_factory=LedgerSettings,
+        description="The decision ledger: where every answered decision and refusal is kept, "
+        "and how each Ingress replica buffers and writes it (docs/LEDGER.md). A local directory "
+        "by default (relative to the project root), s3://bucket/prefix in production; null: "
+        "no ledger.",
     )
 
 

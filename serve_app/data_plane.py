@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -18,9 +17,9 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
 from fraud_model.explain import DEFAULT_TOP_K
-from serve_app.access import Caller
+from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S, ApiError
-from serve_app.prediction_log import PredictionLog
+from serve_app.request_context import Decided, Request, deciding
 from serve_app.schemas import (
     Answer,
     BatchRequestBody,
@@ -60,31 +59,16 @@ class ModelHandle(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a decision is recorded with besides its answer: the route it came by (an HTTP path
-    or a gRPC method), the request id and the caller."""
-
-    route: str
-    request_id: str | None
-    caller: Caller
-
-
 class DataPlane:
-    """The model behind the predict endpoints, with the request timeout and the prediction log
-    (None: not logged)."""
+    """The model behind the predict endpoints, with the request timeout and the decision log
+    (None: not recorded)."""
 
     def __init__(
-        self,
-        model: ModelHandle,
-        request_timeout_s: float,
-        predictions: PredictionLog | None,
-        log_features: bool = False,
+        self, model: ModelHandle, request_timeout_s: float, decisions: DecisionLog | None
     ) -> None:
         self.model = model
         self._timeout_s = request_timeout_s
-        self._predictions = predictions
-        self._log_features = log_features
+        self.decisions = decisions
 
     async def predict(
         self,
@@ -95,11 +79,12 @@ class DataPlane:
     ) -> Answer:
         started = time.perf_counter()
         row = body.feature_row()
+        decided = self._deciding(request, [row])
         if explain:
             (answer,) = await self.call(self.model.explain_many([row], top_k))
         else:
             answer = await self.call(self.model.score(row))
-        self._log(request, as_columns([answer]), started, row, explained=explain)
+        self._record(decided, as_columns([answer]), started)
         return answer
 
     async def predict_batch(
@@ -111,49 +96,38 @@ class DataPlane:
     ) -> dict[str, list[Answer]]:
         started = time.perf_counter()
         rows = body.feature_matrix()
+        decided = self._deciding(request, rows)
         if explain:
             answers = await self.call(self.model.explain_many(rows, top_k))
         else:
             answers = await self.call(self.model.score_many(rows))
-        self._log(request, as_columns(answers), started, explained=explain)
+        self._record(decided, as_columns(answers), started)
         return {"predictions": answers}
 
     async def predict_columns(self, body: ColumnarBatchBody, request: Request) -> ColumnarAnswer:
         started = time.perf_counter()
-        answer = await self.call(self.model.score_columns(body.feature_matrix()))
-        self._log(request, answer, started)
+        rows = body.feature_matrix()
+        decided = self._deciding(request, rows)
+        answer = await self.call(self.model.score_columns(rows))
+        self._record(decided, answer, started)
         return answer
 
-    def _log(
-        self,
-        request: Request,
-        answers: ColumnarAnswer,
-        started: float,
-        row: Any = None,
-        explained: bool = False,
-    ) -> None:
-        if self._predictions is None:
-            return
-        record: dict[str, Any] = {
-            "request_id": request.request_id,
-            "route": request.route,
-            "model_version": answers["model_version"],
-        }
-        scores, flags = answers["fraud_probability"], answers["is_fraud"]
-        if row is not None:  # one transaction
-            record["fraud_probability"], record["is_fraud"] = scores[0], flags[0]
-            if self._log_features:
-                record["features"] = list(map(float, row))
-        else:
-            # Every decision with its score: a batch's transactions are joined later by the
-            # request id and their position.
-            record["transactions"] = len(scores)
-            record["fraud_probabilities"] = scores
-            record["flagged"] = [index for index, flag in enumerate(flags) if flag]
-        if explained:
-            record["explained"] = True
-        record["latency_ms"] = elapsed_ms(started)
-        self._predictions.write(record)
+    def _deciding(self, request: Request, rows: FeatureRows) -> Decided:
+        """The decision under way, visible to the model handle's tasks (serve_app.challenger)."""
+        decided = Decided(request, rows)
+        deciding.set(decided)
+        return decided
+
+    def _record(self, decided: Decided, answers: ColumnarAnswer, started: float) -> None:
+        if self.decisions is not None:
+            self.decisions.decided(
+                decided.request,
+                answers,
+                decided.rows,
+                role=decided.served_by,
+                mode=decided.mode,
+                latency_ms=elapsed_ms(started),
+            )
 
     async def call(self, response: Awaitable[T]) -> T:
         """Await the model with the end-to-end timeout; map Serve's failures to 503/504."""

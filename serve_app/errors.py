@@ -10,12 +10,9 @@ overloaded or the model replica failed (with Retry-After); 504 the model did not
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 
 from serve_app.schemas import ErrorBody
 
@@ -42,10 +39,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         504: "The model did not answer within the request timeout.",
     }.items()
 }
-
-
-class Rejections(Protocol):
-    def rejected(self, reason: str) -> None: ...
 
 
 class ApiError(Exception):
@@ -77,53 +70,17 @@ class ApiError(Exception):
         )
 
 
-def install_error_handlers(api: FastAPI, rejections: Rejections | None = None) -> None:
-    def count(reason: str) -> None:
-        if rejections is not None:
-            rejections.rejected(reason)
+class ItemsError(ApiError):
+    """An error answered with several items: a body's validation errors, the first of which
+    names the error."""
 
-    # Starlette types every handler as taking any Exception; each is registered for one class.
-    async def api_error(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, ApiError)
-        count(error.kind)
-        return error.response()
+    def __init__(self, status: int, kind: str, items: list[dict[str, Any]]) -> None:
+        first = items[0]
+        super().__init__(status, kind, first["msg"], loc=first["loc"])
+        self.items = items
 
-    async def validation_error(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        detail = error_items(error.errors())  # without FastAPI's echo of each input
-        if any(item["type"] == "json_invalid" for item in detail):
-            count("bad_json")
-            return JSONResponse(status_code=400, content={"detail": detail})
-        if detail and all(item["type"] == "missing" and item["loc"] == ["body"] for item in detail):
-            return await api_error(_, ApiError(400, "bad_json", "The body is empty", loc=["body"]))
-        count("invalid")
-        return JSONResponse(status_code=422, content={"detail": capped(detail)})
-
-    async def http_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, HTTPException)
-        if isinstance(error.__cause__, RecursionError):  # json's answer to deep nesting
-            answer = ApiError(400, "bad_json", "The JSON body is nested too deeply", loc=["body"])
-        else:
-            kind = {400: "bad_json", 404: "not_found", 405: "method_not_allowed"}
-            answer = ApiError(
-                error.status_code,
-                kind.get(error.status_code, "http_error"),
-                str(error.detail),
-                headers=error.headers,
-            )
-        if answer.status in (404, 405):
-            return answer.response()  # a wrong URL, not a refused request: not counted
-        return await api_error(request, answer)
-
-    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("Unexpected error on %s %s", request.method, request.url.path)
-        count("internal")
-        return ApiError(500, "internal", "Internal error; it has been logged").response()
-
-    api.add_exception_handler(ApiError, api_error)
-    api.add_exception_handler(RequestValidationError, validation_error)
-    api.add_exception_handler(HTTPException, http_error)
-    api.add_exception_handler(Exception, unexpected_error)
+    def detail(self) -> list[dict[str, Any]]:
+        return self.items
 
 
 def error_items(errors: Iterable[Any], loc_prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:

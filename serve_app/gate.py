@@ -15,6 +15,7 @@ Everything else goes on to the FastAPI app with the body replayed: an invalid bo
 FastAPI words), `explain=true`, the operator endpoints, the docs.
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,9 +24,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.access import KeyRing, authorize
-from serve_app.data_plane import DataPlane, Request
-from serve_app.errors import ApiError, Rejections
+from serve_app.access import AccessRefused, KeyRing, authorize
+from serve_app.data_plane import DataPlane
+from serve_app.errors import ApiError
+from serve_app.refusals import Refusals, Refused, Unadmitted
+from serve_app.request_context import SCOPE_KEY, Request, new_request_id
 from serve_app.request_headers import RequestHeaders
 from serve_app.routes import (
     JSON,
@@ -40,9 +43,6 @@ from serve_app.routes import (
 # The values FastAPI (pydantic) reads as true for a bool query parameter.
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _JSON_HEADERS = [(b"content-type", JSON.encode())]
-# Where the gate leaves the Request for the routes: a key of the request's own scope (never the
-# app's shared state).
-SCOPE_KEY = "fraud.request"
 
 
 class RequestGate:
@@ -52,12 +52,12 @@ class RequestGate:
         table: EndpointTable,
         keys: KeyRing,
         plane: DataPlane,
-        rejections: Rejections | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self.app = app
         self.table = table
         self.keys = keys
-        self.rejections = rejections
+        self.refusals = refusals
         self._operator_endpoints = operator_endpoints(table)
         # The lean path's answer to each scoring endpoint: its DataPlane method.
         self._lean: dict[Handler, Callable[[Any, Request], Awaitable[Any]]] = {
@@ -70,12 +70,15 @@ class RequestGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        received_at = time.time()
+        refused = Refused(route_path(scope), received_at=received_at)
         try:
-            endpoint, request = self._admit(scope)
-        except ApiError as error:
-            await self._refuse(error, scope, receive, send)
+            endpoint, request = self._admit(scope, received_at, refused)
+        except Unadmitted as refusal:
+            await self._refuse(refusal.error, refusal.refused, scope, send)
             return
         scope[SCOPE_KEY] = request
+        refused = Refused(request.route, request.request_id, request.caller.key_id, received_at)
         if endpoint is None or endpoint.body is None:
             await self.app(scope, receive, send)
             return
@@ -88,45 +91,61 @@ class RequestGate:
                     f"The body is over the limit of {endpoint.body_limit} bytes",
                     loc=["body"],
                 )
-                await self._refuse(too_large, scope, receive, send)
+                await self._refuse(too_large, refused, scope, send)
             return
         if endpoint.lean and not scope.get("query_string"):
             parsed = validated(endpoint.body, body)
             if parsed is not None:
-                await self._answer(self._lean[endpoint.handler](parsed, request), scope, send)
+                answering = self._lean[endpoint.handler](parsed, request)
+                await self._answer(answering, refused, scope, send)
                 return
         await self.app(scope, replay(messages, receive), send)
 
-    def _admit(self, scope: Scope) -> tuple[Endpoint | None, Request]:
-        """The endpoint and the Request, or an ApiError: why the request is refused unread."""
-        headers = RequestHeaders.read(scope["headers"])
-        path = route_path(scope)
+    def _admit(
+        self, scope: Scope, received_at: float, refused: Refused
+    ) -> tuple[Endpoint | None, Request]:
+        """The endpoint and the Request, or Unadmitted: why the request is refused unread, with
+        what was learnt of it by then."""
+        path = refused.route
+        try:
+            headers = RequestHeaders.read(scope["headers"])
+        except ApiError as error:
+            raise Unadmitted(error, refused) from None
+        request_id = headers.request_id or new_request_id()
         endpoint = self.table.match(path, scope["method"])
         if endpoint is None:
             needed = Role.SCORING  # closed by default: an unknown route still needs a key
         else:
             needed = endpoint.needs(endpoint.explain and explain_asked(scope))
-        caller = authorize(self.keys, needed, headers.key, self._operator_endpoints)
+        try:
+            caller = authorize(self.keys, needed, headers.key, self._operator_endpoints)
+        except AccessRefused as error:
+            raise Unadmitted(error, Refused(path, request_id, error.key_id, received_at)) from None
+        request = Request(path, request_id, caller, received_at)
         if endpoint is not None and endpoint.media_type is not None:
-            check_media_type(headers, endpoint.media_type)
-        return endpoint, Request(path, headers.request_id, caller)
+            try:
+                check_media_type(headers, endpoint.media_type)
+            except ApiError as error:
+                known = Refused(path, request_id, caller.key_id, received_at)
+                raise Unadmitted(error, known) from None
+        return endpoint, request
 
-    async def _answer(self, answering: Awaitable[Any], scope: Scope, send: Send) -> None:
+    async def _answer(
+        self, answering: Awaitable[Any], refused: Refused, scope: Scope, send: Send
+    ) -> None:
         try:
             content = to_json(await answering)
         except ApiError as error:
-            await self._refuse(error, scope, None, send)
+            await self._refuse(error, refused, scope, send)
             return
         headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _refuse(
-        self, error: ApiError, scope: Scope, receive: Receive | None, send: Send
-    ) -> None:
-        if self.rejections is not None:
-            self.rejections.rejected(error.kind)
-        await error.response()(scope, receive or _nothing, send)
+    async def _refuse(self, error: ApiError, refused: Refused, scope: Scope, send: Send) -> None:
+        if self.refusals is not None:
+            self.refusals.refused(error, refused)
+        await error.response()(scope, _nothing, send)
 
 
 def explain_asked(scope: Scope) -> bool:
@@ -158,12 +177,6 @@ def validated(model: type[BaseModel], body: bytes) -> BaseModel | None:
         return model.model_validate_json(body)
     except ValidationError:
         return None
-
-
-def request_of(scope: Scope) -> Request:
-    """The Request the gate admitted (for the FastAPI routes)."""
-    request: Request = scope[SCOPE_KEY]
-    return request
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes | None]:

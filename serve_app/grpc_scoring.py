@@ -9,7 +9,7 @@ status mapped to a gRPC code, with the HTTP API's error body as its details.
 """
 
 import json
-import uuid
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -18,10 +18,12 @@ import grpc
 from pydantic import BaseModel, ValidationError
 
 from fraud_model.features import FEATURE_NAMES
-from serve_app.access import KeyRing, authorize
-from serve_app.data_plane import DataPlane, Request
-from serve_app.errors import ApiError, Rejections, capped, error_items
+from serve_app.access import AccessRefused, KeyRing, authorize
+from serve_app.data_plane import DataPlane
+from serve_app.errors import ApiError, ItemsError, capped, error_items
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
+from serve_app.refusals import Refusals, Refused, Unadmitted
+from serve_app.request_context import Request, new_request_id
 from serve_app.request_headers import RequestHeaders, grpc_pairs
 from serve_app.routes import Endpoint, EndpointTable, operator_endpoints
 from serve_app.schemas import ColumnarBatchBody, TransactionBody
@@ -75,11 +77,11 @@ class GrpcScoring:
         table: EndpointTable,
         keys: KeyRing,
         plane: DataPlane,
-        rejections: Rejections | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self.keys = keys
         self.plane = plane
-        self.rejections = rejections
+        self.refusals = refusals
         self._single = table.grpc("Predict")
         self._columns = table.grpc("PredictColumns")
         self._transaction = body_model(self._single, TransactionBody)
@@ -89,59 +91,76 @@ class GrpcScoring:
     async def predict(
         self, message: pb.Transaction, metadata: Iterable[tuple[str, Any]]
     ) -> Reply[pb.Prediction]:
-        request_id = None
         try:
             request = self._admit(self._single, metadata)
-            request_id = request.request_id
+        except Unadmitted as refusal:
+            return self._refused(refusal.error, refusal.refused)
+        try:
             values = {n: getattr(message, n) for n in FEATURE_NAMES if message.HasField(n)}
-            body = validated(self._transaction, values)
-            answer = await self.plane.predict(body, request)
+            answer = await self.plane.predict(validated(self._transaction, values), request)
         except ApiError as error:
-            return Reply(self._refused(error), request_id)
+            return self._refused(error, known(request))
         prediction = pb.Prediction(
             fraud_probability=answer["fraud_probability"],
             is_fraud=answer["is_fraud"],
             threshold=answer["threshold"],
             model_version=answer["model_version"],
         )
-        return Reply(prediction, request_id)
+        return Reply(prediction, request.request_id)
 
     async def predict_columns(
         self, message: pb.TransactionColumns, metadata: Iterable[tuple[str, Any]]
     ) -> Reply[pb.ColumnarPrediction]:
-        request_id = None
         try:
             request = self._admit(self._columns, metadata)
-            request_id = request.request_id
+        except Unadmitted as refusal:
+            return self._refused(refusal.error, refusal.refused)
+        try:
             values = {name: list(getattr(message, name)) for name in FEATURE_NAMES}
             body = validated(self._column_model, values)
             answer = await self.plane.predict_columns(body, request)
         except ApiError as error:
-            return Reply(self._refused(error), request_id)
-        return Reply(pb.ColumnarPrediction(**answer), request_id)
+            return self._refused(error, known(request))
+        return Reply(pb.ColumnarPrediction(**answer), request.request_id)
 
     def _admit(self, endpoint: Endpoint, metadata: Iterable[tuple[str, Any]]) -> Request:
-        """The call as a Request, or an ApiError: its metadata as HTTP headers, its key
+        """The call as a Request, or Unadmitted: its metadata read as HTTP headers are, its key
         checked against what the endpoint needs."""
+        route, received_at = f"{SERVICE}/{endpoint.grpc_method}", time.time()
+        refused = Refused(route, received_at=received_at)
         pairs = grpc_pairs(metadata)
-        headers = RequestHeaders.read(pairs)
-        caller = authorize(self.keys, endpoint.needs(False), headers.key, self._operator_endpoints)
-        return Request(f"{SERVICE}/{endpoint.grpc_method}", request_id(headers, pairs), caller)
+        try:
+            headers = RequestHeaders.read(pairs)
+        except ApiError as error:  # a refused id is never echoed back
+            raise Unadmitted(error, refused) from None
+        request_id = call_request_id(headers, pairs)
+        try:
+            caller = authorize(
+                self.keys, endpoint.needs(False), headers.key, self._operator_endpoints
+            )
+        except AccessRefused as error:
+            raise Unadmitted(error, Refused(route, request_id, error.key_id, received_at)) from None
+        return Request(route, request_id, caller, received_at)
 
-    def _refused(self, error: ApiError) -> Refusal:
-        if self.rejections is not None:
-            self.rejections.rejected(error.kind)
-        return Refusal.of(error.status, error.detail())
+    def _refused(self, error: ApiError, refused: Refused) -> "Reply[Any]":
+        if self.refusals is not None:
+            self.refusals.refused(error, refused)
+        return Reply(Refusal.of(error.status, error.detail()), refused.request_id)
 
 
-def request_id(headers: RequestHeaders, pairs: list[tuple[bytes, bytes]]) -> str:
+def known(request: Request) -> Refused:
+    """What a refusal of an admitted call is recorded with."""
+    return Refused(request.route, request.request_id, request.caller.key_id, request.received_at)
+
+
+def call_request_id(headers: RequestHeaders, pairs: list[tuple[bytes, bytes]]) -> str:
     """The call's request id: the caller's `x-request-id`, else Serve's own `request_id`
     metadata, else a new one (returned to the caller as `x-request-id`, to join the ledger
     with)."""
     if headers.request_id:
         return headers.request_id
     serves = [value for name, value in pairs if name == b"request_id"]
-    return serves[0].decode() if serves and serves[0] else str(uuid.uuid4())
+    return serves[0].decode() if serves and serves[0] else new_request_id()
 
 
 def body_model(endpoint: Endpoint, kind: type[B]) -> type[B]:
@@ -157,16 +176,4 @@ def validated(model: type[B], values: dict[str, Any]) -> B:
     try:
         return model.model_validate(values)
     except ValidationError as error:
-        raise InvalidBody(capped(error_items(error.errors(), ("body",)))) from None
-
-
-class InvalidBody(ApiError):
-    """A 422 with every item of the body's validation errors."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        first = items[0]
-        super().__init__(422, "invalid", first["msg"], loc=first["loc"])
-        self.items = items
-
-    def detail(self) -> list[dict[str, Any]]:
-        return self.items
+        raise ItemsError(422, "invalid", capped(error_items(error.errors(), ("body",)))) from None

@@ -1,9 +1,9 @@
 """The Ingress deployment: HTTP in, validated feature rows out to the FraudModel deployment."""
 
 import asyncio
+import atexit
 import logging
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -12,16 +12,21 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from fraud_model.store import LocalLocation, parse_location
+from ledger.settings import LedgerSettings
+from ledger.writer import LedgerWriter
 from serve_app.api import create_api
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs, IngressConfig
 from serve_app.data_plane import ModelHandle
+from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_scoring import GrpcScoring, Refusal, Reply
+from serve_app.loading import PROJECT_ROOT
 from serve_app.metrics import RequestMetrics
-from serve_app.prediction_log import prediction_log_file, write_predictions_to
+from serve_app.refusals import Refusals
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
 
@@ -124,14 +129,9 @@ class Ingress:
         self._grpc: GrpcScoring | None = None
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
-        if self._settings.log_predictions:
-            write_predictions_to(
-                prediction_log_file(
-                    prediction_log_path(self._settings.prediction_log_dir),
-                    self._settings.prediction_log_max_bytes,
-                    self._settings.prediction_log_backups,
-                )
-            )
+        self._metrics = RequestMetrics()
+        self._ledger = None if args.ledger is None else open_ledger(args.ledger, self._metrics)
+        self._decisions = None if self._ledger is None else DecisionLog(self._ledger)
         if self._settings.sentry_dsn is not None:
             init_sentry(self._settings.sentry_dsn.get_secret_value())
 
@@ -149,19 +149,20 @@ class Ingress:
                 model,
                 self._challenger_handle,
                 ChallengerRecorder(),
-                log_predictions=self._settings.log_predictions,
+                decisions=self._decisions,
                 budget_s=self._args.request_timeout_s,
             )
             model = self._shadowing
-        rejections = RequestMetrics()
+        refusals = Refusals(self._metrics, self._decisions)
         api = create_api(
             model,
             self._settings,
             self._args,
-            rejections=rejections,
+            refusals=refusals,
             challenger=self._shadowing.describe_challenger if self._shadowing else None,
+            decisions=self._decisions,
         )
-        self._grpc = GrpcScoring(api.state.table, api.state.keys, api.state.plane, rejections)
+        self._grpc = GrpcScoring(api.state.table, api.state.keys, api.state.plane, refusals)
         return api
 
     # The gRPC methods (serve_app/grpc_api/fraud_scoring.proto), which Serve's gRPC server
@@ -209,6 +210,13 @@ class Ingress:
             logger.info("Challenger: %s", config.challenger or "none")
         self._config = config
 
+    async def __del__(self) -> None:
+        """Serve calls this when it stops the replica gracefully (a scale-down, a rollout, the
+        service stopped): what the ledger holds is written before the process ends."""
+        if self._ledger is not None:
+            stats = await asyncio.to_thread(self._ledger.close)
+            logger.info("Ledger closed: %s", stats)
+
     async def check_health(self) -> None:
         # Serve calls this every few seconds: send the challenger counts of the last second of
         # traffic, which would otherwise wait for the next request. Async, so that it runs on
@@ -231,23 +239,24 @@ def answered(reply: Reply[M], context: RayServegRPCContext, empty: type[M]) -> M
     return answer
 
 
-def prediction_log_path(directory: Path | None) -> Path:
-    """This replica's prediction log file, in `directory` or else beside its Serve log."""
+def open_ledger(settings: LedgerSettings, metrics: RequestMetrics) -> LedgerWriter:
+    """This replica's ledger writer: its files named after the replica, a relative local
+    location taken from the project root (as artifact paths are), and its dropped records and
+    failed writes counted in Prometheus."""
+    location = parse_location(settings.location, PROJECT_ROOT)
+    if isinstance(location, LocalLocation):
+        settings = settings.model_copy(update={"location": str(location.path)})
     replica = serve.get_replica_context().replica_id
-    name = f"predictions_{replica.deployment_id.app_name}_{replica.deployment_id.name}"
-    return (directory or serve_log_dir()) / f"{name}_{replica.unique_id}.jsonl"
-
-
-def serve_log_dir() -> Path:
-    """Where Serve writes this replica's log (its logging_config may have moved it)."""
-    for handler in logging.getLogger("ray.serve").handlers:
-        target = getattr(handler, "target", handler)  # Serve buffers in a MemoryHandler
-        if isinstance(target, logging.FileHandler):
-            return Path(target.baseFilename).parent
-    raise RuntimeError(
-        "Serve's replica log file was not found: set FRAUD_PREDICTION_LOG_DIR for the "
-        "prediction log, or FRAUD_LOG_PREDICTIONS=false"
+    writer = LedgerWriter(
+        settings,
+        name=f"{replica.deployment_id.app_name}-{replica.unique_id}",
+        on_dropped=metrics.ledger_dropped,
+        on_write_failed=metrics.ledger_write_failed,
     )
+    # A process that ends without Serve stopping the replica (SIGTERM to the worker, `ray
+    # stop`) still writes what the ledger holds, as far as the interpreter's exit runs.
+    atexit.register(writer.close)
+    return writer
 
 
 def init_sentry(dsn: str) -> None:

@@ -164,5 +164,24 @@ class RequestMetrics:
             tag_keys=tag_keys("reason"),
         )
 
+        self._ledger_dropped = metrics.Counter(
+            "fraud_ledger_dropped_records",
+            description="Decision ledger records dropped: the store could not be written while "
+            "the replica's buffer was full (docs/LEDGER.md).",
+        )
+        self._ledger_write_failures = metrics.Counter(
+            "fraud_ledger_write_failures",
+            description="Decision ledger files the store refused or did not answer for (each "
+            "is tried again at the next flush).",
+        )
+
     def rejected(self, reason: str) -> None:
         self._rejected.inc(tags={"reason": reason})
+
+    # Called from the ledger writer's background thread.
+
+    def ledger_dropped(self, records: int) -> None:
+        self._ledger_dropped.inc(records)
+
+    def ledger_write_failed(self, puts: int) -> None:
+        self._ledger_write_failures.inc(puts)

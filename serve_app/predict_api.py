@@ -16,7 +16,7 @@ from fraud_model.features import FEATURE_NAMES
 from serve_app.data_plane import DataPlane
 from serve_app.errors import ERROR_RESPONSES
 from serve_app.fast_json import FastJSONResponse, ValidatedJsonRoute
-from serve_app.gate import request_of
+from serve_app.request_context import admitted
 from serve_app.routes import Endpoint, EndpointTable, Handler, add_route
 from serve_app.schemas import BatchPrediction, ColumnarPrediction, Prediction
 
@@ -85,11 +85,11 @@ def route(endpoint: Endpoint, answer: Callable[..., Awaitable[Any]]) -> Callable
             top_k: TopK = DEFAULT_TOP_K,
         ) -> Any:
             # Built by our own code from floats and bools: skip re-validating the response.
-            return FastJSONResponse(await answer(body, request_of(request.scope), explain, top_k))
+            return FastJSONResponse(await answer(body, admitted(request.scope), explain, top_k))
 
         return explainable
 
     async def plain(request: Request, body: Body) -> Any:  # type: ignore[valid-type]
-        return FastJSONResponse(await answer(body, request_of(request.scope)))
+        return FastJSONResponse(await answer(body, admitted(request.scope)))
 
     return plain

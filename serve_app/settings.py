@@ -36,24 +36,6 @@ class ServiceSettings(BaseSettings):
     """Operator keys: needed for the operator endpoints and `explain=true`, and accepted wherever
     a scoring key is. Same format as `api_keys`; a key may not be in both lists."""
 
-    log_predictions: bool = True
-    """The prediction log: one JSON line per answered predict request (request id, model
-    version, score and decision of every transaction, latency), in a file of its own."""
-
-    prediction_log_dir: Path | None = None
-    """Where each Ingress replica writes its prediction log,
-    `predictions_<application>_<deployment>_<replica>.jsonl`; unset: beside Serve's replica logs
-    (`/tmp/ray/session_latest/logs/serve/`)."""
-
-    prediction_log_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
-    """The size at which a prediction log file is rotated, as Ray rotates its own logs."""
-
-    prediction_log_backups: int = Field(5, ge=0)
-    """Rotated prediction log files kept per replica."""
-
-    log_features: bool = False
-    """Add the raw transaction to those lines. For debugging only: it logs card data."""
-
     artifact_cache: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "fraud-serving" / "artifacts"
     )

@@ -149,3 +149,14 @@ def endpoint_calls(transaction: dict[str, float]) -> list[tuple[str, str, Any, i
         ("GET", "/api/v1/docs", None, 0),
         ("GET", "/api/v1/openapi.json", None, 0),
     ]
+
+
+def ledger_rows(location: str | Path, table: str = "decisions") -> list[dict[str, Any]]:
+    """The rows of one table of the decision ledger at `location` (a directory or s3://),
+    oldest file first, each with its `date` partition."""
+    from ledger.files import open_files, table_dataset
+
+    rows: list[dict[str, Any]] = (
+        table_dataset(open_files(str(location)), table).to_table().to_pylist()
+    )
+    return sorted(rows, key=lambda row: (row["time"], row.get("position", 0)))

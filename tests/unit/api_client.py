@@ -8,14 +8,18 @@ from fastapi.testclient import TestClient
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
+from ledger.settings import LedgerSettings
+from ledger.writer import LedgerWriter
 from serve_app.api import create_api
 from serve_app.config import AppArgs
+from serve_app.decision_log import DecisionLog
 from serve_app.model import (
     ServingModel,
     column_predictions,
     explained_predictions,
     predictions,
 )
+from serve_app.refusals import Refusals
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
 
@@ -52,7 +56,25 @@ class InProcessModel:
 TRANSACTION = {name: 0.5 for name in FEATURE_NAMES}
 
 
-def client(artifact_dir: Path, args: AppArgs | None = None, **settings: object) -> TestClient:
-    """The API on a real model; anonymous unless `args` or keys in `settings` say otherwise."""
+def client(
+    artifact_dir: Path,
+    args: AppArgs | None = None,
+    decisions: DecisionLog | None = None,
+    **settings: object,
+) -> TestClient:
+    """The API on a real model; anonymous unless `args` or keys in `settings` say otherwise;
+    decisions and refusals recorded in `decisions` if given."""
     args = args if args is not None else AppArgs(allow_anonymous=True)
-    return TestClient(create_api(InProcessModel(artifact_dir), ServiceSettings(**settings), args))
+    api = create_api(
+        InProcessModel(artifact_dir),
+        ServiceSettings(**settings),
+        args,
+        refusals=Refusals(decisions=decisions),
+        decisions=decisions,
+    )
+    return TestClient(api)
+
+
+def ledger_in(directory: Path, **settings: object) -> DecisionLog:
+    """A decision log writing a ledger in `directory` (call `.writer.flush()` before reading)."""
+    return DecisionLog(LedgerWriter(LedgerSettings(location=str(directory), **settings)))

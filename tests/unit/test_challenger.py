@@ -3,17 +3,24 @@ shadow mode whatever the challenger does, the challenger's load shed, canary sha
 and what is counted, sent to Prometheus and logged."""
 
 import asyncio
-import logging
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from ray.serve.exceptions import BackPressureError
 
+from serve_app.access import ANONYMOUS
 from serve_app.challenger import OUTCOMES, ChallengerRecorder, ShadowingModelHandle
 from serve_app.config import ChallengerConfig, IngressConfig
+from serve_app.data_plane import DataPlane
+from serve_app.decision_log import DecisionLog
+from serve_app.request_context import Request
+from serve_app.schemas import batch_request_model
+from tests.helpers import ledger_rows
+from tests.unit.api_client import TRANSACTION, ledger_in
 from tests.unit.recorded_metrics import RecordedMetric
 
 
@@ -73,9 +80,12 @@ def shadowing(
     challenger: FakeModel,
     recorder: ChallengerRecorder | None = None,
     seed: int = 0,
+    decisions: DecisionLog | None = None,
     **args: Any,
 ) -> ShadowingModelHandle:
-    handle = ShadowingModelHandle(champion, challenger, recorder, rng=random.Random(seed))
+    handle = ShadowingModelHandle(
+        champion, challenger, recorder, rng=random.Random(seed), decisions=decisions
+    )
     handle.configure(ChallengerConfig.model_validate({"share": 1.0, "timeout_s": 0.05} | args))
     return handle
 
@@ -388,29 +398,44 @@ def test_metrics_are_added_up_per_call_and_sent_together(
     assert len(recorded["fraud_challenger_calls"].calls) == 1
 
 
-def test_a_compared_request_is_logged_with_both_scores(caplog: pytest.LogCaptureFixture) -> None:
-    champion, challenger = FakeModel("champ"), FakeModel("chall", threshold=0.3, factor=0.5)
-    handle = shadowing(champion, challenger)
-    logger = logging.getLogger("ray.serve.serve_app.challenger")
-    caplog.set_level(logging.INFO, logger=logger.name)
+def test_both_models_decisions_are_in_the_ledger_joined_by_request_and_position(
+    tmp_path: Path,
+) -> None:
+    """Shadow: the champion's served decisions and the challenger's unserved ones; canary: the
+    challenger's served ones and the champion's unserved ones; each with the request's id."""
+    log = ledger_in(tmp_path / "ledger")
+    rows = [TRANSACTION | {"V1": 0.8, "Amount": 10.0}, TRANSACTION | {"V1": 0.1, "Amount": 20.0}]
+    batch = batch_request_model(10).model_validate({"transactions": rows})
 
     async def scenario() -> None:
-        await handle.score([0.8])
-        await handle.score_many([[0.1], [0.7], [0.9]])
-        await settled(handle)
+        for mode, request_id in (("shadow", "r-shadow"), ("canary", "r-canary")):
+            champion = FakeModel("champ")
+            challenger = FakeModel("chall", threshold=0.3, factor=0.5)
+            handle = shadowing(champion, challenger, decisions=log, mode=mode, timeout_s=1.0)
+            plane = DataPlane(handle, 5, decisions=log)
+            await plane.predict_batch(batch, Request("/batch", request_id, ANONYMOUS))
+            await settled(handle)
 
     asyncio.run(scenario())
-    single, batch = [r for r in caplog.records if r.name == logger.name]
-    assert single.getMessage() == "challenger comparison"
-    assert single.champion_version == "champ" and single.challenger_version == "chall"
-    assert single.champion_fraud_probability == 0.8 and single.champion_is_fraud is True
-    assert single.challenger_fraud_probability == 0.4 and single.challenger_is_fraud is True
-    assert single.challenger_latency_ms >= 0
-    assert batch.getMessage() == "challenger batch comparison"
-    assert batch.transactions == 3
-    assert batch.champion_flagged == [1, 2]  # 0.7 and 0.9 against 0.5
-    assert batch.challenger_flagged == [1, 2]  # 0.35 and 0.45 against 0.3
-    assert batch.flagged_scores == {"1": [0.7, 0.35], "2": [0.9, 0.45]}
+    assert log.writer.flush(timeout_s=10)
+    recorded = ledger_rows(tmp_path / "ledger")
+    by = {(r["request_id"], r["role"], r["position"]): r for r in recorded}
+    assert len(recorded) == 8
+    cases = (("r-shadow", "shadow", "champion"), ("r-canary", "canary", "challenger"))
+    for request_id, mode, served_role in cases:
+        for position, (score, amount) in enumerate(((0.8, 10.0), (0.1, 20.0))):
+            champion_row = by[(request_id, "champion", position)]
+            challenger_row = by[(request_id, "challenger", position)]
+            assert champion_row["score"] == pytest.approx(score)
+            assert challenger_row["score"] == pytest.approx(score * 0.5)
+            assert champion_row["amount"] == challenger_row["amount"] == amount
+            assert champion_row["mode"] == challenger_row["mode"] == mode
+            assert (champion_row["served"], challenger_row["served"]) == (
+                served_role == "champion",
+                served_role == "challenger",
+            )
+            assert champion_row["time"] == challenger_row["time"]  # the same day's partition
+            assert challenger_row["model_version"] == "chall"
 
 
 def test_without_a_config_nothing_goes_to_the_challenger_and_the_endpoint_has_nothing() -> None:

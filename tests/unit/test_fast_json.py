@@ -8,8 +8,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from fraud_model.features import FEATURE_NAMES
-from serve_app.errors import install_error_handlers
 from serve_app.fast_json import ValidatedJsonRoute
+from serve_app.refusals import install_error_handlers
 from serve_app.schemas import Transaction, batch_request_model
 
 VALID = {name: 0.5 for name in FEATURE_NAMES}

@@ -88,7 +88,7 @@ def fast_path(artifact_dir: Path) -> tuple[RequestGate, App]:
         app,
         table=endpoint_table(AppArgs(max_transactions_per_request=3)),
         keys=KeyRing.from_settings(settings, allow_anonymous=False),
-        plane=DataPlane(InProcessModel(artifact_dir), 2.0, predictions=None),
+        plane=DataPlane(InProcessModel(artifact_dir), 2.0, decisions=None),
     )
     return gate, app
 

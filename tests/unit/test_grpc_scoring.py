@@ -19,8 +19,7 @@ from serve_app.access import KeyRing
 from serve_app.config import AppArgs
 from serve_app.data_plane import DataPlane, ModelHandle
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
-from serve_app.grpc_scoring import SERVICE, GrpcScoring, Refusal, Reply
-from serve_app.prediction_log import PredictionLog
+from serve_app.grpc_scoring import GrpcScoring, Refusal, Reply
 from serve_app.routes import endpoint_table
 from serve_app.settings import ServiceSettings
 from tests.helpers import PROJECT_ROOT, random_transactions
@@ -38,9 +37,8 @@ def scoring(
     keys: KeyRing = ANONYMOUS,
     max_transactions: int = 100,
     model: ModelHandle | None = None,
-    log: PredictionLog | None = None,
 ) -> GrpcScoring:
-    plane = DataPlane(model or InProcessModel(artifact), request_timeout_s=5, predictions=log)
+    plane = DataPlane(model or InProcessModel(artifact), request_timeout_s=5, decisions=None)
     table = endpoint_table(AppArgs(max_transactions_per_request=max_transactions))
     return GrpcScoring(table, keys, plane)
 
@@ -228,32 +226,6 @@ def test_an_overloaded_model_is_unavailable_which_clients_retry(session_artifact
     code, detail = refused(asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [])))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert detail[0]["type"] == "overloaded"
-
-
-class Recorded(PredictionLog):
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-
-def test_each_decision_is_logged_with_its_method_and_request_id(session_artifact: Path) -> None:
-    log = Recorded()
-    grpc_scoring = scoring(session_artifact, log=log)
-    one = asyncio.run(grpc_scoring.predict(transaction(ROWS[0]), [("x-request-id", "r-1")]))
-    many = asyncio.run(grpc_scoring.predict_columns(columns(ROWS), [("x-request-id", "r-2")]))
-    assert isinstance(one.answer, pb.Prediction) and one.request_id == "r-1"
-    assert isinstance(many.answer, pb.ColumnarPrediction) and many.request_id == "r-2"
-    single, batch = log.records
-    assert (single["route"], single["request_id"]) == (f"{SERVICE}/Predict", "r-1")
-    assert single["fraud_probability"] == one.answer.fraud_probability
-    assert (batch["route"], batch["request_id"], batch["transactions"]) == (
-        f"{SERVICE}/PredictColumns",
-        "r-2",
-        len(ROWS),
-    )
-    assert batch["fraud_probabilities"] == list(many.answer.fraud_probability)
 
 
 def test_the_request_id_is_the_callers_else_serves_else_a_new_one(session_artifact: Path) -> None:

@@ -41,12 +41,12 @@ def ingress(monkeypatch: pytest.MonkeyPatch) -> Any:
     from ray.serve import metrics
 
     monkeypatch.setattr(metrics, "Counter", Recorder)
-    # Outside Serve there is no replica log beside which to write the prediction log.
-    monkeypatch.setenv("FRAUD_LOG_PREDICTIONS", "false")
     # The class the decorators wrapped: Serve's wrapper adds an async __init__ around it.
     cls = next(c for c in Ingress.func_or_class.__mro__ if "__serve_build_asgi_app__" in vars(c))
     replica = cls.__new__(cls)
-    cls.__init__(replica, fake_handle("champ"), AppArgs(allow_anonymous=True), fake_handle("chall"))
+    # No ledger: outside Serve there is no replica to name its files after.
+    args = AppArgs(allow_anonymous=True, ledger=None)
+    cls.__init__(replica, fake_handle("champ"), args, fake_handle("chall"))
     replica.__serve_build_asgi_app__()
     return replica
 

@@ -1,6 +1,5 @@
 """Settings, CORS and Sentry wiring of the API, with a real model scored in-process."""
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -8,10 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fraud_model.features import FEATURE_NAMES
 from serve_app.config import AppArgs
 from serve_app.ingress import init_sentry, without_request_data
-from serve_app.prediction_log import LOGGER_NAME as PREDICTION_LOGGER
 from serve_app.settings import ServiceSettings
 from tests.unit.api_client import TRANSACTION, client
 
@@ -99,56 +96,6 @@ def test_sentry_without_the_package_fails_loudly(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "sentry_sdk", None)  # import fails as if not installed
     with pytest.raises(RuntimeError, match="'sentry' extra"):
         init_sentry("https://key@sentry.example/1")
-
-
-def prediction_records(caplog: pytest.LogCaptureFixture) -> list[dict]:
-    return [
-        json.loads(line)
-        for record in caplog.records
-        if record.name == PREDICTION_LOGGER
-        for line in record.getMessage().splitlines()
-    ]
-
-
-def test_predictions_are_logged_without_features_by_default(
-    artifact_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level("INFO", logger=PREDICTION_LOGGER):
-        answer = client(artifact_dir).post(
-            "/api/v1/predict", json=TRANSACTION, headers={"X-Request-ID": "checkout-1"}
-        )
-    (record,) = prediction_records(caplog)
-    assert record["request_id"] == "checkout-1"
-    assert record["route"] == "/api/v1/predict"
-    assert record["model_version"] == answer.json()["model_version"]
-    assert record["fraud_probability"] == answer.json()["fraud_probability"]
-    assert record["is_fraud"] == answer.json()["is_fraud"]
-    assert record["latency_ms"] >= 0
-    assert "features" not in record
-
-
-def test_every_decision_of_a_batch_is_logged_with_its_score(
-    artifact_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    batch = {"transactions": [TRANSACTION, TRANSACTION | {"V14": -9.0}, TRANSACTION]}
-    with caplog.at_level("INFO", logger=PREDICTION_LOGGER):
-        answers = client(artifact_dir).post("/api/v1/predict/batch", json=batch).json()
-    (record,) = prediction_records(caplog)
-    predictions = answers["predictions"]
-    assert record["route"] == "/api/v1/predict/batch"
-    assert record["transactions"] == 3
-    assert record["fraud_probabilities"] == [answer["fraud_probability"] for answer in predictions]
-    assert record["flagged"] == [i for i, answer in enumerate(predictions) if answer["is_fraud"]]
-
-
-def test_features_are_logged_only_with_the_debug_setting(
-    artifact_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level("INFO", logger=PREDICTION_LOGGER):
-        client(artifact_dir, log_features=True).post("/api/v1/predict", json=TRANSACTION)
-        client(artifact_dir, log_predictions=False).post("/api/v1/predict", json=TRANSACTION)
-    (record,) = prediction_records(caplog)
-    assert record["features"] == [0.5] * len(FEATURE_NAMES)
 
 
 def test_docs_are_served_from_the_service_itself_under_the_prefix(artifact_dir: Path) -> None:
