@@ -12,6 +12,9 @@ from typing import Any, Protocol, TextIO
 # and Ray are imported by main() when it runs.
 from training.options import PRODUCTION_FRAUD_RATE, ForestParams, TrainingOptions
 
+SPLITS = ["random", "temporal"]
+RULE_CHOICES = ["auto", "fixed_threshold", "alert_budget", "expected_cost"]
+
 logger = logging.getLogger("training")
 
 FOREST, OPTIONS = ForestParams(), TrainingOptions()
@@ -88,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic", type=int, metavar="N", help="train on N seeded synthetic rows instead"
     )
     parser.add_argument(
+        "--strata",
+        type=Path,
+        metavar="FILE",
+        help="the data's sampling design (training/weights.py); without it, DATA's "
+        "<name>.strata.json is used if there is one",
+    )
+    parser.add_argument(
+        "--weight-column",
+        metavar="NAME",
+        help="a column of the data holding each row's design weight (the live transactions "
+        "it stands for), instead of a strata file",
+    )
+    parser.add_argument(
         "--synthetic-fraud-rate",
         type=float,
         default=PRODUCTION_FRAUD_RATE,
@@ -114,9 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="grow each tree on all rows instead of a bootstrap sample",
     )
 
-    run = parser.add_argument_group("split, threshold and execution")
+    run = parser.add_argument_group("split, decision rule and execution")
     run.add_argument(
-        "--seed", type=int, default=OPTIONS.seed, help="seed for the splits and every tree"
+        "--seed", type=int, default=OPTIONS.seed, help="the forest's seed (every tree's)"
+    )
+    run.add_argument(
+        "--split-seed",
+        type=int,
+        default=OPTIONS.split_seed,
+        help="the random split's seed, apart from the forest's",
+    )
+    run.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=OPTIONS.split,
+        help="the split the served forest is grown and measured on: random (stratified) or "
+        "temporal (test on the latest Time, validation before it, fit on the earliest)",
+    )
+    run.add_argument(
+        "--compare-split",
+        choices=SPLITS,
+        default=OPTIONS.compare_split,
+        help="also grow a forest on this split and report its figures beside",
     )
     run.add_argument(
         "--test-size",
@@ -137,17 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraud share of live traffic; served probabilities are calibrated to it",
     )
     run.add_argument(
+        "--decision-rule",
+        choices=RULE_CHOICES,
+        default=OPTIONS.decision_rule,
+        help="the rule the model ships with: fixed_threshold, alert_budget, expected_cost "
+        "(flag when fraud_probability * Amount >= --review-cost), or auto: the cheapest on the "
+        "validation rows within the alert budget",
+    )
+    run.add_argument(
+        "--alerts-per-10k",
+        type=float,
+        default=OPTIONS.alerts_per_10k,
+        help="the alert budget: alerts per 10,000 live transactions",
+    )
+    run.add_argument(
         "--threshold-strategy",
         choices=["best_f1", "target_precision", "min_cost"],
         default=OPTIONS.threshold_strategy,
-        help="how to choose the decision threshold on the validation split (min_cost: lowest "
-        "expected cost, a missed fraud costing its Amount and a flagged one --review-cost)",
+        help="how fixed_threshold's threshold is chosen on the validation split (min_cost: "
+        "lowest expected cost, a missed fraud costing its Amount and a flagged one "
+        "--review-cost)",
     )
     run.add_argument(
         "--review-cost",
         type=float,
         default=OPTIONS.review_cost,
-        help="cost of reviewing one flagged transaction (min_cost and the report's cost curve)",
+        help="cost of reviewing one flagged transaction, in the unit of Amount (expected_cost, "
+        "min_cost and the report's costs)",
+    )
+    run.add_argument(
+        "--stability-runs",
+        type=int,
+        default=OPTIONS.stability_runs,
+        help="forests grown with other seeds (and random splits with other split seeds) to "
+        "measure the spread of the threshold and of PR-AUC; 0 for none",
     )
     run.add_argument(
         "--target-precision",
@@ -202,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     params = forest_params(args)
     options = TrainingOptions(
         seed=args.seed,
+        split_seed=args.split_seed,
+        split=args.split,
+        compare_split=args.compare_split,
+        decision_rule=args.decision_rule,
+        alerts_per_10k=args.alerts_per_10k,
+        stability_runs=args.stability_runs,
         test_size=args.test_size,
         validation_size=args.validation_size,
         production_fraud_rate=args.production_fraud_rate,
@@ -212,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.data is not None:
-            dataset = load_transactions(args.data)
+            dataset = load_transactions(
+                args.data, strata=args.strata, weight_column=args.weight_column
+            )
         else:
             dataset = synthetic_dataset(
                 args.synthetic, fraud_rate=args.synthetic_fraud_rate, seed=args.seed
@@ -224,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from training.forest import train_forest_in_threads
+    from training.split import SplitError
 
     build_forest = train_forest_in_threads
     if args.ray_address:
@@ -247,12 +314,15 @@ def main(argv: list[str] | None = None) -> int:
                 on_progress=progress.update_to,
                 build_forest=build_forest,
             )
+    except SplitError as error:
+        logger.error("Cannot split the training data: %s", error)
+        return 2
     finally:
         progress.close()
         if args.ray_address:
             ray.shutdown()
     logger.info("Artifact %s written to %s", metadata.model_version, args.output)
-    for line in summarise(metadata.metrics, metadata.threshold):
+    for line in summarise(metadata.metrics, metadata.decision_rule.describe()):
         logger.info(line)
     if args.publish is not None:
         return publish(args.output, args.publish)
@@ -297,14 +367,14 @@ def tree_progress_bar(
     return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable, file=file)
 
 
-def summarise(metrics: dict[str, Any], threshold: float) -> list[str]:
+def summarise(metrics: dict[str, Any], rule: str) -> list[str]:
     """A small fixed-width table of the held-out metrics."""
     rows = [
         ("held-out test", metrics["test"]),
         ("at production rate", metrics["test_at_production_rate"]),
     ]
     lines = [
-        f"Decision threshold (fraud_probability >= t): {threshold:.6f}",
+        f"Decision rule: {rule}",
         f"{'':20s} {'rows':>7s} {'frauds':>6s} {'PR-AUC':>7s} {'ROC-AUC':>7s} "
         f"{'precision':>9s} {'recall':>6s} {'F1':>6s}",
     ]

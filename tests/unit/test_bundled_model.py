@@ -41,10 +41,7 @@ def test_bundled_report_and_trees_belong_to_the_bundled_forest() -> None:
     np.testing.assert_allclose(
         raw.base + raw.contributions.sum(axis=1), forest.predict_proba(rows)[:, 1], atol=1e-9
     )
-    calibration = metadata.calibration
-    explanation, served = explainer.served(
-        rows, calibration.training_prior, calibration.production_prior
-    )
+    explanation, served = explainer.served(rows, metadata.calibration)
     np.testing.assert_allclose(
         explanation.base + explanation.contributions.sum(axis=1), served, atol=1e-9
     )
