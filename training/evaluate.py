@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from training.intervals import decision_intervals, percentile_interval
+from training.intervals import decision_intervals, percentile_interval, rate_interval
 from training.options import DEFAULT_REVIEW_COST, ThresholdStrategy
 
 
@@ -134,12 +134,16 @@ def split_intervals(
 ) -> Intervals:
     exact = decision_intervals(labels, flagged, design, rate)
     ranking = ranking_intervals(labels, scores, weights, resamples=resamples, seed=seed)
+    design = np.ones(len(labels)) if design is None else design
+    fraud = labels == 1
     return Intervals(
         pr_auc=ranking["pr_auc"],
         roc_auc=ranking["roc_auc"],
         precision=[exact.precision[1], exact.precision[2]],
-        recall=exact.recall.as_list(),
-        false_positive_rate=exact.false_positive_rate.as_list(),
+        # Recall and the false-positive rate on their own at 95 % (the derived ones above take
+        # each at 97.5 %).
+        recall=rate_interval(flagged[fraud], design[fraud]).as_list(),
+        false_positive_rate=rate_interval(flagged[~fraud], design[~fraud]).as_list(),
         alerts_per_10k=[exact.alert_rate[1] * 10_000, exact.alert_rate[2] * 10_000],
     )
 

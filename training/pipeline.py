@@ -247,13 +247,15 @@ def groups_across_parts(groups: DuplicateGroups, split: RowSplit) -> int:
 def seed_spread(
     dataset: Dataset,
     primary: SplitRun,
+    random_run: SplitRun | None,
     groups: DuplicateGroups,
     params: ForestParams,
     options: TrainingOptions,
     build_forest: ForestBuilder,
 ) -> dict[str, Any]:
-    """How the rules' thresholds and the headline metric move with the forest's seed (same
-    split), and, for a random split, the headline metric with the split's seed."""
+    """How the rules' thresholds and the headline metric move with the forest's seed (the served
+    forest's split), and the headline metric with the split's seed (the random split, when one
+    was run: `random_run`)."""
     by_model_seed = []
     for offset in range(options.stability_runs + 1):
         seed = options.seed + offset
@@ -266,25 +268,30 @@ def seed_spread(
             "fixed_threshold": setup.fixed_threshold,
             "alert_budget_threshold": setup.candidates["alert_budget"].cut,
             "decision_rule": setup.chosen.rule,
-            "pr_auc_at_production_rate": _pr_auc(run.test),
-            "calibration_slope": run.calibration.calibration.slope,
+            **_headline(run),
         })  # fmt: skip
-    result: dict[str, Any] = {"model_seeds": by_model_seed}
-    if primary.split.kind == "random":
-        by_split_seed = [{"split_seed": options.split_seed,
-                          "pr_auc_at_production_rate": _pr_auc(primary.test)}]  # fmt: skip
-        for offset in range(1, options.stability_runs + 1):
-            split = make_split(dataset, "random", options, groups, options.split_seed + offset)
-            run = grow_and_calibrate(
-                dataset, split, groups, params, options, seed=options.seed,
-                build_forest=build_forest,
-            )  # fmt: skip
-            by_split_seed.append({
-                "split_seed": options.split_seed + offset,
-                "pr_auc_at_production_rate": _pr_auc(run.test),
-            })  # fmt: skip
-        result["split_seeds"] = by_split_seed
+    result: dict[str, Any] = {"split": primary.split.kind, "model_seeds": by_model_seed}
+    if random_run is None:
+        return result
+    by_split_seed = [{"split_seed": options.split_seed, **_headline(random_run)}]
+    for offset in range(1, options.stability_runs + 1):
+        split = make_split(dataset, "random", options, groups, options.split_seed + offset)
+        run = grow_and_calibrate(
+            dataset, split, groups, params, options, seed=options.seed, build_forest=build_forest
+        )
+        by_split_seed.append({"split_seed": options.split_seed + offset, **_headline(run)})
+    result["split_seeds"] = by_split_seed
     return result
+
+
+def _headline(run: SplitRun) -> dict[str, float]:
+    test = run.test
+    check = calibration_check(test.probabilities, test.labels, test.weights)
+    return {
+        "pr_auc_at_production_rate": _pr_auc(test),
+        "calibration_slope": float(check["slope"]),  # type: ignore[arg-type]
+        "calibration_intercept": float(check["intercept"]),  # type: ignore[arg-type]
+    }
 
 
 def _pr_auc(scored: Scored) -> float:
@@ -325,15 +332,19 @@ def train_and_export(
     setup = set_up_rules(primary.validation, options)
     logger.info("Decision rule: %s (%s)", setup.chosen.describe(), setup.why)
     splits: dict[str, Any] = {options.split: split_figures(primary, setup, groups, options)}
+    runs = {options.split: primary}
     if options.compare_split is not None and options.compare_split != options.split:
         other = grow_and_calibrate(
             dataset, make_split(dataset, options.compare_split, options, groups), groups, params,
             options, seed=options.seed, build_forest=build_forest,
         )  # fmt: skip
+        runs[options.compare_split] = other
         splits[options.compare_split] = split_figures(
             other, set_up_rules(other.validation, options), groups, options
         )
-    stability = seed_spread(dataset, primary, groups, params, options, build_forest)
+    stability = seed_spread(
+        dataset, primary, runs.get("random"), groups, params, options, build_forest
+    )
     headline = splits[options.split]
     rate = options.production_fraud_rate
     metrics = TrainingMetrics(

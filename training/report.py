@@ -138,7 +138,7 @@ def _threshold_tradeoffs(validation: Scored, threshold: float, options: Training
     axes.plot(cuts, recall[:-1], label="recall")
     axes.axvline(threshold, color="black", linestyle="--", label="fixed threshold")
     axes.set(xscale=_scale(cuts), xlabel="threshold on fraud_probability", ylabel="share",
-             title="Threshold trade-offs (validation, production rate)")  # fmt: skip
+             title="Threshold trade-offs (validation, production weights)")  # fmt: skip
     cost_axes = axes.twinx()
     cost_axes.plot(thresholds, costs, color="tab:red", label="expected cost")
     cheapest = int(np.argmin(costs))

@@ -66,9 +66,12 @@ def report_markdown(
         *_metrics_table(metrics["test"], metrics["test_at_production_rate"]),
         "",
         "In brackets, 95 % intervals: Clopper-Pearson on recall and the false-positive rate "
-        "(on Kish's effective size where design weights differ), precision and alerts derived "
-        "from those two at the production fraud rate (each at 97.5 %), PR-AUC and ROC-AUC over "
-        "bootstrap resamples of the test rows.",
+        "(on Kish's effective size where design weights differ); precision and alerts derived "
+        "from those two (each at 97.5 %) at the fraud rate of the live traffic the test rows "
+        "stand for; PR-AUC and ROC-AUC over bootstrap resamples of the test rows. Production "
+        "weights: each row counts as the live transactions it stands for (its design weight, "
+        "legitimate rows scaled once for the whole data set to the production fraud rate), so "
+        "a test period keeps the fraud rate it had.",
         "",
         _confusion(metrics["test"], metrics["test_at_production_rate"]),
         "",
@@ -301,39 +304,46 @@ def _stability_section(stability: dict[str, Any]) -> list[str]:
     lines = [
         "## Stability across seeds",
         "",
-        f"The same split grown with {len(runs)} forest seeds, each calibrated and set up on its "
-        "validation rows:",
+        f"The {stability['split']} split grown with {len(runs)} forest seeds, each calibrated "
+        "and its rules set up on its validation rows; PR-AUC and the calibration's check on its "
+        "test rows at production weights:",
         "",
-        "| forest seed | fixed threshold | alert budget's threshold | rule chosen | PR-AUC at "
-        "production weights | calibration slope fitted |",
-        "| ---: | ---: | ---: | --- | ---: | ---: |",
+        "| forest seed | fixed threshold | alert budget's threshold | rule chosen | PR-AUC | "
+        "calibration slope | calibration intercept |",
+        "| ---: | ---: | ---: | --- | ---: | ---: | ---: |",
         *(
             f"| {run['seed']} | {run['fixed_threshold']:.4g} | "
             f"{run['alert_budget_threshold']:.4g} | {RULE_TITLES[run['decision_rule']]} | "
-            f"{run['pr_auc_at_production_rate']:.4f} | {run['calibration_slope']:.3f} |"
+            f"{run['pr_auc_at_production_rate']:.4f} | {run['calibration_slope']:.3f} | "
+            f"{run['calibration_intercept']:.3f} |"
             for run in runs
         ),
         "",
         "Fixed threshold: " + _spread([run["fixed_threshold"] for run in runs], 4)
         + "; alert budget's threshold: "
         + _spread([run["alert_budget_threshold"] for run in runs], 4)
-        + "; PR-AUC at production weights: "
-        + _spread([run["pr_auc_at_production_rate"] for run in runs], 4)
+        + "; PR-AUC: " + _spread([run["pr_auc_at_production_rate"] for run in runs], 4)
         + ".",
         "",
     ]  # fmt: skip
     split_runs = stability.get("split_seeds", [])
     if len(split_runs) > 1:
         lines += [
-            f"The random split drawn with {len(split_runs)} split seeds (forest seed fixed), "
-            "PR-AUC at production weights on each one's test rows: "
-            + ", ".join(
-                f"{run['pr_auc_at_production_rate']:.4f} (seed {run['split_seed']})"
+            f"The random split drawn with {len(split_runs)} split seeds (forest seed fixed), on "
+            "each one's test rows at production weights:",
+            "",
+            "| split seed | PR-AUC | calibration slope | calibration intercept |",
+            "| ---: | ---: | ---: | ---: |",
+            *(
+                f"| {run['split_seed']} | {run['pr_auc_at_production_rate']:.4f} | "
+                f"{run['calibration_slope']:.3f} | {run['calibration_intercept']:.3f} |"
                 for run in split_runs
-            )
-            + "; "
-            + _spread([run["pr_auc_at_production_rate"] for run in split_runs], 4)
+            ),
+            "",
+            "PR-AUC: " + _spread([run["pr_auc_at_production_rate"] for run in split_runs], 4)
+            + "; calibration slope: "
+            + _spread([run["calibration_slope"] for run in split_runs], 3)
             + ".",
             "",
-        ]
+        ]  # fmt: skip
     return lines

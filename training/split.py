@@ -70,12 +70,14 @@ def split_rows(
     if kind == "temporal":
         if times is None:
             raise SplitError("the temporal split needs a Time column in the data")
-        earlier, test = _later_part(rows, times, volume, groups, test_size)
-        fit, validation = _later_part(earlier, times, volume, groups, validation_size)
+        earlier, test, test_cut = _later_part(rows, times, volume, groups, test_size)
+        fit, validation, validation_cut = _later_part(
+            earlier, times, volume, groups, validation_size
+        )
         description = (
-            f"temporal: fit on Time <= {times[fit].max():g}, validation to "
-            f"{times[validation].max():g}, test after it (the last {test_size:.0%} of live "
-            f"volume), duplicate groups kept whole"
+            f"temporal: fit on Time <= {validation_cut:g}, validation to {test_cut:g}, test "
+            f"after it (the last {test_size:.0%} of live volume); a duplicate group goes where "
+            "its earliest row goes"
         )
         result = RowSplit(kind, None, fit, validation, test, description)
     else:
@@ -124,13 +126,13 @@ def _later_part(
     volume: np.ndarray,
     groups: np.ndarray,
     size: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(earlier, later): `later` holds the rows after the time at which `1 - size` of the rows'
-    volume has gone by; a group goes where its earliest row goes."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(earlier, later, cut): `later` holds the rows after the time `cut` at which `1 - size` of
+    the rows' volume has gone by; a group goes where its earliest row goes."""
     order = rows[np.argsort(times[rows], kind="stable")]
     passed = np.cumsum(volume[order]) / volume[order].sum()
     cut = times[order][min(int(np.searchsorted(passed, 1.0 - size)), len(order) - 1)]
     first_time = np.full(int(groups.max()) + 1, np.inf)
     np.minimum.at(first_time, groups[rows], times[rows])
     later = first_time[groups[rows]] > cut
-    return rows[~later], rows[later]
+    return rows[~later], rows[later], float(cut)
