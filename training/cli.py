@@ -75,6 +75,66 @@ FOREST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# TrainingOptions field -> argparse settings (the default comes from TrainingOptions).
+TRAINING_OPTIONS: dict[str, dict[str, Any]] = {
+    "seed": {"type": int, "help": "the forest's seed (every tree's)"},
+    "split_seed": {"type": int, "help": "the random split's seed, apart from the forest's"},
+    "split": {
+        "choices": SPLITS,
+        "help": "the split the served forest is grown and measured on: random (stratified) or "
+        "temporal (test on the latest Time, validation before it, fit on the earliest)",
+    },
+    "compare_split": {
+        "choices": SPLITS,
+        "help": "also grow a forest on this split and report its figures beside",
+    },
+    "test_size": {"type": float, "help": "held-out test share of live volume"},
+    "validation_size": {
+        "type": float,
+        "help": "share of the rest held out to set up the decision rules",
+    },
+    "production_fraud_rate": {
+        "type": float,
+        "help": "fraud share of live traffic; served probabilities are calibrated to it",
+    },
+    "decision_rule": {
+        "choices": RULE_CHOICES,
+        "help": "the rule the model ships with: fixed_threshold, alert_budget, expected_cost "
+        "(flag when fraud_probability * Amount >= --review-cost), or auto: the cheapest on the "
+        "validation rows within the alert budget",
+    },
+    "alerts_per_10k": {
+        "type": float,
+        "help": "the alert budget: alerts per 10,000 live transactions",
+    },
+    "threshold_strategy": {
+        "choices": ["best_f1", "target_precision", "min_cost"],
+        "help": "how fixed_threshold's threshold is chosen on the validation split (min_cost: "
+        "lowest expected cost, a missed fraud costing its Amount and a flagged one "
+        "--review-cost)",
+    },
+    "target_precision": {
+        "type": float,
+        "help": "precision to reach with --threshold-strategy target_precision",
+    },
+    "review_cost": {
+        "type": float,
+        "help": "cost of reviewing one flagged transaction, in the unit of Amount (expected_cost, "
+        "min_cost and the report's costs)",
+    },
+    "stability_runs": {
+        "type": int,
+        "help": "forests grown with other seeds (and random splits with other split seeds) to "
+        "measure the spread of the threshold and of PR-AUC; 0 for none",
+    },
+    "num_tasks": {
+        "type": int,
+        "help": "threads, or Ray tasks with --ray-address, to build the trees in (default: one "
+        "per CPU of this machine or of the Ray cluster)",
+    },
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -131,87 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = parser.add_argument_group("split, decision rule and execution")
-    run.add_argument(
-        "--seed", type=int, default=OPTIONS.seed, help="the forest's seed (every tree's)"
-    )
-    run.add_argument(
-        "--split-seed",
-        type=int,
-        default=OPTIONS.split_seed,
-        help="the random split's seed, apart from the forest's",
-    )
-    run.add_argument(
-        "--split",
-        choices=SPLITS,
-        default=OPTIONS.split,
-        help="the split the served forest is grown and measured on: random (stratified) or "
-        "temporal (test on the latest Time, validation before it, fit on the earliest)",
-    )
-    run.add_argument(
-        "--compare-split",
-        choices=SPLITS,
-        default=OPTIONS.compare_split,
-        help="also grow a forest on this split and report its figures beside",
-    )
-    run.add_argument(
-        "--test-size",
-        type=float,
-        default=OPTIONS.test_size,
-        help="held-out test share (stratified)",
-    )
-    run.add_argument(
-        "--validation-size",
-        type=float,
-        default=OPTIONS.validation_size,
-        help="share of the training part held out to choose the threshold",
-    )
-    run.add_argument(
-        "--production-fraud-rate",
-        type=float,
-        default=OPTIONS.production_fraud_rate,
-        help="fraud share of live traffic; served probabilities are calibrated to it",
-    )
-    run.add_argument(
-        "--decision-rule",
-        choices=RULE_CHOICES,
-        default=OPTIONS.decision_rule,
-        help="the rule the model ships with: fixed_threshold, alert_budget, expected_cost "
-        "(flag when fraud_probability * Amount >= --review-cost), or auto: the cheapest on the "
-        "validation rows within the alert budget",
-    )
-    run.add_argument(
-        "--alerts-per-10k",
-        type=float,
-        default=OPTIONS.alerts_per_10k,
-        help="the alert budget: alerts per 10,000 live transactions",
-    )
-    run.add_argument(
-        "--threshold-strategy",
-        choices=["best_f1", "target_precision", "min_cost"],
-        default=OPTIONS.threshold_strategy,
-        help="how fixed_threshold's threshold is chosen on the validation split (min_cost: "
-        "lowest expected cost, a missed fraud costing its Amount and a flagged one "
-        "--review-cost)",
-    )
-    run.add_argument(
-        "--review-cost",
-        type=float,
-        default=OPTIONS.review_cost,
-        help="cost of reviewing one flagged transaction, in the unit of Amount (expected_cost, "
-        "min_cost and the report's costs)",
-    )
-    run.add_argument(
-        "--stability-runs",
-        type=int,
-        default=OPTIONS.stability_runs,
-        help="forests grown with other seeds (and random splits with other split seeds) to "
-        "measure the spread of the threshold and of PR-AUC; 0 for none",
-    )
-    run.add_argument(
-        "--target-precision",
-        type=float,
-        help="precision to reach with --threshold-strategy target_precision",
-    )
+    for name, kwargs in TRAINING_OPTIONS.items():
+        run.add_argument(f"--{name.replace('_', '-')}", default=getattr(OPTIONS, name), **kwargs)
     run.add_argument(
         "--ray-address",
         default=os.environ.get("RAY_ADDRESS"),
@@ -219,12 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the trees in Ray tasks on this running cluster: host:port, ray://host:10001, "
         "or auto for the one `ray start` runs on this machine (default: $RAY_ADDRESS; without "
         "either, the trees are built in this process's threads and Ray is not started)",
-    )
-    run.add_argument(
-        "--num-tasks",
-        type=int,
-        help="threads, or Ray tasks with --ray-address, to build the trees in (default: one per "
-        "CPU of this machine or of the Ray cluster)",
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
     run.add_argument(
@@ -258,22 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.pipeline import train_and_export
 
     params = forest_params(args)
-    options = TrainingOptions(
-        seed=args.seed,
-        split_seed=args.split_seed,
-        split=args.split,
-        compare_split=args.compare_split,
-        decision_rule=args.decision_rule,
-        alerts_per_10k=args.alerts_per_10k,
-        stability_runs=args.stability_runs,
-        test_size=args.test_size,
-        validation_size=args.validation_size,
-        production_fraud_rate=args.production_fraud_rate,
-        threshold_strategy=args.threshold_strategy,
-        target_precision=args.target_precision,
-        review_cost=args.review_cost,
-        num_tasks=args.num_tasks,
-    )
+    options = TrainingOptions(**{name: getattr(args, name) for name in TRAINING_OPTIONS})
     try:
         if args.data is not None:
             dataset = load_transactions(

@@ -297,6 +297,33 @@ def _spread(values: list[float], digits: int) -> str:
     )
 
 
+def _seed_table(key: str, title: str, runs: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """One row per run: its seed (`key`), then `columns` among SEED_COLUMNS."""
+    heads = [SEED_COLUMNS[column][0] for column in columns]
+    return [
+        f"| {title} | " + " | ".join(heads) + " |",
+        "| ---: | " + " | ".join("---" if h == "rule chosen" else "---:" for h in heads) + " |",
+        *(
+            f"| {run[key]} | "
+            + " | ".join(SEED_COLUMNS[column][1](run[column]) for column in columns)
+            + " |"
+            for run in runs
+        ),
+        "",
+    ]
+
+
+SEED_COLUMNS: dict[str, tuple[str, Any]] = {
+    "fixed_threshold": ("fixed threshold", lambda value: f"{value:.4g}"),
+    "alert_budget_threshold": ("alert budget's threshold", lambda value: f"{value:.4g}"),
+    "decision_rule": ("rule chosen", lambda value: RULE_TITLES[value]),
+    "pr_auc_at_production_rate": ("PR-AUC", lambda value: f"{value:.4f}"),
+    "calibration_slope": ("calibration slope", lambda value: f"{value:.3f}"),
+    "calibration_intercept": ("calibration intercept", lambda value: f"{value:.3f}"),
+}
+CHECKS = ["pr_auc_at_production_rate", "calibration_slope", "calibration_intercept"]
+
+
 def _stability_section(stability: dict[str, Any]) -> list[str]:
     runs = stability.get("model_seeds", [])
     if len(runs) < 2:
@@ -308,17 +335,8 @@ def _stability_section(stability: dict[str, Any]) -> list[str]:
         "and its rules set up on its validation rows; PR-AUC and the calibration's check on its "
         "test rows at production weights:",
         "",
-        "| forest seed | fixed threshold | alert budget's threshold | rule chosen | PR-AUC | "
-        "calibration slope | calibration intercept |",
-        "| ---: | ---: | ---: | --- | ---: | ---: | ---: |",
-        *(
-            f"| {run['seed']} | {run['fixed_threshold']:.4g} | "
-            f"{run['alert_budget_threshold']:.4g} | {RULE_TITLES[run['decision_rule']]} | "
-            f"{run['pr_auc_at_production_rate']:.4f} | {run['calibration_slope']:.3f} | "
-            f"{run['calibration_intercept']:.3f} |"
-            for run in runs
-        ),
-        "",
+        *_seed_table("seed", "forest seed", runs,
+                     ["fixed_threshold", "alert_budget_threshold", "decision_rule", *CHECKS]),
         "Fixed threshold: " + _spread([run["fixed_threshold"] for run in runs], 4)
         + "; alert budget's threshold: "
         + _spread([run["alert_budget_threshold"] for run in runs], 4)
@@ -332,14 +350,7 @@ def _stability_section(stability: dict[str, Any]) -> list[str]:
             f"The random split drawn with {len(split_runs)} split seeds (forest seed fixed), on "
             "each one's test rows at production weights:",
             "",
-            "| split seed | PR-AUC | calibration slope | calibration intercept |",
-            "| ---: | ---: | ---: | ---: |",
-            *(
-                f"| {run['split_seed']} | {run['pr_auc_at_production_rate']:.4f} | "
-                f"{run['calibration_slope']:.3f} | {run['calibration_intercept']:.3f} |"
-                for run in split_runs
-            ),
-            "",
+            *_seed_table("split_seed", "split seed", split_runs, CHECKS),
             "PR-AUC: " + _spread([run["pr_auc_at_production_rate"] for run in split_runs], 4)
             + "; calibration slope: "
             + _spread([run["calibration_slope"] for run in split_runs], 3)
