@@ -35,12 +35,7 @@ def main() -> int:
     for n in (1, 32, 1000):
         batch = rows[:n]
         scoring = median_ms(lambda b=batch: artifact.fraud_probability(b), 50)
-        explaining = median_ms(
-            lambda b=batch: explainer.served(
-                b, calibration.training_prior, calibration.production_prior
-            ),
-            20,
-        )
+        explaining = median_ms(lambda b=batch: explainer.served(b, calibration), 20)
         logger.info(
             "%5d rows: ONNX scoring %.3f ms, reason codes %.2f ms (x%.0f)",
             n, scoring, explaining, explaining / scoring,

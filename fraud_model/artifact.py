@@ -17,15 +17,19 @@ from typing import Literal
 import numpy as np
 from pydantic import ValidationError
 
+from fraud_model.calibration import calibrated_probability
+from fraud_model.decision import AlertCurve, read_alert_curve
 from fraud_model.engines import OnnxEngine
 from fraud_model.explain import ForestExplainer
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 from fraud_model.metadata import ArtifactMetadata
-from fraud_model.prior import adjust_to_prior
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT_VERSION = 3
+# 4: the platt calibration, a decision rule and the alert curve. Format 3 (prior shift, a fixed
+# threshold) still loads.
+ARTIFACT_FORMAT_VERSION = 4
+READABLE_FORMAT_VERSIONS = (3, 4)
 METADATA_FILE = "metadata.json"
 SERVING_ENGINE: Literal["onnx"] = "onnx"
 
@@ -72,12 +76,12 @@ class LoadedArtifact:
     metadata: ArtifactMetadata
     metadata_sha256: str  # the pin that names exactly these files
     engine: OnnxEngine
+    alert_curve: AlertCurve | None = None  # for alert budgets set at serving
 
     def fraud_probability(self, features: np.ndarray) -> np.ndarray:
         """Probability of fraud at the production fraud rate for each row of an (n, 29) matrix."""
         raw = self.engine.raw_fraud_scores(np.asarray(features, dtype=FEATURE_DTYPE))
-        calibration = self.metadata.calibration
-        return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
+        return calibrated_probability(raw, self.metadata.calibration)
 
     def load_explainer(self) -> ForestExplainer:
         """The trees as arrays (hash-checked with the rest), for reason codes; no unpickling."""
@@ -134,10 +138,10 @@ def parse_metadata(metadata_bytes: bytes, where: str) -> ArtifactMetadata:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactMetadataError(f"{where} is not valid JSON: {error}") from error
     version = raw.get("format_version") if isinstance(raw, dict) else None
-    if version != ARTIFACT_FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise UnsupportedArtifactVersionError(
-            f"{where} has format_version {version!r}; this code reads version "
-            f"{ARTIFACT_FORMAT_VERSION} (retrain with `python -m training`)"
+            f"{where} has format_version {version!r}; this code reads versions "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))} (retrain with `python -m training`)"
         )
     try:
         metadata = ArtifactMetadata.model_validate(raw)
@@ -173,8 +177,18 @@ def load_artifact(
             f"{model_file} is not a loadable ONNX model: {error}"
         ) from error
     _check_parity(root, metadata, engine)
+    curve = None
+    if metadata.alert_curve_file is not None:
+        try:
+            curve = read_alert_curve(root / metadata.alert_curve_file)
+        except ValueError as error:  # JSON or schema: hash-checked, so a bad training run
+            raise ArtifactMetadataError(
+                f"{root / metadata.alert_curve_file} is not an alert curve: {error}"
+            ) from error
     pin = sha256_bytes((root / METADATA_FILE).read_bytes())
-    return LoadedArtifact(path=root, metadata=metadata, metadata_sha256=pin, engine=engine)
+    return LoadedArtifact(
+        path=root, metadata=metadata, metadata_sha256=pin, engine=engine, alert_curve=curve
+    )
 
 
 def _check_parity(root: Path, metadata: ArtifactMetadata, engine: OnnxEngine) -> None:
@@ -211,8 +225,7 @@ def _check_features(features: list[str], where: str) -> None:
 
 def _check_files(root: Path, metadata: ArtifactMetadata) -> None:
     referenced = [*metadata.engines.values(), metadata.parity.probe_file, metadata.explainer_file]
-    if metadata.report_file is not None:
-        referenced.append(metadata.report_file)
+    referenced += [name for name in (metadata.report_file, metadata.alert_curve_file) if name]
     unhashed = [name for name in referenced if name not in metadata.files]
     if unhashed:
         raise ArtifactMetadataError(f"{unhashed} have no sha256 in 'files'")

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from fraud_model.calibration import calibrated_probability
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
-from fraud_model.prior import adjust_to_prior
+from fraud_model.metadata import Calibration
 
 TREES_FILE = "trees.npz"
 DEFAULT_TOP_K = 5  # reason codes listed per transaction unless asked otherwise
@@ -106,26 +107,25 @@ class ForestExplainer:
         return Explanation(self.base, totals.reshape(n_rows, n_features) / n_trees)
 
     def served(
-        self, features: np.ndarray, training_prior: float, production_prior: float
+        self, features: np.ndarray, calibration: Calibration
     ) -> tuple[Explanation, np.ndarray]:
-        """Contributions on the served scale (fraud_probability after the prior correction).
+        """Contributions on the served scale (fraud_probability after the calibration).
 
-        The correction is monotone but not linear, so each row's raw contributions are scaled by
+        The calibration is monotone but not linear, so each row's raw contributions are scaled by
         one factor, (served - served base) / (raw - raw base): signs and ranking are kept and
         `served base + sum = fraud_probability` holds exactly. Returns the explanation and the
         served fraud_probability of each row.
         """
         raw = self.raw(features)
         scores = raw.base + raw.contributions.sum(axis=1)
-        base = float(adjust_to_prior(np.asarray([raw.base]), training_prior, production_prior)[0])
-        served = adjust_to_prior(scores, training_prior, production_prior)
+        base = float(calibrated_probability(np.asarray([raw.base]), calibration)[0])
+        served = calibrated_probability(scores, calibration)
         moved = scores - raw.base
         tiny = np.abs(moved) < 1e-12
-        # A row whose contributions cancel out: use the correction's local slope instead.
+        # A row whose contributions cancel out: use the calibration's local slope instead.
         step = 1e-6
         slope = (
-            adjust_to_prior(np.asarray([raw.base + step]), training_prior, production_prior)[0]
-            - base
+            calibrated_probability(np.asarray([raw.base + step]), calibration)[0] - base
         ) / step
         factor = np.where(tiny, slope, (served - base) / np.where(tiny, 1.0, moved))
         return Explanation(base, raw.contributions * factor[:, None]), served

@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fraud_model.decision import DecisionRule
 
 
 class _Strict(BaseModel):
@@ -17,17 +19,47 @@ class DataFingerprint(_Strict):
     rows: int = Field(ge=0)
     fraud_count: int = Field(ge=0)
     sha256: str = Field(description="sha256 of the input file's bytes as read (or of the frame).")
+    sampling: str | None = Field(
+        None, description="Where the rows' design weights came from (strata file, column, none)."
+    )
 
 
 class Calibration(_Strict):
     """How raw forest scores become probabilities at the production fraud rate.
 
-    See fraud_model.prior.
+    See fraud_model.calibration: `platt` (two parameters on the log-odds of the smoothed score),
+    or `prior_shift` (fraud_model.prior; artifacts of format 3).
     """
 
-    method: Literal["prior_shift"] = "prior_shift"
-    training_prior: float = Field(gt=0, lt=1, description="Weighted fraud share the trees saw.")
+    method: Literal["prior_shift", "platt"] = "prior_shift"
     production_prior: float = Field(gt=0, lt=1, description="Fraud share of live traffic.")
+    training_prior: float | None = Field(
+        None, gt=0, lt=1, description="prior_shift: the weighted fraud share the trees saw."
+    )
+    intercept: float | None = Field(None, description="platt: intercept on the log-odds.")
+    slope: float | None = Field(None, gt=0, description="platt: slope on the log-odds.")
+    trees: int | None = Field(None, ge=1, description="platt: trees the score is a mean over.")
+    pseudo_count: float | None = Field(
+        None, gt=0, description="platt: votes added to each side before the log-odds."
+    )
+
+    @model_validator(mode="after")
+    def parameters_of_the_method(self) -> "Calibration":
+        needed = (
+            ("intercept", "slope", "trees", "pseudo_count")
+            if self.method == "platt"
+            else ("training_prior",)
+        )
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"calibration {self.method} needs {', '.join(missing)}")
+        return self
+
+    def platt_parameters(self) -> tuple[float, float, int, float]:
+        """(intercept, slope, trees, pseudo_count) of a `platt` calibration."""
+        if self.intercept is None or self.slope is None or self.trees is None:
+            raise ValueError(f"a {self.method} calibration has no Platt parameters")
+        return self.intercept, self.slope, self.trees, self.pseudo_count or 0.0
 
 
 class Parity(_Strict):
@@ -47,6 +79,9 @@ class ScoreBins(_Strict):
 
 
 class ArtifactMetadata(_Strict):
+    """metadata.json. `threshold` is the fixed threshold training chose; `decision` the rule
+    that decides (fraud_model.decision)."""
+
     format_version: int
     model_version: str
     created_at: datetime
@@ -61,8 +96,22 @@ class ArtifactMetadata(_Strict):
     features: list[str]
     threshold: float = Field(ge=0, le=1, description="Decision threshold on fraud_probability.")
     threshold_strategy: str
+    decision: DecisionRule | None = Field(
+        None,
+        description="The decision rule the model ships with (None: fixed_threshold at "
+        "`threshold`, as artifacts of format 3).",
+    )
+    alert_curve_file: str | None = Field(
+        None, description="Alerts per threshold on held-out rows, for alert budgets at serving."
+    )
     calibration: Calibration
     library_versions: dict[str, str]
     training_params: dict[str, Any]
     data: DataFingerprint
     metrics: dict[str, Any] = Field(description="Held-out evaluation, see training.evaluate.")
+
+    @property
+    def decision_rule(self) -> DecisionRule:
+        if self.decision is not None:
+            return self.decision
+        return DecisionRule(rule="fixed_threshold", threshold=self.threshold)

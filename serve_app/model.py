@@ -9,6 +9,7 @@ cannot be loaded, the old one keeps serving and the failure shows in the logs, t
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from fraud_model.artifact import SERVING_ENGINE, ArtifactError, LoadedArtifact
+from fraud_model.decision import DecisionRule, RuleName, decide, serving_rule
 from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
@@ -67,7 +69,28 @@ class ModelConfig(BaseModel):
         "artifact before reading the rest. Production configs set it.",
     )
     threshold: float | None = Field(
-        None, ge=0, le=1, description="Decision threshold; null = the artifact's own."
+        None,
+        ge=0,
+        le=1,
+        description="A fixed decision threshold on fraud_probability (decision_rule "
+        "fixed_threshold); null = the artifact's own rule.",
+    )
+    decision_rule: RuleName | None = Field(
+        None,
+        description="fixed_threshold, alert_budget or expected_cost (fraud_model.decision); "
+        "null = the artifact's own rule (or fixed_threshold when threshold is set). Named "
+        "without its numbers, a rule takes the artifact's where the artifact ships it.",
+    )
+    alerts_per_10k: float | None = Field(
+        None, gt=0, le=10_000, description="alert_budget: alerts per 10,000 transactions."
+    )
+    max_false_positive_rate: float | None = Field(
+        None, gt=0, lt=1, description="alert_budget: share of legitimate transactions flagged."
+    )
+    review_cost: float | None = Field(
+        None,
+        gt=0,
+        description="expected_cost: the cost of reviewing a transaction, in the unit of Amount.",
     )
     max_batch_size: int = Field(
         DEFAULT_MAX_BATCH_SIZE,
@@ -86,8 +109,15 @@ class ServingModel:
     uri: str
     pin: str | None  # the configured metadata_sha256, if any
     artifact: LoadedArtifact
-    threshold: float
+    threshold: float  # the rule's cut, answered as `threshold`
     explainer: ForestExplainer | None = None  # loaded with the artifact; reason codes only
+    rule: DecisionRule | None = None  # None: fixed_threshold at `threshold`
+
+    @property
+    def decision(self) -> DecisionRule:
+        if self.rule is not None:
+            return self.rule
+        return DecisionRule(rule="fixed_threshold", threshold=self.threshold)
 
 
 # The recording rule of k8s/monitoring.yaml with the PSI of every replica's scores of the last hour.
@@ -178,12 +208,18 @@ class FraudModel:
                 reason = str(error) if isinstance(error, ArtifactError) else repr(error)
                 self._refuse(reason, uri)
                 return
+        try:
+            rule = rule_of(tuning, artifact)
+        except ValueError as error:
+            self._refuse(f"decision rule: {error}", uri)
+            return
         self._serving = ServingModel(
             uri=uri,
             pin=pin,
             artifact=artifact,
-            threshold=artifact.metadata.threshold if tuning.threshold is None else tuning.threshold,
+            threshold=rule.cut,
             explainer=explainer,
+            rule=rule,
         )
         if not same:
             self._drift = ScoreDrift(artifact.metadata.score_bins)
@@ -200,13 +236,13 @@ class FraudModel:
             (version, SERVING_ENGINE),
         )
         logger.info(
-            "Serving model %s from %s (metadata sha256 %s, %s), threshold %.6f, batches of up "
+            "Serving model %s from %s (metadata sha256 %s, %s), decision rule %s, batches of up "
             "to %d requests waiting up to %.1f ms",
             version,
             uri,
             artifact.metadata_sha256,
             "pinned" if pin else "not pinned",
-            self._serving.threshold,
+            rule.describe(),
             tuning.max_batch_size,
             tuning.batch_wait_timeout_s * 1000,
         )
@@ -252,7 +288,11 @@ class FraudModel:
             # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
             # accepting requests (and filling the next batch) meanwhile.
             answers = await asyncio.to_thread(predictions, serving, features)
-        self._record(serving, [answer["fraud_probability"] for answer in answers])
+        self._record(
+            serving,
+            [answer["fraud_probability"] for answer in answers],
+            [answer["is_fraud"] for answer in answers],
+        )
         return split_by_request(answers, [len(request) for request in requests])
 
     async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
@@ -260,7 +300,7 @@ class FraudModel:
         build, send back and serialise."""
         serving = self._require_model()
         answer = await asyncio.to_thread(column_predictions, serving, rows)
-        self._record(serving, answer["fraud_probability"])
+        self._record(serving, answer["fraud_probability"], answer["is_fraud"])
         return answer
 
     async def explain_many(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[Answer]:
@@ -269,18 +309,21 @@ class FraudModel:
         request."""
         serving = self._require_model()
         answers = await asyncio.to_thread(explained_predictions, serving, rows, top_k)
-        self._record(serving, [answer["fraud_probability"] for answer in answers])
+        self._record(
+            serving,
+            [answer["fraud_probability"] for answer in answers],
+            [answer["is_fraud"] for answer in answers],
+        )
         return answers
 
-    def _record(self, serving: ServingModel, scores: list[float]) -> None:
+    def _record(self, serving: ServingModel, scores: list[float], flags: list[bool]) -> None:
         version = serving.artifact.metadata.model_version
-        if self._drift is None:
-            self._metrics.record_batch(version, scores, serving.threshold)
-            return
-        drift_counts = self._drift.add(np.asarray(scores))
-        self._metrics.record_batch(version, scores, serving.threshold, drift_counts.tolist())
-        psi = self._drift.psi()
-        if psi is not None:
+        for part, threshold in decision_parts(serving.decision, scores, flags):
+            drift_counts: list[int] = []
+            if self._drift is not None:
+                drift_counts = self._drift.add(np.asarray(part)).tolist()
+            self._metrics.record_batch(version, part, threshold, drift_counts)
+        if self._drift is not None and (psi := self._drift.psi()) is not None:
             self._metrics.score_drift(version, psi)
 
     def describe(self) -> dict[str, Any]:
@@ -298,6 +341,9 @@ class FraudModel:
             "pinned": serving.pin is not None,
             "engine": SERVING_ENGINE,
             "threshold": serving.threshold,
+            "decision_rule": serving.decision.model_dump(exclude_none=True)
+            | {"describe": serving.decision.describe()},
+            "artifact_decision_rule": metadata.decision_rule.model_dump(exclude_none=True),
             "artifact_threshold": metadata.threshold,
             "threshold_strategy": metadata.threshold_strategy,
             "features": metadata.features,
@@ -348,29 +394,65 @@ def fraud_probabilities(serving: ServingModel, rows: FeatureRows) -> np.ndarray:
     return probabilities
 
 
+def rule_of(tuning: ModelConfig, artifact: LoadedArtifact) -> DecisionRule:
+    """The decision rule a replica serves: the artifact's, or the one its user_config names
+    (fraud_model.decision.serving_rule). Raises ValueError when they cannot make a rule."""
+    return serving_rule(
+        artifact.metadata.decision_rule,
+        artifact.alert_curve,
+        artifact.metadata.threshold,
+        rule=tuning.decision_rule,
+        threshold=tuning.threshold,
+        alerts_per_10k=tuning.alerts_per_10k,
+        max_false_positive_rate=tuning.max_false_positive_rate,
+        review_cost=tuning.review_cost,
+    )
+
+
+def decision_parts(
+    rule: DecisionRule, scores: list[float], flags: list[bool]
+) -> list[tuple[list[float], float]]:
+    """The scores with a threshold that gives back their decisions as `score >= threshold`,
+    which is how ModelMetrics.record_batch counts them. Under a threshold rule, one part; under
+    expected_cost, whose decisions also depend on the Amount, the flagged scores (threshold 0)
+    and the others (threshold inf), so that the decision counts are exact (the batch-size
+    histogram then sees the flagged rows as a batch of their own)."""
+    if rule.rule != "expected_cost":
+        return [(scores, rule.cut)]
+    flagged = [score for score, flag in zip(scores, flags, strict=True) if flag]
+    passed = [score for score, flag in zip(scores, flags, strict=True) if not flag]
+    return [(part, threshold) for part, threshold in ((flagged, 0.0), (passed, math.inf)) if part]
+
+
 def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
     """The API's answer for each feature row, from one vectorised model call."""
-    probabilities = fraud_probabilities(serving, rows)
+    features = np.asarray(rows, dtype=FEATURE_DTYPE)
+    probabilities = fraud_probabilities(serving, features)
+    rule = serving.decision
+    flags = decide(probabilities, features, rule)
     version = serving.artifact.metadata.model_version
-    threshold = serving.threshold
+    cut = rule.cut
     return [
         {
             "fraud_probability": float(p),
-            "is_fraud": bool(p >= threshold),
-            "threshold": threshold,
+            "is_fraud": bool(flag),
+            "threshold": cut,
             "model_version": version,
+            "decision_rule": rule.rule,
         }
-        for p in probabilities
+        for p, flag in zip(probabilities, flags, strict=True)
     ]
 
 
 def column_predictions(serving: ServingModel, rows: np.ndarray) -> ColumnarAnswer:
     """The answers to `rows` as columns."""
-    probabilities = fraud_probabilities(serving, rows)
+    features = np.asarray(rows, dtype=FEATURE_DTYPE)
+    probabilities = fraud_probabilities(serving, features)
+    rule = serving.decision
     return {
         "fraud_probability": probabilities.tolist(),
-        "is_fraud": (probabilities >= serving.threshold).tolist(),
-        "threshold": serving.threshold,
+        "is_fraud": decide(probabilities, features, rule).tolist(),
+        "threshold": rule.cut,
         "model_version": serving.artifact.metadata.model_version,
     }
 
@@ -393,10 +475,7 @@ def explained_predictions(
     if serving.explainer is None:
         raise RuntimeError("this model was loaded without its trees file")
     features = np.asarray(rows, dtype=FEATURE_DTYPE)
-    calibration = serving.artifact.metadata.calibration
-    explanation, _ = serving.explainer.served(
-        features, calibration.training_prior, calibration.production_prior
-    )
+    explanation, _ = serving.explainer.served(features, serving.artifact.metadata.calibration)
     reasons = top_reasons(explanation, features, k=top_k)
     return [
         answer | {"explanation": {"base": explanation.base, **row_reasons}}

@@ -34,6 +34,7 @@ class Answer(TypedDict):
     is_fraud: bool
     threshold: float
     model_version: str
+    decision_rule: NotRequired[str]  # fraud_model.decision's rule name
     explanation: NotRequired[dict[str, Any]]  # with explain=true: Explanation's fields
 
 
@@ -110,13 +111,25 @@ class Explanation(BaseModel):
     )
 
 
+DECISION_RULE = (
+    "The rule that decided is_fraud: fixed_threshold (fraud_probability >= threshold), "
+    "alert_budget (fraud_probability >= threshold, the threshold its alert budget gives) or "
+    "expected_cost (fraud_probability * Amount >= threshold, the review cost)."
+)
+THRESHOLD = (
+    "The decision rule's cut: a threshold on fraud_probability, or under expected_cost the "
+    "review cost, a threshold on fraud_probability * Amount."
+)
+
+
 class Prediction(BaseModel):
     fraud_probability: float = Field(
         ge=0, le=1, description="Probability of fraud at the production fraud rate."
     )
-    is_fraud: bool = Field(description="fraud_probability >= threshold")
-    threshold: float = Field(description="Decision threshold of the serving model.")
+    is_fraud: bool = Field(description="Whether decision_rule flags the transaction.")
+    threshold: float = Field(description=THRESHOLD)
     model_version: str = Field(description="Version of the model artifact that scored this.")
+    decision_rule: str | None = Field(None, description=DECISION_RULE)
     explanation: Explanation | None = Field(
         None, description="Reason codes, only with ?explain=true."
     )
@@ -184,8 +197,8 @@ class ColumnarPrediction(BaseModel):
     fraud_probability: list[float] = Field(
         description="Probability of fraud at the production fraud rate, per transaction in order."
     )
-    is_fraud: list[bool] = Field(description="fraud_probability >= threshold, per transaction.")
-    threshold: float = Field(description="Decision threshold of the serving model.")
+    is_fraud: list[bool] = Field(description="Whether decision_rule flags it, per transaction.")
+    threshold: float = Field(description=THRESHOLD)
     model_version: str = Field(description="Version of the model artifact that scored these.")
 
 

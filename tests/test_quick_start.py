@@ -17,6 +17,7 @@ from benchmarks.servers import on_free_ports, running
 from fraud_model.artifact import read_metadata
 from serve_app import cli
 from tests.helpers import PROJECT_ROOT
+from tests.unit.test_bundled_model import readme_answer
 
 README = PROJECT_ROOT / "README.md"
 
@@ -113,10 +114,14 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
         body = response.json()
         bundled = read_metadata(PROJECT_ROOT / "artifacts" / "default")
         assert body["model_version"] == bundled.model_version
-        assert body["threshold"] == bundled.threshold
-        assert 0.0 <= body["fraud_probability"] <= 1.0
-        # The same over gRPC, through HAProxy's gRPC port.
-        assert grpc_score(config["grpc_options"]["port"], real_fraud_row()) == body
+        assert body["threshold"] == bundled.decision_rule.cut
+        assert body["decision_rule"] == bundled.decision_rule.rule
+        assert 0.0 < body["fraud_probability"] < 1.0
+        assert readme_answer() == body  # the README quotes the bundled model's answer
+        # The same over gRPC, through HAProxy's gRPC port (which has no decision_rule field).
+        fields = ("fraud_probability", "is_fraud", "threshold", "model_version")
+        grpc_answer = grpc_score(config["grpc_options"]["port"], real_fraud_row())
+        assert grpc_answer == {field: body[field] for field in fields}
 
         # The README's way to change the running service: edit the config, then apply it.
         apply = [*shlex.split(serve_command), "apply", str(config_path)]

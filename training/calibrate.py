@@ -1,74 +1,192 @@
-"""Fit the prior-shift correction on held-out rows.
+"""Fit the served probability's calibration, and measure how well it holds on held-out rows.
 
-The correction assumes the forest's scores are probabilities at the prevalence its trees saw. With
-balanced class weights and small leaves they are not: leaves are nearly pure, so a forest trained at
-an effective 50 % is far more confident than 50 % would imply, and the textbook correction
-(training_prior = 0.5) leaves live probabilities several times too low. Instead the one free
-parameter, the training prior, is chosen so that on the validation rows, re-weighted to the
-production fraud rate, the corrected probabilities add up to the number of frauds. The correction
-stays monotone, so the ranking (PR-AUC, ROC-AUC) is untouched.
+A forest of small leaves grown with balanced class weights ranks well but its score is not a
+probability at the live fraud rate. The calibration (fraud_model.calibration, `platt`) maps the
+log-odds of the score, smoothed as a share of tree votes, through two parameters fitted by weighted
+logistic regression at production weights (design weights, legitimate rows scaled to the production
+fraud rate), on every training row the forest did not learn from:
+
+- the fit rows, each scored by the trees whose bootstrap bag held neither it nor any row identical
+  to it (out-of-bag), so smoothed as a share of that many votes;
+- the validation rows, scored by the whole forest.
+
+That is about five times the frauds the validation rows hold alone. Without bootstrap there is no
+out-of-bag row and the validation rows are used alone.
 """
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.prior import adjust_to_prior
-from training.evaluate import prevalence_weights
+from fraud_model.calibration import smoothed_log_odds
+from fraud_model.metadata import Calibration
+from training.forest import bootstrap_counts, tree_seeds
+from training.intervals import clopper_pearson, effective_size
+from training.logistic import fit_logistic
+from training.options import ForestParams
+from training.weights import production_weights
 
 logger = logging.getLogger(__name__)
 
-# Logit bounds for the search: priors from about 2e-9 to 1 - 2e-9.
-_LOGIT_BOUND = 20.0
-_ITERATIONS = 80
+# Half a vote on each side (Jeffreys' prior on a share of votes): no score is 0 or 1 in log-odds.
+PSEUDO_COUNT = 0.5
+# Reliability diagram bins on the served probability: fine where live traffic is, wide above.
+RELIABILITY_EDGES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
 
 
-def nominal_training_prior(labels: np.ndarray, class_weight: str | None) -> float:
-    """The fraud share the trees saw after class weighting."""
-    if class_weight in ("balanced", "balanced_subsample"):
-        return 0.5  # both classes carry equal total weight
-    return float(labels.mean())
+@dataclass(frozen=True)
+class OutOfBag:
+    scores: np.ndarray  # mean over the trees that never saw the row (or a copy of it)
+    trees: np.ndarray  # how many trees that is, per row (0: no out-of-bag score)
 
 
-def weighted_mean_probability(
-    raw_scores: np.ndarray, labels: np.ndarray, training_prior: float, production_prior: float
-) -> float:
-    """Mean corrected probability over `labels`' rows as live traffic would mix them."""
-    weights = prevalence_weights(labels, production_prior)
-    corrected = adjust_to_prior(raw_scores, training_prior, production_prior)
-    return float(np.average(corrected, weights=weights))
+def out_of_bag_scores(
+    forest: RandomForestClassifier,
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    seed: int,
+    params: ForestParams,
+) -> OutOfBag:
+    """Each fit row's score from the trees whose bag held no row of its duplicate group.
 
-
-def fit_training_prior(
-    raw_scores: np.ndarray, labels: np.ndarray, production_prior: float, fallback: float
-) -> float:
-    """The training prior at which held-out probabilities average to `production_prior`.
-
-    Falls back to `fallback` (the nominal prior) when the held-out rows cannot decide it: no fraud
-    in them, or scores so extreme that no prior reaches the target.
+    The trees' bags are drawn again from their seeds (training.forest.bootstrap_counts), as the
+    forest was grown from `features` and `seed`.
     """
-    if labels.sum() == 0 or labels.sum() == len(labels):
-        logger.warning("Calibration: held-out rows hold one class only; using prior %g", fallback)
-        return fallback
+    totals, trees = np.zeros(len(labels)), np.zeros(len(labels), dtype=np.int64)
+    if not params.bootstrap:
+        return OutOfBag(totals, trees)
+    group_count = int(groups.max()) + 1
+    for tree, tree_seed in zip(forest.estimators_, tree_seeds(len(forest.estimators_), seed),
+                               strict=True):  # fmt: skip
+        counts = bootstrap_counts(tree_seed, len(labels), params)
+        bagged_groups = np.bincount(groups, weights=counts, minlength=group_count) > 0
+        outside = ~bagged_groups[groups]
+        if outside.any():
+            totals[outside] += tree.predict_proba(features[outside])[:, 1]
+            trees[outside] += 1
+    scores = np.divide(totals, trees, out=np.zeros(len(labels)), where=trees > 0)
+    return OutOfBag(scores, trees)
 
-    def excess(logit: float) -> float:
-        prior = 1.0 / (1.0 + np.exp(-logit))
-        mean = weighted_mean_probability(raw_scores, labels, prior, production_prior)
-        return mean - production_prior
 
-    low, high = -_LOGIT_BOUND, _LOGIT_BOUND
-    # A higher training prior lowers every corrected probability: excess falls with the logit.
-    if excess(low) < 0 or excess(high) > 0:
-        logger.warning(
-            "Calibration: no training prior makes held-out probabilities average %g; using %g",
-            production_prior,
-            fallback,
+@dataclass(frozen=True)
+class CalibrationFit:
+    calibration: Calibration
+    rows: int
+    frauds: int
+    source: str  # which rows it was fitted on
+    intercept_ci95: list[float]
+    slope_ci95: list[float]
+
+
+def fit_calibration(
+    *,
+    out_of_bag: OutOfBag,
+    fit_labels: np.ndarray,
+    fit_design: np.ndarray,
+    validation_scores: np.ndarray,
+    validation_labels: np.ndarray,
+    validation_design: np.ndarray,
+    trees: int,
+    production_rate: float,
+) -> CalibrationFit:
+    """Platt parameters on the out-of-bag fit rows and the validation rows, at production
+    weights (`*_design`: the rows' design weights)."""
+    has_score = out_of_bag.trees > 0
+    log_odds = np.concatenate([
+        smoothed_log_odds(out_of_bag.scores[has_score], out_of_bag.trees[has_score], PSEUDO_COUNT),
+        smoothed_log_odds(validation_scores, trees, PSEUDO_COUNT),
+    ])  # fmt: skip
+    labels = np.concatenate([fit_labels[has_score], validation_labels])
+    design = np.concatenate([fit_design[has_score], validation_design])
+    weights = production_weights(labels, production_rate, design)
+    fit = fit_logistic(log_odds, labels, weights)
+    source = (
+        f"out-of-bag scores of {int(has_score.sum())} fit rows and the {len(validation_labels)} "
+        "validation rows"
+        if has_score.any()
+        else f"the {len(validation_labels)} validation rows (no out-of-bag rows: no bootstrap)"
+    )
+    if fit.slope <= 0:
+        raise ValueError(
+            f"the calibration fit on {source} gives slope {fit.slope:.3g}: the forest's scores "
+            "do not rank frauds above legitimate rows there"
         )
-        return fallback
-    for _ in range(_ITERATIONS):
-        middle = (low + high) / 2
-        if excess(middle) > 0:
-            low = middle
-        else:
-            high = middle
-    return float(1.0 / (1.0 + np.exp(-(low + high) / 2)))
+    calibration = Calibration(
+        method="platt",
+        production_prior=production_rate,
+        intercept=fit.intercept,
+        slope=fit.slope,
+        trees=trees,
+        pseudo_count=PSEUDO_COUNT,
+    )
+    logger.info(
+        "Calibration: Platt intercept %.3f, slope %.3f, fitted on %s", fit.intercept, fit.slope,
+        source,
+    )  # fmt: skip
+    return CalibrationFit(
+        calibration=calibration,
+        rows=len(labels),
+        frauds=int(labels.sum()),
+        source=source,
+        intercept_ci95=fit.interval("intercept"),
+        slope_ci95=fit.interval("slope"),
+    )
+
+
+def calibration_check(
+    probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> dict[str, object]:
+    """How the served probabilities of held-out rows hold up at production weights: Brier score,
+    log loss, calibration intercept (slope held at 1) and slope with 95 % intervals, and the
+    reliability diagram's bins."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    log_odds = np.log(p) - np.log1p(-p)
+    slope = fit_logistic(log_odds, y, w)
+    intercept = fit_logistic(log_odds, y, w, fixed_slope=True)
+    return {
+        "brier": float(np.sum(w * (p - y) ** 2)),
+        "log_loss": float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log1p(-p)))),
+        "mean_probability": float(np.sum(w * p)),
+        "fraud_share": float(np.sum(w * y)),
+        "intercept": intercept.intercept,
+        "intercept_ci95": intercept.interval("intercept"),
+        "slope": slope.slope,
+        "slope_ci95": slope.interval("slope"),
+        "reliability": reliability_bins(p, labels, w),
+    }
+
+
+def reliability_bins(
+    probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> list[dict[str, float]]:
+    """Predicted against observed fraud share per probability bin, at the rows' weights; the
+    observed share with a Clopper-Pearson interval on the bin's effective size."""
+    bins = np.searchsorted(np.asarray(RELIABILITY_EDGES), probabilities, side="right")
+    edges = (0.0, *RELIABILITY_EDGES, 1.0)
+    result = []
+    for index in range(len(edges) - 1):
+        inside = bins == index
+        if not inside.any():
+            continue
+        w = weights[inside]
+        observed = float(np.sum(w * labels[inside]) / w.sum())
+        size = effective_size(w)
+        low, high = clopper_pearson(observed * size, size)
+        result.append({
+            "low_edge": edges[index],
+            "high_edge": edges[index + 1],
+            "predicted": float(np.average(probabilities[inside], weights=w)),
+            "observed": observed,
+            "observed_low": low,
+            "observed_high": high,
+            "rows": int(inside.sum()),
+            "frauds": int(labels[inside].sum()),
+            "share": float(w.sum() / weights.sum()),
+        })  # fmt: skip
+    return result

@@ -12,6 +12,9 @@ from typing import Any, Protocol, TextIO
 # and Ray are imported by main() when it runs.
 from training.options import PRODUCTION_FRAUD_RATE, ForestParams, TrainingOptions
 
+SPLITS = ["random", "temporal"]
+RULE_CHOICES = ["auto", "fixed_threshold", "alert_budget", "expected_cost"]
+
 logger = logging.getLogger("training")
 
 FOREST, OPTIONS = ForestParams(), TrainingOptions()
@@ -72,6 +75,66 @@ FOREST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# TrainingOptions field -> argparse settings (the default comes from TrainingOptions).
+TRAINING_OPTIONS: dict[str, dict[str, Any]] = {
+    "seed": {"type": int, "help": "the forest's seed (every tree's)"},
+    "split_seed": {"type": int, "help": "the random split's seed, apart from the forest's"},
+    "split": {
+        "choices": SPLITS,
+        "help": "the split the served forest is grown and measured on: random (stratified) or "
+        "temporal (test on the latest Time, validation before it, fit on the earliest)",
+    },
+    "compare_split": {
+        "choices": SPLITS,
+        "help": "also grow a forest on this split and report its figures beside",
+    },
+    "test_size": {"type": float, "help": "held-out test share of live volume"},
+    "validation_size": {
+        "type": float,
+        "help": "share of the rest held out to set up the decision rules",
+    },
+    "production_fraud_rate": {
+        "type": float,
+        "help": "fraud share of live traffic; served probabilities are calibrated to it",
+    },
+    "decision_rule": {
+        "choices": RULE_CHOICES,
+        "help": "the rule the model ships with: fixed_threshold, alert_budget, expected_cost "
+        "(flag when fraud_probability * Amount >= --review-cost), or auto: the cheapest on the "
+        "validation rows within the alert budget",
+    },
+    "alerts_per_10k": {
+        "type": float,
+        "help": "the alert budget: alerts per 10,000 live transactions",
+    },
+    "threshold_strategy": {
+        "choices": ["best_f1", "target_precision", "min_cost"],
+        "help": "how fixed_threshold's threshold is chosen on the validation split (min_cost: "
+        "lowest expected cost, a missed fraud costing its Amount and a flagged one "
+        "--review-cost)",
+    },
+    "target_precision": {
+        "type": float,
+        "help": "precision to reach with --threshold-strategy target_precision",
+    },
+    "review_cost": {
+        "type": float,
+        "help": "cost of reviewing one flagged transaction, in the unit of Amount (expected_cost, "
+        "min_cost and the report's costs)",
+    },
+    "stability_runs": {
+        "type": int,
+        "help": "forests grown with other seeds (and random splits with other split seeds) to "
+        "measure the spread of the threshold and of PR-AUC; 0 for none",
+    },
+    "num_tasks": {
+        "type": int,
+        "help": "threads, or Ray tasks with --ray-address, to build the trees in (default: one "
+        "per CPU of this machine or of the Ray cluster)",
+    },
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -86,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--synthetic", type=int, metavar="N", help="train on N seeded synthetic rows instead"
+    )
+    parser.add_argument(
+        "--strata",
+        type=Path,
+        metavar="FILE",
+        help="the data's sampling design (training/weights.py); without it, DATA's "
+        "<name>.strata.json is used if there is one",
+    )
+    parser.add_argument(
+        "--weight-column",
+        metavar="NAME",
+        help="a column of the data holding each row's design weight (the live transactions "
+        "it stands for), instead of a strata file",
     )
     parser.add_argument(
         "--synthetic-fraud-rate",
@@ -114,46 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="grow each tree on all rows instead of a bootstrap sample",
     )
 
-    run = parser.add_argument_group("split, threshold and execution")
-    run.add_argument(
-        "--seed", type=int, default=OPTIONS.seed, help="seed for the splits and every tree"
-    )
-    run.add_argument(
-        "--test-size",
-        type=float,
-        default=OPTIONS.test_size,
-        help="held-out test share (stratified)",
-    )
-    run.add_argument(
-        "--validation-size",
-        type=float,
-        default=OPTIONS.validation_size,
-        help="share of the training part held out to choose the threshold",
-    )
-    run.add_argument(
-        "--production-fraud-rate",
-        type=float,
-        default=OPTIONS.production_fraud_rate,
-        help="fraud share of live traffic; served probabilities are calibrated to it",
-    )
-    run.add_argument(
-        "--threshold-strategy",
-        choices=["best_f1", "target_precision", "min_cost"],
-        default=OPTIONS.threshold_strategy,
-        help="how to choose the decision threshold on the validation split (min_cost: lowest "
-        "expected cost, a missed fraud costing its Amount and a flagged one --review-cost)",
-    )
-    run.add_argument(
-        "--review-cost",
-        type=float,
-        default=OPTIONS.review_cost,
-        help="cost of reviewing one flagged transaction (min_cost and the report's cost curve)",
-    )
-    run.add_argument(
-        "--target-precision",
-        type=float,
-        help="precision to reach with --threshold-strategy target_precision",
-    )
+    run = parser.add_argument_group("split, decision rule and execution")
+    for name, kwargs in TRAINING_OPTIONS.items():
+        run.add_argument(f"--{name.replace('_', '-')}", default=getattr(OPTIONS, name), **kwargs)
     run.add_argument(
         "--ray-address",
         default=os.environ.get("RAY_ADDRESS"),
@@ -161,12 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the trees in Ray tasks on this running cluster: host:port, ray://host:10001, "
         "or auto for the one `ray start` runs on this machine (default: $RAY_ADDRESS; without "
         "either, the trees are built in this process's threads and Ray is not started)",
-    )
-    run.add_argument(
-        "--num-tasks",
-        type=int,
-        help="threads, or Ray tasks with --ray-address, to build the trees in (default: one per "
-        "CPU of this machine or of the Ray cluster)",
     )
     run.add_argument("--log-level", default="INFO", help="logging level")
     run.add_argument(
@@ -200,19 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     from training.pipeline import train_and_export
 
     params = forest_params(args)
-    options = TrainingOptions(
-        seed=args.seed,
-        test_size=args.test_size,
-        validation_size=args.validation_size,
-        production_fraud_rate=args.production_fraud_rate,
-        threshold_strategy=args.threshold_strategy,
-        target_precision=args.target_precision,
-        review_cost=args.review_cost,
-        num_tasks=args.num_tasks,
-    )
+    options = TrainingOptions(**{name: getattr(args, name) for name in TRAINING_OPTIONS})
     try:
         if args.data is not None:
-            dataset = load_transactions(args.data)
+            dataset = load_transactions(
+                args.data, strata=args.strata, weight_column=args.weight_column
+            )
         else:
             dataset = synthetic_dataset(
                 args.synthetic, fraud_rate=args.synthetic_fraud_rate, seed=args.seed
@@ -224,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from training.forest import train_forest_in_threads
+    from training.split import SplitError
 
     build_forest = train_forest_in_threads
     if args.ray_address:
@@ -247,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
                 on_progress=progress.update_to,
                 build_forest=build_forest,
             )
+    except SplitError as error:
+        logger.error("Cannot split the training data: %s", error)
+        return 2
     finally:
         progress.close()
         if args.ray_address:
             ray.shutdown()
     logger.info("Artifact %s written to %s", metadata.model_version, args.output)
-    for line in summarise(metadata.metrics, metadata.threshold):
+    for line in summarise(metadata.metrics, metadata.decision_rule.describe()):
         logger.info(line)
     if args.publish is not None:
         return publish(args.output, args.publish)
@@ -297,14 +327,14 @@ def tree_progress_bar(
     return TreeProgress(total=total, unit="tree", desc="Building trees", disable=disable, file=file)
 
 
-def summarise(metrics: dict[str, Any], threshold: float) -> list[str]:
+def summarise(metrics: dict[str, Any], rule: str) -> list[str]:
     """A small fixed-width table of the held-out metrics."""
     rows = [
         ("held-out test", metrics["test"]),
         ("at production rate", metrics["test_at_production_rate"]),
     ]
     lines = [
-        f"Decision threshold (fraud_probability >= t): {threshold:.6f}",
+        f"Decision rule: {rule}",
         f"{'':20s} {'rows':>7s} {'frauds':>6s} {'PR-AUC':>7s} {'ROC-AUC':>7s} "
         f"{'precision':>9s} {'recall':>6s} {'F1':>6s}",
     ]

@@ -12,10 +12,20 @@ from fraud_model.artifact import sha256_file
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES, TARGET_COLUMN
 from fraud_model.metadata import DataFingerprint
 from training.options import PRODUCTION_FRAUD_RATE
+from training.weights import (
+    RowWeights,
+    SamplingDesignError,
+    column_weights,
+    design_weights,
+    read_design,
+    strata_file_beside,
+    uniform_weights,
+)
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, TARGET_COLUMN)
+TIME_COLUMN = "Time"  # not a feature: it orders rows for the out-of-time split and the strata
 # A stratified test split plus a validation split needs a few rows of each class.
 MIN_ROWS_PER_CLASS = 5
 
@@ -29,25 +39,51 @@ class Dataset:
     features: np.ndarray  # (n, 29) float32 in contract order
     labels: np.ndarray  # (n,) int8, 1 = fraud
     fingerprint: DataFingerprint
+    sampling: RowWeights  # design weights: the live transactions each row stands for
+    times: np.ndarray | None = None  # (n,) float64 `Time`, when the data has it
 
     @property
     def fraud_rate(self) -> float:
         return float(self.labels.mean())
 
 
-def load_transactions(path: str | Path) -> Dataset:
-    """Read a creditcard.csv (plain or .gz, quoted header or not) and validate it."""
+def load_transactions(
+    path: str | Path, *, strata: Path | None = None, weight_column: str | None = None
+) -> Dataset:
+    """Read a creditcard.csv (plain or .gz, quoted header or not) and validate it.
+
+    The rows' design weights come from `strata` (a strata file), else `weight_column`, else the
+    strata file beside the data (`<name>.strata.json`) if there is one; without any, every row
+    weighs 1 (training.weights).
+    """
     file = Path(path)
     if not file.is_file():
         raise DataValidationError(f"Data file not found: {file}")
+    if strata is not None and weight_column is not None:
+        raise DataValidationError("give a strata file or a weight column, not both")
     try:
         frame = pd.read_csv(file, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
         raise DataValidationError(f"{file} is not a readable CSV file: {err}") from err
-    return dataset_from_frame(frame, source=file.name, sha256=sha256_file(file))
+    if strata is None and weight_column is None and strata_file_beside(file).is_file():
+        strata = strata_file_beside(file)
+    return dataset_from_frame(
+        frame,
+        source=file.name,
+        sha256=sha256_file(file),
+        strata=strata,
+        weight_column=weight_column,
+    )
 
 
-def dataset_from_frame(frame: pd.DataFrame, *, source: str, sha256: str | None = None) -> Dataset:
+def dataset_from_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    sha256: str | None = None,
+    strata: Path | None = None,
+    weight_column: str | None = None,
+) -> Dataset:
     """Validate a frame with creditcard.csv's columns and turn it into training arrays."""
     frame = frame.rename(columns=lambda name: str(name).strip())
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
@@ -79,7 +115,16 @@ def dataset_from_frame(frame: pd.DataFrame, *, source: str, sha256: str | None =
         sha256 = hashlib.sha256(
             pd.util.hash_pandas_object(columns).to_numpy().tobytes()
         ).hexdigest()
-    fingerprint = DataFingerprint(source=source, rows=len(frame), fraud_count=frauds, sha256=sha256)
+    times = _times(frame, source)
+    label_array = labels.to_numpy(dtype=np.int8)
+    sampling = _sampling(frame, label_array, times, source, strata, weight_column)
+    fingerprint = DataFingerprint(
+        source=source,
+        rows=len(frame),
+        fraud_count=frauds,
+        sha256=sha256,
+        sampling=sampling.description,
+    )
     logger.info(
         "Loaded %s: %d rows, %d frauds (%.3f%%)",
         source,
@@ -89,9 +134,42 @@ def dataset_from_frame(frame: pd.DataFrame, *, source: str, sha256: str | None =
     )
     return Dataset(
         features=features,
-        labels=labels.to_numpy(dtype=np.int8),
+        labels=label_array,
         fingerprint=fingerprint,
+        sampling=sampling,
+        times=times,
     )
+
+
+def _times(frame: pd.DataFrame, source: str) -> np.ndarray | None:
+    if TIME_COLUMN not in frame.columns:
+        return None
+    times: np.ndarray = pd.to_numeric(frame[TIME_COLUMN], errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+    if not np.isfinite(times).all():
+        bad = int((~np.isfinite(times)).sum())
+        raise DataValidationError(f"{source}: column {TIME_COLUMN} has {bad} non-numeric values")
+    return times
+
+
+def _sampling(
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    times: np.ndarray | None,
+    source: str,
+    strata: Path | None,
+    weight_column: str | None,
+) -> RowWeights:
+    try:
+        if strata is not None:
+            described = f"strata file {strata.name} (sha256 {sha256_file(strata)[:12]})"
+            return design_weights(read_design(strata), labels, times, described)
+        if weight_column is not None:
+            return column_weights(frame, weight_column, source)
+    except SamplingDesignError as error:
+        raise DataValidationError(str(error)) from error
+    return uniform_weights(len(labels))
 
 
 def make_synthetic_transactions(

@@ -32,14 +32,65 @@ def tree_seeds(n_estimators: int, seed: int) -> list[int]:
     return [int(child.generate_state(1)[0]) for child in children]
 
 
+def bootstrap_counts(seed: int, rows: int, params: ForestParams) -> np.ndarray:
+    """How many times each row is drawn into the bag of the tree with this seed (all 1 without
+    bootstrap). Drawn here rather than inside scikit-learn, so that the out-of-bag rows of every
+    tree are known (training.calibrate scores each row with the trees that never saw it)."""
+    if not params.bootstrap:
+        return np.ones(rows, dtype=np.int64)
+    size = bag_size(rows, params.max_samples)
+    drawn = np.random.default_rng(seed).integers(0, rows, size)
+    counts: np.ndarray = np.bincount(drawn, minlength=rows)
+    return counts
+
+
+def bag_size(rows: int, max_samples: float | int | None) -> int:
+    """Rows drawn per tree, as scikit-learn reads max_samples (None: all, int: that many,
+    float: that share)."""
+    if max_samples is None:
+        return rows
+    if isinstance(max_samples, int):
+        return max_samples
+    return max(round(rows * max_samples), 1)
+
+
+def tree_sample_weight(labels: np.ndarray, counts: np.ndarray, params: ForestParams) -> np.ndarray:
+    """A tree's row weights: its bag counts times the class weights, which "balanced_subsample"
+    computes on the bag and "balanced" on all rows (as scikit-learn does)."""
+    weights = counts.astype(np.float64)
+    if params.class_weight is None:
+        return weights
+    seen = counts if params.class_weight == "balanced_subsample" else np.ones(len(labels))
+    per_class = np.bincount(labels, weights=seen, minlength=2)
+    present = per_class > 0
+    class_weight = np.zeros(2)
+    class_weight[present] = per_class.sum() / (present.sum() * per_class[present])
+    weighted: np.ndarray = weights * class_weight[labels]
+    return weighted
+
+
 def fit_trees(
     features: np.ndarray, labels: np.ndarray, seeds: list[int], params: ForestParams
 ) -> RandomForestClassifier:
-    """Fit a sub-forest with one tree per seed (as a one-tree forest each, then merged)."""
+    """Fit a sub-forest with one tree per seed (as a one-tree forest each, then merged).
+
+    Each tree is grown on all rows weighted by its own bag (bootstrap_counts): what scikit-learn
+    does inside its bootstrap, with the bag drawn here from the tree's seed.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
     single_tree_forests = []
     for seed in seeds:
-        kwargs = params.sklearn_kwargs() | {"n_estimators": 1, "random_state": seed, "n_jobs": 1}
-        single_tree_forests.append(RandomForestClassifier(**kwargs).fit(features, labels))
+        kwargs = params.sklearn_kwargs() | {
+            "n_estimators": 1,
+            "random_state": seed,
+            "n_jobs": 1,
+            "bootstrap": False,
+            "max_samples": None,
+            "class_weight": None,
+        }
+        weights = tree_sample_weight(labels, bootstrap_counts(seed, len(labels), params), params)
+        forest = RandomForestClassifier(**kwargs).fit(features, labels, sample_weight=weights)
+        single_tree_forests.append(forest)
     return merge_forests(single_tree_forests)
 
 

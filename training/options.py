@@ -6,8 +6,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 PRODUCTION_FRAUD_RATE = 0.00172  # 492 / 284,807 in the full public data set
-DEFAULT_REVIEW_COST = 5.0  # the cost of reviewing one flagged transaction
+# The cost of reviewing one flagged transaction, in the unit of Amount: an assumption of this
+# project, not a measured figure (docs/MODEL.md says how to set yours).
+DEFAULT_REVIEW_COST = 5.0
+# Room for every fraud and as many false alarms again: twice the production fraud rate.
+DEFAULT_ALERTS_PER_10K = 2 * PRODUCTION_FRAUD_RATE * 10_000
 ThresholdStrategy = Literal["best_f1", "target_precision", "min_cost"]
+SplitKind = Literal["random", "temporal"]
+RuleChoice = Literal["auto", "fixed_threshold", "alert_budget", "expected_cost"]
 
 ClassWeight = Literal["balanced", "balanced_subsample"] | None
 
@@ -36,11 +42,17 @@ class ForestParams:
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    seed: int = 42
+    seed: int = 42  # the forest's: every tree's seed is spawned from it
+    split_seed: int = 42  # the random split's, apart from the forest's
+    split: SplitKind = "random"  # the split the served forest is grown and measured on
+    compare_split: SplitKind | None = None  # another split, measured beside it in the report
     test_size: float = 0.2
-    validation_size: float = 0.2  # share of the training part held out to choose the threshold
+    validation_size: float = 0.2  # share of the training part held out to set up the rules
     production_fraud_rate: float = PRODUCTION_FRAUD_RATE
-    threshold_strategy: ThresholdStrategy = "best_f1"
+    threshold_strategy: ThresholdStrategy = "best_f1"  # the fixed_threshold rule's threshold
     target_precision: float | None = None
-    review_cost: float = DEFAULT_REVIEW_COST  # per flagged transaction, for min_cost and reports
+    review_cost: float = DEFAULT_REVIEW_COST  # per flagged transaction: min_cost, expected_cost
+    decision_rule: RuleChoice = "auto"  # auto: the cheapest within the alert budget
+    alerts_per_10k: float = DEFAULT_ALERTS_PER_10K  # the alert budget
+    stability_runs: int = 4  # more forest seeds (and split seeds) for the report's spreads
     num_tasks: int | None = None

@@ -1,51 +1,302 @@
-"""From a validated dataset to a saved artifact: split, train, calibrate, threshold, evaluate."""
+"""From a validated dataset to a saved artifact: split, grow, calibrate, set up the decision
+rules, measure, report.
+
+The served forest is grown on the fit rows of `options.split` (its headline figures are that
+split's test rows); `options.compare_split` grows a second forest the same way on the other split,
+measured beside it in the report only. Extra forest seeds (and, for the random split, extra split
+seeds) measure how much the threshold and the headline metric move with them.
+"""
 
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.ensemble import RandomForestClassifier
 
+from fraud_model.calibration import calibrated_probability
+from fraud_model.decision import DecisionRule, decide
 from fraud_model.drift import reference_bins
-from fraud_model.features import FEATURE_NAMES
-from fraud_model.metadata import ArtifactMetadata, Calibration, ScoreBins
-from fraud_model.prior import adjust_to_prior
-from training.calibrate import fit_training_prior, nominal_training_prior
+from fraud_model.engines import OnnxEngine
+from fraud_model.features import FEATURE_DTYPE
+from fraud_model.metadata import ArtifactMetadata, ScoreBins
+from training.calibrate import (
+    CalibrationFit,
+    calibration_check,
+    fit_calibration,
+    out_of_bag_scores,
+)
 from training.data import Dataset
 from training.evaluate import (
+    SplitMetrics,
     TrainingMetrics,
-    bootstrap_intervals,
-    choose_threshold,
     evaluate,
-    expected_cost,
-    prevalence_weights,
+    ranking_metrics,
     small_test_warning,
 )
 from training.export import forest_to_onnx
 from training.forest import ForestBuilder, train_forest_in_threads
-from training.options import ForestParams, TrainingOptions
-from training.report import REPORT_FILE, Split, build_report
+from training.intervals import decision_intervals, rate_interval
+from training.options import ForestParams, SplitKind, TrainingOptions
+from training.report import REPORT_FILE, build_report
+from training.rules import RuleSetup, Scored, budget_check, compare_rules, set_up_rules
 from training.save import save_artifact
+from training.split import DuplicateGroups, RowSplit, duplicate_groups, split_rows
+from training.weights import production_weights
 
 logger = logging.getLogger(__name__)
 
 
-def split_off_test(
-    dataset: Dataset, options: TrainingOptions
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, x_test, y_train, y_test): the stratified test split a training run holds out."""
-    x_train, x_test, y_train, y_test = train_test_split(
-        dataset.features,
-        dataset.labels,
+@dataclass(frozen=True)
+class SplitRun:
+    """One forest grown on one split's fit rows, calibrated, and its held-out rows scored as
+    serving scores them (the ONNX engine, then the calibration)."""
+
+    split: RowSplit
+    forest: RandomForestClassifier
+    onnx: bytes
+    calibration: CalibrationFit
+    validation: Scored
+    test: Scored
+    fit_frauds: int
+    train_seconds: float
+
+
+def make_split(
+    dataset: Dataset,
+    kind: SplitKind,
+    options: TrainingOptions,
+    groups: DuplicateGroups,
+    split_seed: int | None = None,
+) -> RowSplit:
+    return split_rows(
+        kind,
+        labels=dataset.labels,
+        groups=groups.ids,
+        strata=dataset.sampling.strata,
+        volume=dataset.sampling.weights,
+        times=dataset.times,
         test_size=options.test_size,
-        stratify=dataset.labels,
-        random_state=options.seed,
+        validation_size=options.validation_size,
+        seed=options.split_seed if split_seed is None else split_seed,
     )
-    return x_train, x_test, y_train, y_test
+
+
+def grow_and_calibrate(
+    dataset: Dataset,
+    split: RowSplit,
+    groups: DuplicateGroups,
+    params: ForestParams,
+    options: TrainingOptions,
+    *,
+    seed: int,
+    build_forest: ForestBuilder,
+    on_progress: Callable[[int, int], None] | None = None,
+    trees_by_node: Counter[str] | None = None,
+) -> SplitRun:
+    features, labels, design = dataset.features, dataset.labels, dataset.sampling.weights
+    # Held-out rows count as the live transactions they stand for: the design weights, with the
+    # legitimate rows scaled once for the whole data set (not per split, so that a test period
+    # keeps the fraud rate it had).
+    live = production_weights(labels, options.production_fraud_rate, design)
+    fit, validation, test = split.fit, split.validation, split.test
+    started = time.perf_counter()
+    forest = build_forest(
+        features[fit],
+        labels[fit],
+        params,
+        seed=seed,
+        num_tasks=options.num_tasks,
+        on_progress=on_progress,
+        trees_by_node=trees_by_node,
+    )
+    train_seconds = time.perf_counter() - started
+    onnx = forest_to_onnx(forest)
+    engine = OnnxEngine(onnx)
+
+    def raw(rows: np.ndarray) -> np.ndarray:
+        return engine.raw_fraud_scores(np.asarray(features[rows], dtype=FEATURE_DTYPE))
+
+    validation_raw = raw(validation)
+    out_of_bag = out_of_bag_scores(
+        forest, features[fit], labels[fit], groups.ids[fit], seed=seed, params=params
+    )
+    calibration = fit_calibration(
+        out_of_bag=out_of_bag,
+        fit_labels=labels[fit],
+        fit_design=design[fit],
+        validation_scores=validation_raw,
+        validation_labels=labels[validation],
+        validation_design=design[validation],
+        trees=len(forest.estimators_),
+        production_rate=options.production_fraud_rate,
+    )
+
+    def scored(rows: np.ndarray, raw_scores: np.ndarray) -> Scored:
+        probabilities = calibrated_probability(raw_scores, calibration.calibration)
+        return Scored(labels[rows], probabilities, features[rows], design[rows], live[rows])
+
+    return SplitRun(
+        split=split,
+        forest=forest,
+        onnx=onnx,
+        calibration=calibration,
+        validation=scored(validation, validation_raw),
+        test=scored(test, raw(test)),
+        fit_frauds=int(labels[fit].sum()),
+        train_seconds=train_seconds,
+    )
+
+
+def rule_metrics(scored: Scored, rule: DecisionRule, *, weighted: bool) -> SplitMetrics:
+    """The shipped rule's metrics on some rows, at production weights or as the rows are."""
+    flagged = decide(scored.probabilities, scored.features, rule)
+    if weighted:
+        return evaluate(
+            scored.labels, scored.probabilities, flagged, cut=rule.cut, weights=scored.weights,
+            design=scored.design, rate=scored.fraud_share,
+        )  # fmt: skip
+    return evaluate(scored.labels, scored.probabilities, flagged, cut=rule.cut)
+
+
+def validation_against_test(run: SplitRun, rule: DecisionRule) -> dict[str, Any]:
+    """Recall, false-positive rate and alerts of a rule on the validation and the test rows, each
+    with its 95 % interval; `disagree` lists the measures whose two intervals do not overlap."""
+    result: dict[str, Any] = {}
+    for name, scored in (("validation", run.validation), ("test", run.test)):
+        flagged = decide(scored.probabilities, scored.features, rule)
+        fraud = scored.labels == 1
+        recall = rate_interval(flagged[fraud], scored.design[fraud])
+        fpr = rate_interval(flagged[~fraud], scored.design[~fraud])
+        alerts = decision_intervals(scored.labels, flagged, scored.design, scored.fraud_share)
+        result[name] = {
+            "recall": [recall.estimate, recall.low, recall.high],
+            "false_positive_rate": [fpr.estimate, fpr.low, fpr.high],
+            "alerts_per_10k": [10_000 * value for value in alerts.alert_rate],
+        }
+    disagreements = [
+        metric
+        for metric in ("recall", "false_positive_rate", "alerts_per_10k")
+        if result["validation"][metric][2] < result["test"][metric][1]
+        or result["test"][metric][2] < result["validation"][metric][1]
+    ]
+    result["disagree"] = disagreements
+    return result
+
+
+def split_figures(
+    run: SplitRun, setup: RuleSetup, groups: DuplicateGroups, options: TrainingOptions
+) -> dict[str, Any]:
+    """Everything the report says about one split."""
+    split = run.split
+    rules = compare_rules(run.test, setup.candidates, options.review_cost)
+    return {
+        "description": split.description,
+        "rows": {
+            "fit": len(split.fit),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+        "frauds": {
+            "fit": run.fit_frauds,
+            "validation": int(run.validation.labels.sum()),
+            "test": int(run.test.labels.sum()),
+        },
+        "duplicate_groups": groups.groups,
+        "duplicate_rows": groups.rows,
+        "groups_across_parts": groups_across_parts(groups, split),
+        "decision_rule": setup.chosen.describe(),
+        "decision_rule_name": setup.chosen.rule,
+        "why": setup.why,
+        "test": rule_metrics(run.test, setup.chosen, weighted=False),
+        "test_at_production_rate": rule_metrics(run.test, setup.chosen, weighted=True),
+        "rules_on_validation": setup.validation,
+        "rules_on_test": rules,
+        "alert_budget_on_test": budget_check(rules["alert_budget"], options.alerts_per_10k),
+        "validation_against_test": validation_against_test(run, setup.chosen),
+        "calibration": {
+            "fitted_on": run.calibration.source,
+            "rows": run.calibration.rows,
+            "frauds": run.calibration.frauds,
+            "intercept": run.calibration.calibration.intercept,
+            "intercept_ci95": run.calibration.intercept_ci95,
+            "slope": run.calibration.calibration.slope,
+            "slope_ci95": run.calibration.slope_ci95,
+            "test": calibration_check(run.test.probabilities, run.test.labels, run.test.weights),
+        },
+        "train_seconds": round(run.train_seconds, 2),
+    }
+
+
+def groups_across_parts(groups: DuplicateGroups, split: RowSplit) -> int:
+    """Groups of identical rows found in more than one of fit, validation and test (0 by
+    construction; counted so that the report can say so)."""
+    parts = [split.fit, split.validation, split.test]
+    pairs = np.unique(np.column_stack([
+        groups.ids[np.concatenate(parts)],
+        np.repeat(np.arange(3), [len(part) for part in parts]),
+    ]), axis=0)  # fmt: skip
+    _, per_group = np.unique(pairs[:, 0], return_counts=True)
+    return int((per_group > 1).sum())
+
+
+def seed_spread(
+    dataset: Dataset,
+    primary: SplitRun,
+    random_run: SplitRun | None,
+    groups: DuplicateGroups,
+    params: ForestParams,
+    options: TrainingOptions,
+    build_forest: ForestBuilder,
+) -> dict[str, Any]:
+    """How the rules' thresholds and the headline metric move with the forest's seed (the served
+    forest's split), and the headline metric with the split's seed (the random split, when one
+    was run: `random_run`)."""
+    by_model_seed = []
+    for offset in range(options.stability_runs + 1):
+        seed = options.seed + offset
+        run = primary if offset == 0 else grow_and_calibrate(
+            dataset, primary.split, groups, params, options, seed=seed, build_forest=build_forest
+        )  # fmt: skip
+        setup = set_up_rules(run.validation, options)
+        by_model_seed.append({
+            "seed": seed,
+            "fixed_threshold": setup.fixed_threshold,
+            "alert_budget_threshold": setup.candidates["alert_budget"].cut,
+            "decision_rule": setup.chosen.rule,
+            **_headline(run),
+        })  # fmt: skip
+    result: dict[str, Any] = {"split": primary.split.kind, "model_seeds": by_model_seed}
+    if random_run is None:
+        return result
+    by_split_seed = [{"split_seed": options.split_seed, **_headline(random_run)}]
+    for offset in range(1, options.stability_runs + 1):
+        split = make_split(dataset, "random", options, groups, options.split_seed + offset)
+        run = grow_and_calibrate(
+            dataset, split, groups, params, options, seed=options.seed, build_forest=build_forest
+        )
+        by_split_seed.append({"split_seed": options.split_seed + offset, **_headline(run)})
+    result["split_seeds"] = by_split_seed
+    return result
+
+
+def _headline(run: SplitRun) -> dict[str, float]:
+    test = run.test
+    check = calibration_check(test.probabilities, test.labels, test.weights)
+    return {
+        "pr_auc_at_production_rate": _pr_auc(test),
+        "calibration_slope": float(check["slope"]),  # type: ignore[arg-type]
+        "calibration_intercept": float(check["intercept"]),  # type: ignore[arg-type]
+    }
+
+
+def _pr_auc(scored: Scored) -> float:
+    pr_auc, _ = ranking_metrics(scored.labels, scored.probabilities, scored.weights[None, :])
+    return float(pr_auc[0])
 
 
 def train_and_export(
@@ -63,103 +314,87 @@ def train_and_export(
     The trees are built by `build_forest`: in this process's threads by default, or
     `training.ray_forest.train_forest_on_ray` on the Ray cluster this process is connected to.
     """
-    x_train, x_test, y_train, y_test = split_off_test(dataset, options)
-    x_fit, x_val, y_fit, y_val = train_test_split(
-        x_train,
-        y_train,
-        test_size=options.validation_size,
-        stratify=y_train,
-        random_state=options.seed,
-    )
-    started = time.perf_counter()
+    groups = duplicate_groups(dataset.features)
+    logger.info("Duplicate rows: %d in %d groups, each kept in one split", groups.rows,
+                groups.groups)  # fmt: skip
     trees_by_node: Counter[str] = Counter()
-    forest = build_forest(
-        x_fit,
-        y_fit,
+    primary = grow_and_calibrate(
+        dataset,
+        make_split(dataset, options.split, options, groups),
+        groups,
         params,
+        options,
         seed=options.seed,
-        num_tasks=options.num_tasks,
+        build_forest=build_forest,
         on_progress=on_progress,
         trees_by_node=trees_by_node,
     )
-    train_seconds = time.perf_counter() - started
-
-    calibration = Calibration(
-        training_prior=fit_training_prior(
-            forest.predict_proba(x_val)[:, 1],
-            y_val,
-            options.production_fraud_rate,
-            fallback=nominal_training_prior(y_fit, params.class_weight),
-        ),
-        production_prior=options.production_fraud_rate,
+    setup = set_up_rules(primary.validation, options)
+    logger.info("Decision rule: %s (%s)", setup.chosen.describe(), setup.why)
+    splits: dict[str, Any] = {options.split: split_figures(primary, setup, groups, options)}
+    runs = {options.split: primary}
+    if options.compare_split is not None and options.compare_split != options.split:
+        other = grow_and_calibrate(
+            dataset, make_split(dataset, options.compare_split, options, groups), groups, params,
+            options, seed=options.seed, build_forest=build_forest,
+        )  # fmt: skip
+        runs[options.compare_split] = other
+        splits[options.compare_split] = split_figures(
+            other, set_up_rules(other.validation, options), groups, options
+        )
+    stability = seed_spread(
+        dataset, primary, runs.get("random"), groups, params, options, build_forest
     )
-
-    def score(features: np.ndarray) -> np.ndarray:
-        raw = forest.predict_proba(features)[:, 1]
-        return adjust_to_prior(raw, calibration.training_prior, calibration.production_prior)
-
-    amount = FEATURE_NAMES.index("Amount")
-    validation = Split(y_val, score(x_val), x_val[:, amount])
-    test = Split(y_test, score(x_test), x_test[:, amount])
-    threshold = choose_threshold(
-        validation.labels,
-        validation.scores,
-        strategy=options.threshold_strategy,
-        target_precision=options.target_precision,
-        target_rate=options.production_fraud_rate,
-        amounts=validation.amounts,
-        review_cost=options.review_cost,
-    )
+    headline = splits[options.split]
     rate = options.production_fraud_rate
-    as_tested = evaluate(y_test, test.scores, threshold)
-    as_tested["ci95"] = bootstrap_intervals(y_test, test.scores, threshold, seed=options.seed)
-    at_rate = evaluate(y_test, test.scores, threshold, target_rate=rate)
-    at_rate["ci95"] = bootstrap_intervals(
-        y_test, test.scores, threshold, target_rate=rate, seed=options.seed
-    )
     metrics = TrainingMetrics(
-        test=as_tested,
-        test_at_production_rate=at_rate,
-        expected_cost_per_transaction=expected_cost(
-            test.labels, test.scores, test.amounts, threshold, options.review_cost, rate
-        ),
+        test=headline["test"],
+        test_at_production_rate=headline["test_at_production_rate"],
+        expected_cost_per_transaction=headline["rules_on_test"][setup.chosen.rule][
+            "cost_per_transaction"
+        ],
         review_cost=options.review_cost,
-        train_seconds=round(train_seconds, 2),
-        split_rows={"fit": len(y_fit), "validation": len(y_val), "test": len(y_test)},
+        train_seconds=round(primary.train_seconds, 2),
+        split_rows=headline["rows"],
+        headline_split=options.split,
+        decision_rule=setup.chosen.describe(),
+        splits=splits,
+        calibration=headline["calibration"],
+        stability=stability,
     )
-    warning = small_test_warning(y_test)
+    warning = small_test_warning(primary.test.labels)
     if warning is not None:
         logger.warning(warning)
         metrics["warnings"] = [warning]
     report = build_report(
-        validation=validation,
-        test=test,
-        threshold=threshold,
-        strategy=_describe_strategy(options),
-        review_cost=options.review_cost,
-        production_rate=options.production_fraud_rate,
-        importances=forest.feature_importances_,
+        validation=primary.validation,
+        test=primary.test,
+        setup=setup,
+        options=options,
+        importances=primary.forest.feature_importances_,
         metrics=metrics,
         summary={
             "Data": f"{dataset.fingerprint.source} ({dataset.fingerprint.rows} rows, "
             f"{dataset.fingerprint.fraud_count} frauds), sha256 `{dataset.fingerprint.sha256}`",
-            "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items()),
-            "Split": f"fit {len(y_fit)}, validation {len(y_val)}, test {len(y_test)} "
-            f"(stratified, seed {options.seed})",
-            "Calibration": f"prior shift from {calibration.training_prior:.4g} (fitted on the "
-            f"validation rows; the trees saw fraud at "
-            f"{nominal_training_prior(y_fit, params.class_weight):g}) to the production rate "
-            f"{calibration.production_prior:g}",
+            "Sampling weights": dataset.sampling.description,
+            "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items())
+            + f", seed {options.seed}",
+            "Split (headline figures)": primary.split.description,
+            "Calibration": f"Platt on the log-odds of the score smoothed as a share of tree "
+            f"votes, fitted at the production rate {rate:g} on "
+            f"{primary.calibration.source}",
         },
     )
     return save_artifact(
         output_dir,
-        forest,
-        forest_to_onnx(forest),
-        parity_probe(x_test, y_test),
-        threshold=threshold,
+        primary.forest,
+        primary.onnx,
+        parity_probe(dataset.features[primary.split.test], primary.test.labels),
+        threshold=setup.fixed_threshold,
         threshold_strategy=_describe_strategy(options),
-        calibration=calibration,
+        decision=setup.chosen,
+        alert_curve=setup.curve,
+        calibration=primary.calibration.calibration,
         training_params={
             "forest": asdict(params),
             "options": asdict(options),
@@ -168,18 +403,17 @@ def train_and_export(
         },
         data=dataset.fingerprint,
         metrics=metrics,
-        score_bins=live_score_bins(test, options.production_fraud_rate),
+        score_bins=live_score_bins(primary.test),
         extra_files=report,
         report_file=REPORT_FILE,
         overwrite=overwrite,
     )
 
 
-def live_score_bins(test: Split, production_rate: float) -> ScoreBins:
-    """The drift reference: held-out scores as live traffic would have them (fraud at the
-    production rate)."""
-    weights = prevalence_weights(test.labels, production_rate)
-    edges, shares = reference_bins(test.scores, weights)
+def live_score_bins(test: Scored) -> ScoreBins:
+    """The drift reference: held-out scores as live traffic would have them (production
+    weights)."""
+    edges, shares = reference_bins(test.probabilities, test.weights)
     return ScoreBins(edges=edges, shares=shares)
 
 

@@ -26,6 +26,7 @@ from fraud_model.artifact import (
     FeatureMismatchError,
     sha256_file,
 )
+from fraud_model.decision import ALERT_CURVE_FILE, AlertCurve, DecisionRule
 from fraud_model.engines import PARITY_TOLERANCE, OnnxEngine
 from fraud_model.explain import TREES_FILE, save_trees
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
@@ -75,12 +76,15 @@ def save_artifact(
     score_bins: ScoreBins,
     extra_files: dict[str, bytes] | None = None,
     report_file: str | None = None,
+    decision: DecisionRule | None = None,
+    alert_curve: AlertCurve | None = None,
     overwrite: bool = False,
 ) -> ArtifactMetadata:
     """Write the forest (sklearn, ONNX and plain arrays), the parity probe, any extra files
-    (the training report) and the metadata, atomically.
+    (the training report), the alert curve and the metadata, atomically.
 
-    `score_bins`: the drift reference (training.pipeline.live_score_bins).
+    `score_bins`: the drift reference (training.pipeline.live_score_bins). `decision`: the rule
+    the model ships with (None: fixed_threshold at `threshold`).
     Raises ArtifactParityError, leaving nothing behind, if the engines disagree.
     """
     final = Path(output_dir)
@@ -110,6 +114,8 @@ def save_artifact(
         save_trees(model, staging / TREES_FILE)
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
+        if alert_curve is not None:
+            (staging / ALERT_CURVE_FILE).write_text(alert_curve.model_dump_json() + "\n")
         files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
         created_at = datetime.now(UTC).replace(microsecond=0)
         onnx_sha = files[MODEL_FILES["onnx"]]
@@ -131,6 +137,8 @@ def save_artifact(
             features=list(FEATURE_NAMES),
             threshold=threshold,
             threshold_strategy=threshold_strategy,
+            decision=decision,
+            alert_curve_file=ALERT_CURVE_FILE if alert_curve is not None else None,
             calibration=calibration,
             library_versions=library_versions(),
             training_params=training_params,

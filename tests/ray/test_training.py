@@ -54,7 +54,7 @@ def test_progress_is_reported_up_to_all_trees(ray_cluster: str, tiny_dataset: Da
 
 def test_pipeline_writes_an_evaluated_artifact(ray_cluster: str, tmp_path: Path) -> None:
     dataset = synthetic_dataset(5_000, fraud_rate=0.04, seed=1)
-    options = TrainingOptions(seed=1, production_fraud_rate=0.004)
+    options = TrainingOptions(seed=1, production_fraud_rate=0.004, stability_runs=0)
     metadata = train_and_export(
         dataset,
         ForestParams(n_estimators=20, min_samples_leaf=3, class_weight="balanced_subsample"),
@@ -65,11 +65,14 @@ def test_pipeline_writes_an_evaluated_artifact(ray_cluster: str, tmp_path: Path)
 
     loaded = load_artifact(tmp_path / "model")
     assert loaded.metadata == metadata
-    # Balanced weights make the trees see 50 % fraud, but nearly pure leaves make them surer
-    # than that: the prior is fitted, and the validation rows' probabilities add up.
-    assert 0 < metadata.calibration.training_prior < 1
-    assert metadata.calibration.training_prior != 0.5
-    assert metadata.calibration.production_prior == 0.004
+    # Calibrated at the production rate on the out-of-bag scores of the fit rows (grown on the
+    # cluster, their bags drawn again here) and the validation rows.
+    calibration = metadata.calibration
+    assert calibration.method == "platt" and calibration.production_prior == 0.004
+    assert calibration.slope is not None and calibration.slope > 0
+    assert "out-of-bag scores of" in metadata.metrics["calibration"]["fitted_on"]
+    # Every fit row out of some tree's bag (20 trees), and the 800 validation rows.
+    assert metadata.metrics["calibration"]["rows"] >= 3_990
     test = metadata.metrics["test"]
     assert test["rows"] == 1_000 and test["frauds"] == 40
     assert test["pr_auc"] > 0.5  # the synthetic frauds are learnable
@@ -81,15 +84,18 @@ def test_pipeline_writes_an_evaluated_artifact(ray_cluster: str, tmp_path: Path)
 
 def test_the_report_is_written_into_the_artifact_and_hashed(tmp_path: Path) -> None:
     dataset = synthetic_dataset(4_000, fraud_rate=0.04, seed=2)
-    options = TrainingOptions(seed=2, threshold_strategy="min_cost", review_cost=3.0)
+    options = TrainingOptions(
+        seed=2, threshold_strategy="min_cost", review_cost=3.0, stability_runs=0
+    )
     metadata = train_and_export(
         dataset, ForestParams(n_estimators=10, max_depth=8), options, tmp_path / "model"
     )
     assert metadata.report_file == "report.md"
     report = (tmp_path / "model" / "report.md").read_text()
-    assert "min_cost (review cost 3)" in report and "| held-out test |" in report
+    assert "## Held-out metrics (random split, shipped rule)" in report
+    assert "Review cost:** 3 per flagged transaction" in report
     images = [name for name in metadata.files if name.endswith(".png")]
-    assert len(images) == 5
+    assert len(images) == 6
     for name in [*images, "report.md"]:
         assert metadata.files[name] == sha256_file(tmp_path / "model" / name)  # hashed
     for name in images:
@@ -98,6 +104,7 @@ def test_the_report_is_written_into_the_artifact_and_hashed(tmp_path: Path) -> N
     assert metadata.metrics["expected_cost_per_transaction"] > 0
     assert metadata.metrics["review_cost"] == 3.0
     assert metadata.threshold_strategy.startswith("min_cost")
+    assert metadata.decision is not None
     # The drift reference describes live traffic: fraud-level scores are rare in it.
     assert sum(metadata.score_bins.shares) == pytest.approx(1.0)
 
@@ -108,7 +115,7 @@ def test_served_probabilities_match_the_production_fraud_rate(tmp_path: Path) ->
     train_and_export(
         train,
         ForestParams(n_estimators=30, min_samples_leaf=3),
-        TrainingOptions(seed=2, production_fraud_rate=0.005),
+        TrainingOptions(seed=2, production_fraud_rate=0.005, stability_runs=0),
         tmp_path / "model",
     )
     live = synthetic_dataset(40_000, fraud_rate=0.005, seed=3)
@@ -125,7 +132,7 @@ def test_served_probabilities_match_the_production_fraud_rate(tmp_path: Path) ->
 
 TRAIN_SMALL = [
     "--synthetic", "3000", "--synthetic-fraud-rate", "0.03",
-    "--n-estimators", "8", "--max-depth", "6",
+    "--n-estimators", "8", "--max-depth", "6", "--stability-runs", "1",
 ]  # fmt: skip
 
 

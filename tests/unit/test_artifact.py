@@ -20,6 +20,7 @@ from fraud_model.artifact import (
     load_artifact,
     sha256_file,
 )
+from fraud_model.decision import ALERT_CURVE_FILE, AlertCurve, DecisionRule
 from fraud_model.explain import TREES_FILE
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ScoreBins
@@ -62,7 +63,7 @@ def test_round_trip_keeps_metadata_and_the_engine_scores_as_the_forest(
     assert loaded.metadata_sha256 == sha256_file(artifact_dir / METADATA_FILE)
 
     meta = loaded.metadata
-    assert meta.format_version == 3
+    assert meta.format_version == 4
     assert meta.features == list(FEATURE_NAMES)
     assert set(meta.files) == {ONNX, JOBLIB, PROBE_FILE, TREES_FILE}
     assert len(meta.score_bins.shares) == len(meta.score_bins.edges) + 1
@@ -283,3 +284,51 @@ def test_the_trees_file_is_hash_checked_and_explains_the_saved_forest(
         handle.write(b"tampered")
     with pytest.raises(ArtifactHashMismatchError, match=f"{TREES_FILE} has sha256"):
         load_artifact(artifact_dir)
+
+
+CURVE = AlertCurve(
+    source="test rows",
+    thresholds=[0.9, 0.5, 0.1],
+    alerts_per_10k=[0.0, 10.0, 50.0],
+    false_positive_rate=[0.0, 0.0005, 0.004],
+)
+
+
+def test_the_alert_curve_is_hash_checked_and_loaded_without_unpickling(
+    tmp_path: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+) -> None:
+    rule = DecisionRule(rule="alert_budget", threshold=0.5, alerts_per_10k=10.0)
+    write_artifact(tmp_path / "model", tiny_forest, tiny_dataset, alert_curve=CURVE, decision=rule)
+    loaded = load_artifact(tmp_path / "model")
+    assert loaded.alert_curve == CURVE
+    assert loaded.metadata.decision_rule == rule
+    assert loaded.metadata.files[ALERT_CURVE_FILE] == sha256_file(
+        tmp_path / "model" / ALERT_CURVE_FILE
+    )
+    (tmp_path / "model" / ALERT_CURVE_FILE).write_text(CURVE.model_copy(
+        update={"thresholds": [0.9, 0.5, 0.01]}).model_dump_json())  # fmt: skip
+    with pytest.raises(ArtifactHashMismatchError, match=ALERT_CURVE_FILE):
+        load_artifact(tmp_path / "model")
+
+
+def test_an_alert_curve_the_metadata_names_but_does_not_hash_is_refused(
+    tmp_path: Path, tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
+) -> None:
+    write_artifact(tmp_path / "model", tiny_forest, tiny_dataset, alert_curve=CURVE)
+    metadata = json.loads((tmp_path / "model" / METADATA_FILE).read_text())
+    del metadata["files"][ALERT_CURVE_FILE]
+    (tmp_path / "model" / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(ArtifactMetadataError, match="have no sha256"):
+        load_artifact(tmp_path / "model")
+
+
+def test_an_artifact_of_format_3_still_loads_and_decides_by_its_threshold(
+    artifact_dir: Path,
+) -> None:
+    edit_metadata(artifact_dir, format_version=3)
+    loaded = load_artifact(artifact_dir)
+    assert loaded.metadata.calibration.method == "prior_shift"
+    assert loaded.metadata.decision_rule == DecisionRule(
+        rule="fixed_threshold", threshold=loaded.metadata.threshold
+    )
+    assert loaded.alert_curve is None

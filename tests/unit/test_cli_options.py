@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from tests.helpers import PROJECT_ROOT
-from training.cli import build_parser, forest_params, tree_progress_bar
+from training.cli import TRAINING_OPTIONS, build_parser, forest_params, tree_progress_bar
 from training.options import ForestParams, TrainingOptions
 
 
@@ -44,6 +44,27 @@ def test_help_imports_nothing_heavy_and_says_each_default_once() -> None:
     assert "(default: True)" not in text and "(default: None)" not in text
     assert text.count("(default:") == text.count("default:")
     assert "--min-samples-leaf MIN_SAMPLES_LEAF minimum rows in a leaf (default: 3)" in text
+
+
+def test_every_training_option_is_an_option_of_the_cli_with_its_default() -> None:
+    from dataclasses import fields
+
+    assert set(TRAINING_OPTIONS) == {field.name for field in fields(TrainingOptions)}
+    args = build_parser().parse_args(["--synthetic", "10", "--output", "x"])
+    assert {name: getattr(args, name) for name in TRAINING_OPTIONS} == {
+        field.name: getattr(TrainingOptions(), field.name) for field in fields(TrainingOptions)
+    }
+    args = build_parser().parse_args(
+        ["--synthetic", "10", "--output", "x", "--split", "temporal", "--compare-split",
+         "random", "--split-seed", "3", "--decision-rule", "expected_cost",
+         "--alerts-per-10k", "12.5", "--stability-runs", "0"]
+    )  # fmt: skip
+    assert (args.split, args.compare_split, args.split_seed, args.seed) == (
+        "temporal", "random", 3, 42
+    )  # fmt: skip
+    assert (args.decision_rule, args.alerts_per_10k, args.stability_runs) == (
+        "expected_cost", 12.5, 0
+    )  # fmt: skip
 
 
 def test_every_forest_option_reaches_the_params() -> None:

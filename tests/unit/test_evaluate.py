@@ -1,16 +1,18 @@
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.evaluate import (
     MIN_TEST_FRAUDS,
-    bootstrap_intervals,
     choose_threshold,
     cost_curve,
     evaluate,
     expected_cost,
-    prevalence_weights,
+    ranking_intervals,
+    ranking_metrics,
     small_test_warning,
 )
+from training.weights import production_weights
 
 LABELS = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1])
 SCORES = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
@@ -36,7 +38,7 @@ def test_target_precision_needs_a_target() -> None:
 
 
 def test_metrics_at_a_threshold() -> None:
-    metrics = evaluate(LABELS, SCORES, 0.6)
+    metrics = evaluate(LABELS, SCORES, SCORES >= 0.6, cut=0.6)
     assert metrics["confusion_matrix"] == {"tn": 6, "fp": 1, "fn": 0, "tp": 3}
     assert metrics["precision"] == pytest.approx(0.75)
     assert metrics["recall"] == pytest.approx(1.0)
@@ -44,19 +46,21 @@ def test_metrics_at_a_threshold() -> None:
     assert 0 < metrics["pr_auc"] <= 1 and 0 < metrics["roc_auc"] <= 1
 
 
-def test_prevalence_weights_reach_the_target_rate() -> None:
-    weights = prevalence_weights(LABELS, 0.01)
-    assert weights[LABELS == 1].sum() / weights.sum() == pytest.approx(0.01)
-
-
 def test_precision_at_production_rate_counts_false_alarms_as_live_traffic_would() -> None:
     # At a 1 % fraud rate the one false alarm stands for many more live non-fraud rows.
-    metrics = evaluate(LABELS, SCORES, 0.6, target_rate=0.01)
+    weights = production_weights(LABELS, 0.01)
+    metrics = evaluate(LABELS, SCORES, SCORES >= 0.6, cut=0.6, weights=weights, rate=0.01)
     fp = metrics["confusion_matrix"]["fp"]
     assert fp == pytest.approx(3 * 0.99 / 0.01 / 7)
     assert metrics["precision"] == pytest.approx(3 / (3 + fp))
     assert metrics["recall"] == pytest.approx(1.0)
-    assert metrics["roc_auc"] == pytest.approx(evaluate(LABELS, SCORES, 0.6)["roc_auc"])
+    assert metrics["alerts_per_10k"] == pytest.approx((3 + fp) / (3 / 0.01) * 10_000)
+    assert metrics["roc_auc"] == pytest.approx(
+        evaluate(LABELS, SCORES, SCORES >= 0.6, cut=0.6)["roc_auc"]
+    )
+    # One false alarm among 7 legitimate rows: precision's interval is far from degenerate.
+    low, high = metrics["ci95"]["precision"]
+    assert low < metrics["precision"] <= high
 
 
 def test_cost_curve_on_a_hand_computed_example() -> None:
@@ -74,7 +78,8 @@ def test_cost_curve_on_a_hand_computed_example() -> None:
     )
     assert threshold == 0.3
     for candidate, curve_cost in zip(thresholds, costs, strict=True):
-        assert expected_cost(labels, scores, amounts, candidate, 5.0) == pytest.approx(curve_cost)
+        flagged = scores >= candidate
+        assert expected_cost(labels, flagged, amounts, 5.0) == pytest.approx(curve_cost)
 
 
 def test_cost_at_the_production_rate_counts_each_false_alarm_as_many_live_ones() -> None:
@@ -82,10 +87,11 @@ def test_cost_at_the_production_rate_counts_each_false_alarm_as_many_live_ones()
     scores = np.array([0.9, 0.8, 0.3, 0.1])
     amounts = np.array([100.0, 50.0, 20.0, 10.0])
     # At a 10 % fraud rate the 2 non-fraud rows stand for 18 transactions (weight 9 each).
-    thresholds, costs = cost_curve(labels, scores, amounts, review_cost=5.0, target_rate=0.1)
+    weights = production_weights(labels, 0.1)
+    thresholds, costs = cost_curve(labels, scores, amounts, review_cost=5.0, weights=weights)
     # t=0.8: miss 20, review 1 fraud + 1 non-fraud of weight 9 -> 70, over 20 transactions.
     assert costs[thresholds == 0.8][0] == pytest.approx((20 + 5 * (1 + 9)) / 20)
-    assert expected_cost(labels, scores, amounts, 0.8, 5.0, target_rate=0.1) == pytest.approx(
+    assert expected_cost(labels, scores >= 0.8, amounts, 5.0, weights) == pytest.approx(
         costs[thresholds == 0.8][0]
     )
 
@@ -124,12 +130,25 @@ def test_min_cost_beats_best_f1_on_expected_cost() -> None:
     }
 
     def cost(threshold: float) -> float:
-        return expected_cost(labels[test], scores[test], amounts[test], threshold, 2.0)
+        return expected_cost(labels[test], scores[test] >= threshold, amounts[test], 2.0)
 
     assert cost(chosen["min_cost"]) < cost(chosen["best_f1"])
 
 
-def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_frauds() -> None:
+def test_ranking_metrics_are_scikit_learn_s_for_every_resample_at_once() -> None:
+    rng = np.random.default_rng(4)
+    labels = (rng.random(2_000) < 0.05).astype(int)
+    scores = np.round(rng.random(2_000) * 0.5 + 0.4 * labels, 2)  # many ties
+    weights = rng.random((3, 2_000)) * 10
+    pr_auc, roc_auc = ranking_metrics(labels, scores, weights)
+    for row in range(3):
+        w = weights[row]
+        expected = average_precision_score(labels, scores, sample_weight=w)
+        assert pr_auc[row] == pytest.approx(expected)
+        assert roc_auc[row] == pytest.approx(roc_auc_score(labels, scores, sample_weight=w))
+
+
+def test_ranking_intervals_hold_the_estimate_and_narrow_with_more_frauds() -> None:
     rng = np.random.default_rng(3)
 
     def scored(frauds: int, normals: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,15 +159,15 @@ def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_frauds() -> 
     widths = []
     for frauds in (8, 400):
         labels, scores = scored(frauds, 20 * frauds)
-        point = evaluate(labels, scores, 0.5)
-        intervals = bootstrap_intervals(labels, scores, 0.5, resamples=300, seed=1)
+        point = evaluate(labels, scores, scores >= 0.5, cut=0.5, intervals=False)
+        intervals = ranking_intervals(labels, scores, None, resamples=300, seed=1)
         for name, (low, high) in intervals.items():
-            assert low <= point[name] <= high, name
-        widths.append(intervals["recall"][1] - intervals["recall"][0])
+            assert low <= point[name] <= high, name  # type: ignore[literal-required]
+        widths.append(intervals["pr_auc"][1] - intervals["pr_auc"][0])
     assert widths[1] < widths[0] / 3  # 50 times the frauds: a much narrower interval
     # The same seed gives the same intervals.
-    assert bootstrap_intervals(labels, scores, 0.5, resamples=50, seed=2) == bootstrap_intervals(
-        labels, scores, 0.5, resamples=50, seed=2
+    assert ranking_intervals(labels, scores, None, resamples=50, seed=2) == ranking_intervals(
+        labels, scores, None, resamples=50, seed=2
     )
 
 

@@ -8,9 +8,12 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.explain import ForestExplainer, save_trees, top_reasons
 from fraud_model.features import FEATURE_NAMES
+from fraud_model.metadata import Calibration
 from fraud_model.prior import adjust_to_prior
 from tests.helpers import random_transactions
 from training.data import Dataset
+
+PRIOR_SHIFT = Calibration(training_prior=0.5, production_prior=0.00172)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def test_served_contributions_add_up_to_the_served_probability(
     explainer: ForestExplainer, deep_forest: RandomForestClassifier, tiny_dataset: Dataset
 ) -> None:
     rows = rows_near_decision(tiny_dataset)
-    explanation, served = explainer.served(rows, 0.5, 0.00172)
+    explanation, served = explainer.served(rows, PRIOR_SHIFT)
     expected = adjust_to_prior(deep_forest.predict_proba(rows)[:, 1], 0.5, 0.00172)
     np.testing.assert_allclose(served, expected, atol=1e-9)
     np.testing.assert_allclose(
@@ -80,7 +83,7 @@ def test_top_k_reasons_plus_other_add_up_to_the_served_probability(
     explainer: ForestExplainer, deep_forest: RandomForestClassifier, tiny_dataset: Dataset, k: int
 ) -> None:
     rows = rows_near_decision(tiny_dataset)
-    explanation, served = explainer.served(rows, 0.5, 0.00172)
+    explanation, served = explainer.served(rows, PRIOR_SHIFT)
     expected = adjust_to_prior(deep_forest.predict_proba(rows)[:, 1], 0.5, 0.00172)
     reasons = top_reasons(explanation, rows, k=k)
     moved = 0
@@ -167,7 +170,7 @@ def test_contributions_of_two_hand_built_stumps() -> None:
     # cannot divide by the move. Contributions keep their signs and still add up.
     cancelling = np.zeros((1, len(FEATURE_NAMES)))
     cancelling[0, [0, 28]] = [1.0, 5.0]
-    explanation, served = explainer.served(cancelling, 0.5, 0.00172)
+    explanation, served = explainer.served(cancelling, PRIOR_SHIFT)
     assert explanation.contributions[0, 0] > 0 > explanation.contributions[0, 28]
     assert explanation.base + explanation.contributions.sum() == pytest.approx(served[0], abs=1e-12)
     assert served[0] == pytest.approx(adjust_to_prior(np.array([0.5]), 0.5, 0.00172)[0])

@@ -99,7 +99,9 @@ async def test_a_valid_transaction_is_answered_without_the_app(
     path, app = fast_path
     status, body = await call(path, json.dumps(TRANSACTION).encode(), chunk=100)
     assert status == 200
-    assert set(json.loads(body)) == {"fraud_probability", "is_fraud", "threshold", "model_version"}
+    assert set(json.loads(body)) == {
+        "fraud_probability", "is_fraud", "threshold", "model_version", "decision_rule"
+    }  # fmt: skip
     batch = json.dumps({"transactions": [TRANSACTION] * 3}).encode()
     status, body = await call(path, batch, path="/api/v1/predict/batch")
     assert status == 200 and len(json.loads(body)["predictions"]) == 3

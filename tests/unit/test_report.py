@@ -1,71 +1,78 @@
-"""The training report: markdown that links its plots, and the plots as real PNG files."""
+"""The training report: markdown with every section, linking its plots, and the plots as real PNG
+files, written by a real (tiny) training run."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.prior import adjust_to_prior
+from fraud_model.artifact import read_metadata, sha256_file
 from tests.helpers import PROJECT_ROOT
-from training.data import Dataset
-from training.evaluate import (
-    bootstrap_intervals,
-    choose_threshold,
-    evaluate,
-    small_test_warning,
-)
-from training.report import PLOTS, REPORT_FILE, Split, _scale, build_report
+from training.data import synthetic_dataset
+from training.options import ForestParams, TrainingOptions
+from training.pipeline import train_and_export
+from training.report import PLOTS, REPORT_FILE, _scale
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY = ForestParams(n_estimators=6, max_depth=6)
+OPTIONS = TrainingOptions(split="temporal", compare_split="random", stability_runs=1)
 
 
-def make_report(forest: RandomForestClassifier, dataset: Dataset) -> dict[str, bytes]:
-    features, labels = dataset.features, dataset.labels
-    scores = adjust_to_prior(forest.predict_proba(features)[:, 1], 0.05, 0.00172)
-    split = Split(labels, scores, features[:, -1])
-    threshold = choose_threshold(labels, scores, strategy="best_f1", target_rate=0.00172)
-    metrics = {
-        "test": evaluate(labels, scores, threshold),
-        "test_at_production_rate": evaluate(labels, scores, threshold, target_rate=0.00172),
-        "expected_cost_per_transaction": 0.25,
-    }
-    return build_report(
-        validation=split,
-        test=split,
-        threshold=threshold,
-        strategy="best_f1 (test)",
-        review_cost=5.0,
-        production_rate=0.00172,
-        importances=forest.feature_importances_,
-        metrics=metrics,
-        summary={"Data": "synthetic, sha256 `abc`"},
-    )
+def train(path: Path, rows: int = 3_000, fraud_rate: float = 0.04) -> Path:
+    dataset = synthetic_dataset(rows, fraud_rate=fraud_rate, seed=9)
+    train_and_export(dataset, TINY, OPTIONS, path)
+    return path
 
 
 @pytest.fixture(scope="module")
-def report(tiny_forest: RandomForestClassifier, tiny_dataset: Dataset) -> dict[str, bytes]:
-    return make_report(tiny_forest, tiny_dataset)
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(tmp_path_factory.mktemp("report") / "model")
 
 
-def test_report_holds_the_markdown_and_five_valid_pngs(report: dict[str, bytes]) -> None:
-    assert set(report) == {REPORT_FILE, *PLOTS.values()}
+def test_report_holds_the_markdown_and_six_valid_pngs_all_hashed(artifact: Path) -> None:
+    metadata = read_metadata(artifact)
+    assert metadata.report_file == REPORT_FILE
+    for name in [REPORT_FILE, *PLOTS.values()]:
+        assert metadata.files[name] == sha256_file(artifact / name)
     for name in PLOTS.values():
-        assert report[name].startswith(PNG_SIGNATURE)
-        width, height = (int.from_bytes(report[name][offset : offset + 4]) for offset in (16, 20))
+        png = (artifact / name).read_bytes()
+        assert png.startswith(PNG_SIGNATURE)
+        width, height = (int.from_bytes(png[offset : offset + 4]) for offset in (16, 20))
         assert (width, height) == (640, 420)  # 6.4 x 4.2 inches at 100 dpi, from the IHDR chunk
 
 
-def test_markdown_states_the_decision_and_links_every_plot(report: dict[str, bytes]) -> None:
-    markdown = report[REPORT_FILE].decode()
-    assert "- **Data:** synthetic, sha256 `abc`" in markdown
-    assert "best_f1 (test)" in markdown and "`fraud_probability >= 0." in markdown
-    assert "| held-out test | 2000 | 100 |" in markdown
-    assert "| at production rate | 2000 | 100 |" in markdown
-    assert "Expected cost at the threshold" in markdown and "0.2500" in markdown
+def test_markdown_has_both_splits_the_rules_the_calibration_and_the_spread(artifact: Path) -> None:
+    markdown = (artifact / REPORT_FILE).read_text()
+    metadata = read_metadata(artifact)
+    for section in (
+        "## Held-out metrics (temporal split, shipped rule)",
+        "## The splits",
+        "## Decision rules compared (test rows)",
+        "**temporal split** (headline)",
+        "**random split**",
+        "## Validation against test (shipped rule)",
+        "## Calibration",
+        "## Stability across seeds",
+    ):
+        assert section in markdown
+    assert f"`{metadata.decision_rule.describe()}`" in markdown
+    assert "**(shipped)**" in markdown
     for name in PLOTS.values():
         assert f"]({name})" in markdown  # relative links: the report sits beside its plots
+    calibration = metadata.metrics["calibration"]["test"]
+    low, high = calibration["slope_ci95"]
+    assert f"{calibration['slope']:.3f} [{low:.2f}, {high:.2f}]" in markdown
+    # Every interval in the report has a low end below its high end.
+    for low_text, high_text in _brackets(markdown):
+        assert float(low_text.replace(",", "")) < float(high_text.replace(",", ""))
+
+
+def _brackets(markdown: str) -> list[tuple[str, str]]:
+    import re
+
+    return re.findall(r"\[(-?[\d.,]+), (-?[\d.,]+)\]", markdown)
 
 
 def test_importing_the_report_module_does_not_import_matplotlib() -> None:
@@ -76,39 +83,18 @@ def test_importing_the_report_module_does_not_import_matplotlib() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_the_same_inputs_give_the_same_report_bytes(
-    report: dict[str, bytes], tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
-) -> None:
+def test_the_same_inputs_give_the_same_report_bytes(artifact: Path, tmp_path: Path) -> None:
     """Retraining the same model must not change the report's hashes (no dates, no randomness)."""
-    assert make_report(tiny_forest, tiny_dataset) == report
+    again = train(tmp_path / "again")
+    for name in [REPORT_FILE, *PLOTS.values()]:
+        assert (again / name).read_bytes() == (artifact / name).read_bytes(), name
 
 
-def test_a_report_on_few_frauds_warns_and_gives_intervals(
-    tiny_forest: RandomForestClassifier, tiny_dataset: Dataset
-) -> None:
-    keep = np.r_[
-        np.flatnonzero(tiny_dataset.labels == 1)[:6], np.flatnonzero(tiny_dataset.labels == 0)
-    ]
-    features, labels = tiny_dataset.features[keep], tiny_dataset.labels[keep]
-    scores = adjust_to_prior(tiny_forest.predict_proba(features)[:, 1], 0.05, 0.00172)
-    threshold = 0.01
-    split = Split(labels, scores, features[:, -1])
-    metrics = {
-        "test": evaluate(labels, scores, threshold)
-        | {"ci95": bootstrap_intervals(labels, scores, threshold, resamples=50)},
-        "test_at_production_rate": evaluate(labels, scores, threshold, target_rate=0.00172),
-        "warnings": [small_test_warning(labels)],
-    }
-    report = build_report(
-        validation=split, test=split, threshold=threshold, strategy="fixed (test)",
-        review_cost=5.0, production_rate=0.00172, importances=tiny_forest.feature_importances_,
-        metrics=metrics, summary={},
-    )  # fmt: skip
-    markdown = report[REPORT_FILE].decode()
-    assert "> **Warning:** The test split holds only 6 frauds" in markdown
-    low, high = metrics["test"]["ci95"]["recall"]
-    assert f"[{low:.3f}, {high:.3f}]" in markdown
-    assert report[PLOTS["scores"]].startswith(PNG_SIGNATURE)
+def test_a_report_on_few_frauds_warns(tmp_path: Path) -> None:
+    path = train(tmp_path / "few", rows=4_000, fraud_rate=0.008)
+    markdown = (path / REPORT_FILE).read_text()
+    frauds = read_metadata(path).metrics["test"]["frauds"]
+    assert f"> **Warning:** The test split holds only {frauds} frauds" in markdown
 
 
 @pytest.mark.parametrize(
