@@ -477,13 +477,16 @@ class ShadowingModelHandle:
 
 async def as_answers(columns: Awaitable[ColumnarAnswer]) -> list[Answer]:
     answer = await columns
+    common: Answer = {
+        "fraud_probability": 0.0,
+        "is_fraud": False,
+        "threshold": answer["threshold"],
+        "model_version": answer["model_version"],
+    }
+    if "decision_rule" in answer:
+        common["decision_rule"] = answer["decision_rule"]
     return [
-        {
-            "fraud_probability": probability,
-            "is_fraud": flag,
-            "threshold": answer["threshold"],
-            "model_version": answer["model_version"],
-        }
+        common | {"fraud_probability": probability, "is_fraud": flag}
         for probability, flag in zip(answer["fraud_probability"], answer["is_fraud"], strict=True)
     ]
 

@@ -164,9 +164,12 @@ def elapsed_ms(started: float) -> float:
 
 def as_columns(answers: list[Answer]) -> ColumnarAnswer:
     """Answers as the columnar endpoint gives them (the fields of all rows, one list each)."""
-    return {
+    columns: ColumnarAnswer = {
         "fraud_probability": [answer["fraud_probability"] for answer in answers],
         "is_fraud": [answer["is_fraud"] for answer in answers],
         "threshold": answers[0]["threshold"],
         "model_version": answers[0]["model_version"],
     }
+    if "decision_rule" in answers[0]:
+        columns["decision_rule"] = answers[0]["decision_rule"]
+    return columns

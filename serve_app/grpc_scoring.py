@@ -105,6 +105,7 @@ class GrpcScoring:
             is_fraud=answer["is_fraud"],
             threshold=answer["threshold"],
             model_version=answer["model_version"],
+            decision_rule=answer.get("decision_rule", ""),
         )
         return Reply(prediction, request.request_id)
 

@@ -454,6 +454,7 @@ def column_predictions(serving: ServingModel, rows: np.ndarray) -> ColumnarAnswe
         "is_fraud": decide(probabilities, features, rule).tolist(),
         "threshold": rule.cut,
         "model_version": serving.artifact.metadata.model_version,
+        "decision_rule": rule.rule,
     }
 
 

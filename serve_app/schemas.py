@@ -45,6 +45,7 @@ class ColumnarAnswer(TypedDict):
     is_fraud: list[bool]
     threshold: float
     model_version: str
+    decision_rule: NotRequired[str]
 
 
 class TransactionBody(BaseModel):
@@ -200,6 +201,7 @@ class ColumnarPrediction(BaseModel):
     is_fraud: list[bool] = Field(description="Whether decision_rule flags it, per transaction.")
     threshold: float = Field(description=THRESHOLD)
     model_version: str = Field(description="Version of the model artifact that scored these.")
+    decision_rule: str | None = Field(None, description=DECISION_RULE)
 
 
 class ErrorItem(BaseModel):

@@ -69,16 +69,18 @@ class Transaction(_message.Message):
     def __init__(self, V1: _Optional[float] = ..., V2: _Optional[float] = ..., V3: _Optional[float] = ..., V4: _Optional[float] = ..., V5: _Optional[float] = ..., V6: _Optional[float] = ..., V7: _Optional[float] = ..., V8: _Optional[float] = ..., V9: _Optional[float] = ..., V10: _Optional[float] = ..., V11: _Optional[float] = ..., V12: _Optional[float] = ..., V13: _Optional[float] = ..., V14: _Optional[float] = ..., V15: _Optional[float] = ..., V16: _Optional[float] = ..., V17: _Optional[float] = ..., V18: _Optional[float] = ..., V19: _Optional[float] = ..., V20: _Optional[float] = ..., V21: _Optional[float] = ..., V22: _Optional[float] = ..., V23: _Optional[float] = ..., V24: _Optional[float] = ..., V25: _Optional[float] = ..., V26: _Optional[float] = ..., V27: _Optional[float] = ..., V28: _Optional[float] = ..., Amount: _Optional[float] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("fraud_probability", "is_fraud", "threshold", "model_version")
+    __slots__ = ("fraud_probability", "is_fraud", "threshold", "model_version", "decision_rule")
     FRAUD_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     IS_FRAUD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_RULE_FIELD_NUMBER: _ClassVar[int]
     fraud_probability: float
     is_fraud: bool
     threshold: float
     model_version: str
-    def __init__(self, fraud_probability: _Optional[float] = ..., is_fraud: _Optional[bool] = ..., threshold: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
+    decision_rule: str
+    def __init__(self, fraud_probability: _Optional[float] = ..., is_fraud: _Optional[bool] = ..., threshold: _Optional[float] = ..., model_version: _Optional[str] = ..., decision_rule: _Optional[str] = ...) -> None: ...
 
 class TransactionColumns(_message.Message):
     __slots__ = ("V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9", "V10", "V11", "V12", "V13", "V14", "V15", "V16", "V17", "V18", "V19", "V20", "V21", "V22", "V23", "V24", "V25", "V26", "V27", "V28", "Amount")
@@ -143,13 +145,15 @@ class TransactionColumns(_message.Message):
     def __init__(self, V1: _Optional[_Iterable[float]] = ..., V2: _Optional[_Iterable[float]] = ..., V3: _Optional[_Iterable[float]] = ..., V4: _Optional[_Iterable[float]] = ..., V5: _Optional[_Iterable[float]] = ..., V6: _Optional[_Iterable[float]] = ..., V7: _Optional[_Iterable[float]] = ..., V8: _Optional[_Iterable[float]] = ..., V9: _Optional[_Iterable[float]] = ..., V10: _Optional[_Iterable[float]] = ..., V11: _Optional[_Iterable[float]] = ..., V12: _Optional[_Iterable[float]] = ..., V13: _Optional[_Iterable[float]] = ..., V14: _Optional[_Iterable[float]] = ..., V15: _Optional[_Iterable[float]] = ..., V16: _Optional[_Iterable[float]] = ..., V17: _Optional[_Iterable[float]] = ..., V18: _Optional[_Iterable[float]] = ..., V19: _Optional[_Iterable[float]] = ..., V20: _Optional[_Iterable[float]] = ..., V21: _Optional[_Iterable[float]] = ..., V22: _Optional[_Iterable[float]] = ..., V23: _Optional[_Iterable[float]] = ..., V24: _Optional[_Iterable[float]] = ..., V25: _Optional[_Iterable[float]] = ..., V26: _Optional[_Iterable[float]] = ..., V27: _Optional[_Iterable[float]] = ..., V28: _Optional[_Iterable[float]] = ..., Amount: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ColumnarPrediction(_message.Message):
-    __slots__ = ("fraud_probability", "is_fraud", "threshold", "model_version")
+    __slots__ = ("fraud_probability", "is_fraud", "threshold", "model_version", "decision_rule")
     FRAUD_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     IS_FRAUD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_RULE_FIELD_NUMBER: _ClassVar[int]
     fraud_probability: _containers.RepeatedScalarFieldContainer[float]
     is_fraud: _containers.RepeatedScalarFieldContainer[bool]
     threshold: float
     model_version: str
-    def __init__(self, fraud_probability: _Optional[_Iterable[float]] = ..., is_fraud: _Optional[_Iterable[bool]] = ..., threshold: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
+    decision_rule: str
+    def __init__(self, fraud_probability: _Optional[_Iterable[float]] = ..., is_fraud: _Optional[_Iterable[bool]] = ..., threshold: _Optional[float] = ..., model_version: _Optional[str] = ..., decision_rule: _Optional[str] = ...) -> None: ...
