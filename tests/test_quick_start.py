@@ -16,7 +16,7 @@ import yaml
 from benchmarks.servers import on_free_ports, running
 from fraud_model.artifact import read_metadata
 from serve_app import cli
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, ledger_rows
 from tests.unit.test_bundled_model import readme_answer
 
 README = PROJECT_ROOT / "README.md"
@@ -118,10 +118,9 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
         assert body["decision_rule"] == bundled.decision_rule.rule
         assert 0.0 < body["fraud_probability"] < 1.0
         assert readme_answer() == body  # the README quotes the bundled model's answer
-        # The same over gRPC, through HAProxy's gRPC port (which has no decision_rule field).
-        fields = ("fraud_probability", "is_fraud", "threshold", "model_version")
+        # The same over gRPC, through HAProxy's gRPC port.
         grpc_answer = grpc_score(config["grpc_options"]["port"], real_fraud_row())
-        assert grpc_answer == {field: body[field] for field in fields}
+        assert grpc_answer == {field: body[field] for field in GRPC_FIELDS}
 
         # The README's way to change the running service: edit the config, then apply it.
         apply = [*shlex.split(serve_command), "apply", str(config_path)]
@@ -149,6 +148,17 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     assert not (cli.RUNNING_DIR / f"{port}.json").exists()
     # What line 1 made lives in the copy: the venvs, and nothing else outside it.
     assert (project / ".uv" / "bin" / "uv").exists() and (project / ".venv").is_dir()
+    # Every answered decision is in the decision ledger, in the project's own directory by
+    # default, once the service has stopped (the replicas write what they hold as they stop).
+    ledger = [
+        row for row in ledger_rows(project / "ledger-data") if row["request_id"] == request_id
+    ]
+    assert [(row["score"], row["is_fraud"]) for row in ledger] == [
+        (body["fraud_probability"], body["is_fraud"])
+    ]
+
+
+GRPC_FIELDS = ("fraud_probability", "is_fraud", "threshold", "model_version", "decision_rule")
 
 
 def grpc_score(port: int, row: dict[str, float]) -> dict[str, object]:
@@ -159,8 +169,7 @@ def grpc_score(port: int, row: dict[str, float]) -> dict[str, object]:
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         answer = FraudScoringStub(channel).Predict(pb.Transaction(**row), timeout=30)
-    fields = ("fraud_probability", "is_fraud", "threshold", "model_version")
-    return {field: getattr(answer, field) for field in fields}
+    return {field: getattr(answer, field) for field in GRPC_FIELDS}
 
 
 def real_fraud_row() -> dict[str, float]:

@@ -19,13 +19,24 @@ def serve_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fraud_app(serve_url: str, session_artifact: Path, serve_logs: Path) -> Iterator[str]:
+def serve_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the `fraud_app` (and the challenger tests' app) keep their decision ledger."""
+    return tmp_path_factory.mktemp("ledger")
+
+
+@pytest.fixture(scope="session")
+def fraud_app(
+    serve_url: str, session_artifact: Path, serve_logs: Path, serve_ledger: Path
+) -> Iterator[str]:
     """The application with the shipped config's args, on a tiny artifact; yields its URL.
 
     Run from Python (`serve.run`), so that the apps the tests deploy from configs, each of
     which replaces the config-deployed apps before it, leave it running."""
     serve.run(
-        build_graph(shipped_app_args(), ModelConfig(artifact_uri=str(session_artifact))),
+        build_graph(
+            shipped_app_args(ledger=serve_ledger),
+            ModelConfig(artifact_uri=str(session_artifact)),
+        ),
         name="fraud",
         route_prefix="/",
         logging_config=shipped_config()["logging_config"] | {"logs_dir": str(serve_logs)},

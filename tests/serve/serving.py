@@ -3,6 +3,7 @@ reading Ray's metrics endpoint, listing replicas."""
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -15,10 +16,19 @@ def shipped_config() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "configs" / "serve_config.yaml").read_text())
 
 
-def shipped_app_args(**overrides: object) -> AppArgs:
-    """The args of configs/serve_config.yaml, as Serve would validate them, with overrides."""
+def shipped_app_args(ledger: Path | None = None, **overrides: object) -> AppArgs:
+    """The args of configs/serve_config.yaml, as Serve would validate them, with overrides; the
+    decision ledger in `ledger` (written every half second), or off."""
     (application,) = shipped_config()["applications"]
-    return AppArgs.model_validate(application["args"] | overrides)
+    return AppArgs.model_validate(application["args"] | ledger_args(ledger) | overrides)
+
+
+def ledger_args(ledger: Path | None) -> dict[str, Any]:
+    """The app args that put the decision ledger in `ledger`, or turn it off: a test never
+    writes into the project's own directory."""
+    if ledger is None:
+        return {"ledger": None}
+    return {"ledger": {"location": str(ledger), "flush_interval_s": 0.5}}
 
 
 def deploy_app(
@@ -31,13 +41,15 @@ def deploy_app(
     wait: bool = True,
     more_deployments: list[dict] | None = None,
     logs_dir: Path | None = None,
+    ledger: Path | None = None,
 ) -> str:
     """Apply a Serve config of one app, as `serve deploy` (and KubeRay) would; returns its
     route prefix. It is the shipped config's app, where FraudModel serves `artifact_uri`, with
-    more of its `user_config` and other `model_options` if given; `args` are added to the
-    shipped args, and `more_deployments` (the Challenger's entry, the Ingress's options) to its
-    `deployments:`, each merged into the shipped entry of its name. Like any config, it
-    replaces the apps an earlier config deployed (not the `fraud_app` fixture's)."""
+    more of its `user_config` and other `model_options` if given; its ledger in `ledger` (else
+    none); `args` are added to the shipped args, and `more_deployments` (the Challenger's entry,
+    the Ingress's options) to its `deployments:`, each merged into the shipped entry of its
+    name. Like any config, it replaces the apps an earlier config deployed (not the `fraud_app`
+    fixture's)."""
     # The client `serve deploy` ends up in: its public road is the dashboard's REST API, which
     # the test cluster does not start (it would add seconds and a port to every session).
     from ray.serve.context import _get_global_client
@@ -54,7 +66,7 @@ def deploy_app(
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": "serve_app.app:build_app",
-        "args": application["args"] | (args or {}),
+        "args": application["args"] | ledger_args(ledger) | (args or {}),
         "deployments": merged_by_name(
             application["deployments"], [model, *(more_deployments or [])]
         ),

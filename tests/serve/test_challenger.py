@@ -20,6 +20,7 @@ from serve_app.model import FraudModel, ModelConfig
 from tests.helpers import (
     as_json,
     expected_agreement,
+    ledger_rows,
     random_transactions,
     write_other_artifact,
 )
@@ -27,7 +28,6 @@ from tests.polling import wait_for
 from tests.serve.faulty_challenger import FaultyChallenger
 from tests.serve.serving import (
     deploy_app,
-    json_log_records,
     metric_value,
     replica_names,
     shipped_app_args,
@@ -59,7 +59,7 @@ def deploy_with_challenger(
     name: str,
     champion: Path,
     challenger: Path,
-    logs_dir: Path | None = None,
+    ledger: Path | None = None,
     **challenger_args: Any,
 ) -> str:
     """A config as an operator writes it (docs/CHALLENGER.md): the Challenger's model in its
@@ -74,19 +74,19 @@ def deploy_with_challenger(
             {"name": "Challenger", **ONE_REPLICA, "user_config": {"artifact_uri": str(challenger)}},
             {"name": "Ingress", "num_replicas": 1, "user_config": use},
         ],
-        logs_dir=logs_dir,
+        ledger=ledger,
     )
     return f"/{name}"
 
 
 @pytest.fixture(scope="module")
 def shadow_app(
-    serve_url: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
+    serve_url: str, session_artifact: Path, challenger_artifact: Path, serve_ledger: Path
 ) -> str:
     """The session's model with the challenger in shadow, for every request (share 1.0); its
-    replicas log to `serve_logs`."""
+    decisions go to `serve_ledger`."""
     yield serve_url + deploy_with_challenger(
-        SHADOW, session_artifact, challenger_artifact, logs_dir=serve_logs
+        SHADOW, session_artifact, challenger_artifact, ledger=serve_ledger
     )
     serve.delete(SHADOW)
 
@@ -183,8 +183,8 @@ def test_the_comparison_is_counted_exactly_and_exported(
     assert exported_ok == after["calls"]["ok"]
 
 
-def test_a_compared_request_is_logged_with_both_scores_and_its_request_id(
-    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
+def test_a_compared_request_is_in_the_ledger_with_both_models_decisions(
+    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_ledger: Path
 ) -> None:
     request_id = f"shadow-{uuid.uuid4()}"
     row = ROWS[2]
@@ -196,32 +196,26 @@ def test_a_compared_request_is_logged_with_both_scores_and_its_request_id(
     )
     answer = response.json()
 
-    def logged() -> dict[str, dict]:
-        # The comparison is in the Ingress replica's log, the answer in its prediction log.
-        records = {
-            record["message"]: record
-            for record in json_log_records(f"replica_{SHADOW}_Ingress_*.log", serve_logs)
-            if record.get("request_id") == request_id
-        }
-        for record in json_log_records(f"predictions_{SHADOW}_Ingress_*.jsonl", serve_logs):
-            if record["request_id"] == request_id:
-                records["prediction"] = record
-        return records if {"prediction", "challenger comparison"} <= set(records) else {}
+    def recorded() -> dict[str, dict]:
+        rows = [r for r in ledger_rows(serve_ledger) if r["request_id"] == request_id]
+        by_role = {r["role"]: r for r in rows}
+        return by_role if set(by_role) == {"champion", "challenger"} else {}
 
-    records = wait_for(logged, timeout_s=30)
-    assert records, "no challenger comparison logged for the request"
-    comparison = records["challenger comparison"]
+    records = wait_for(recorded, timeout_s=30)
+    assert records, "the request's two decisions were not in the ledger within 30 s"
+    champion, challenger_row = records["champion"], records["challenger"]
     challenger = load_artifact(challenger_artifact)
-    assert comparison["mode"] == "shadow"
-    assert comparison["champion_version"] == answer["model_version"]
-    assert comparison["champion_fraud_probability"] == answer["fraud_probability"]
-    assert comparison["champion_is_fraud"] == answer["is_fraud"]
-    assert comparison["challenger_version"] == challenger.metadata.model_version
-    assert comparison["challenger_fraud_probability"] == pytest.approx(
+    assert (champion["served"], challenger_row["served"]) == (True, False)
+    assert champion["mode"] == challenger_row["mode"] == "shadow"
+    assert champion["model_version"] == answer["model_version"]
+    assert champion["score"] == answer["fraud_probability"]
+    assert champion["is_fraud"] == answer["is_fraud"]
+    assert challenger_row["model_version"] == challenger.metadata.model_version
+    assert challenger_row["score"] == pytest.approx(
         challenger.fraud_probability(row[None, :])[0], abs=1e-12
     )
-    assert comparison["challenger_latency_ms"] > 0
-    assert records["prediction"]["fraud_probability"] == answer["fraud_probability"]
+    assert challenger_row["latency_ms"] > 0
+    assert champion["time"] == challenger_row["time"] and champion["position"] == 0
 
 
 def faulty_graph(session_artifact: Path, behaviour: str) -> Any:
@@ -276,13 +270,13 @@ def test_a_challenger_that_raises_or_hangs_changes_no_answer(
 
 
 def test_in_canary_mode_a_share_is_answered_by_the_challenger(
-    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_logs: Path
+    shadow_app: str, session_artifact: Path, challenger_artifact: Path, serve_ledger: Path
 ) -> None:
     # The same app, switched to canary at one half, in place: the same Ingress replica.
     ingress = replica_names(SHADOW, "Ingress")
-    # The same logging config as the shadow app's: a new one would restart its replicas.
+    # The same args as the shadow app's (its ledger): new ones would restart its replicas.
     deploy_with_challenger(
-        SHADOW, session_artifact, challenger_artifact, serve_logs, mode="canary", share=0.5
+        SHADOW, session_artifact, challenger_artifact, serve_ledger, mode="canary", share=0.5
     )
     assert wait_for(lambda: challenger_info(shadow_app)["mode"] == "canary", timeout_s=30)
     assert replica_names(SHADOW, "Ingress") == ingress

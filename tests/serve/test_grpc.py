@@ -16,9 +16,8 @@ from fraud_model.features import FEATURE_NAMES
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
 from serve_app.grpc_scoring import SERVICE
-from tests.helpers import as_json, random_transactions
+from tests.helpers import as_json, ledger_rows, random_transactions
 from tests.polling import wait_for
-from tests.serve.serving import json_log_records
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -73,8 +72,8 @@ def test_a_wrong_transaction_is_refused_naming_its_field(stub: FraudScoringStub)
     ]
 
 
-def test_the_request_id_reaches_the_prediction_log_and_comes_back(
-    stub: FraudScoringStub, serve_logs: Path
+def test_the_request_id_reaches_the_ledger_and_comes_back(
+    stub: FraudScoringStub, serve_ledger: Path
 ) -> None:
     given = f"grpc-{uuid.uuid4()}"
     answers = {}
@@ -84,16 +83,15 @@ def test_the_request_id_reaches_the_prediction_log_and_comes_back(
         answers[returned] = answer
     assert given in answers and len(answers) == 2  # the second got an id of its own
 
-    def logged() -> dict[str, dict]:
-        records = json_log_records("predictions_fraud_Ingress_*.jsonl", serve_logs)
-        found = {record["request_id"]: record for record in records}
+    def recorded() -> dict[str, dict]:
+        found = {record["request_id"]: record for record in ledger_rows(serve_ledger)}
         return {key: found[key] for key in answers} if found.keys() >= answers.keys() else {}
 
-    records = wait_for(logged, timeout_s=30)
-    assert records, "the calls' predictions were not logged within 30 s"
+    records = wait_for(recorded, timeout_s=30)
+    assert records, "the calls' decisions were not in the ledger within 30 s"
     for request_id, record in records.items():
         assert record["route"] == f"{SERVICE}/Predict"
-        assert record["fraud_probability"] == answers[request_id].fraud_probability
+        assert record["score"] == answers[request_id].fraud_probability
 
 
 def test_a_message_over_the_size_limit_is_refused(stub: FraudScoringStub) -> None:

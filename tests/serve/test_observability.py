@@ -10,7 +10,7 @@ import pytest
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
 from serve_app.model import ScoreDrift
-from tests.helpers import as_json, random_transactions
+from tests.helpers import as_json, ledger_rows, random_transactions
 from tests.polling import wait_for
 from tests.serve.serving import json_log_records, metrics_text
 
@@ -32,8 +32,8 @@ def test_model_endpoint_describes_the_serving_model(
     assert info["last_reload_error"] is None
 
 
-def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
-    client: httpx.Client, serve_logs: Path
+def test_a_client_request_id_is_echoed_and_recorded_with_the_decision(
+    client: httpx.Client, serve_ledger: Path
 ) -> None:
     request_id = f"checkout-{uuid.uuid4()}"
     row = as_json(random_transactions(1, seed=5)[0])
@@ -41,19 +41,37 @@ def test_a_client_request_id_is_echoed_and_logged_with_the_prediction(
     assert response.headers["x-request-id"] == request_id
     answer = response.json()
 
-    def logged() -> list[dict]:
-        return [
-            record
-            for record in json_log_records("predictions_fraud_Ingress_*.jsonl", serve_logs)
-            if record["request_id"] == request_id
-        ]
+    def recorded() -> list[dict]:
+        return [r for r in ledger_rows(serve_ledger) if r["request_id"] == request_id]
 
-    (record,) = wait_for(logged)
+    (record,) = wait_for(recorded)
     assert record["model_version"] == answer["model_version"]
-    assert record["fraud_probability"] == answer["fraud_probability"]
+    assert record["score"] == answer["fraud_probability"]
     assert record["is_fraud"] == answer["is_fraud"]
+    assert record["decision_rule"] == answer["decision_rule"]
+    assert record["amount"] == row["Amount"]
     assert 0 < record["latency_ms"] < 30_000
-    assert "features" not in record
+    assert record["features"] is None
+
+
+def test_a_refused_request_is_recorded_in_the_ledger(
+    client: httpx.Client, serve_ledger: Path
+) -> None:
+    request_id = f"refused-{uuid.uuid4()}"
+    response = client.post(
+        "/api/v1/predict", json={"V1": "x"}, headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 422
+
+    def recorded() -> list[dict]:
+        return [r for r in ledger_rows(serve_ledger, "refusals") if r["request_id"] == request_id]
+
+    (refusal,) = wait_for(recorded)
+    assert (refusal["status"], refusal["reason"], refusal["route"]) == (
+        422,
+        "invalid",
+        "/api/v1/predict",
+    )
 
 
 def test_transaction_values_never_reach_the_logs(client: httpx.Client, serve_logs: Path) -> None:
