@@ -366,15 +366,22 @@ class ServeOperator:
 
 
 def rehearsal_serve_config(
-    rayservice: dict, port: int, grpc_port: int, model_config: Mapping[str, Any] | None = None
+    rayservice: dict,
+    port: int,
+    grpc_port: int,
+    model_config: Mapping[str, Any] | None = None,
+    ledger: str | None = None,
 ) -> dict:
     """The RayService's serveConfigV2, with what one machine needs instead: Serve on
-    127.0.0.1:`port` and gRPC on `grpc_port` (the head's), and FraudModel's user_config updated
-    with `model_config` (the artifact of a local S3 server instead of the production bucket)."""
+    127.0.0.1:`port` and gRPC on `grpc_port` (the head's), FraudModel's user_config updated
+    with `model_config` (the artifact of a local S3 server instead of the production bucket),
+    and the decision ledger at `ledger` (on that server) instead of the production bucket."""
     config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     config["http_options"] |= {"host": "127.0.0.1", "port": port}
     config["grpc_options"]["port"] = grpc_port
     for application in config["applications"]:
+        if ledger is not None:
+            application["args"]["ledger"] |= {"location": ledger}
         for deployment in application["deployments"]:
             if deployment["name"] == MODEL and model_config:
                 deployment["user_config"] = {**deployment["user_config"], **model_config}

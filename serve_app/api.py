@@ -8,12 +8,20 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.routing import BaseRoute, Mount, Route
 
+from fraud_model.store import LocalLocation, parse_location
+from ledger.settings import LedgerSettings
 from serve_app.access import KeyRing
 from serve_app.config import AppArgs
 from serve_app.data_plane import DataPlane, ModelHandle
 from serve_app.decision_log import DecisionLog
 from serve_app.gate import RequestGate
-from serve_app.operator_api import DescribeChallenger, add_health_route, add_operator_routes
+from serve_app.loading import PROJECT_ROOT
+from serve_app.operator_api import (
+    DescribeChallenger,
+    add_health_route,
+    add_operator_routes,
+    add_outcomes_route,
+)
 from serve_app.predict_api import add_predict_routes
 from serve_app.refusals import Refusals, install_error_handlers
 from serve_app.request_headers import ALLOWED_HEADERS
@@ -44,6 +52,7 @@ def create_api(
     install_error_handlers(api, refusals)
     add_predict_routes(api.router, table, plane)
     add_operator_routes(api.router, table, plane, challenger)
+    add_outcomes_route(api.router, table, resolved_ledger(args.ledger))
     add_health_route(api.router, table)
     check_routes(api.routes, table)
     api.add_middleware(RequestGate, table=table, keys=keys, plane=plane, refusals=refusals)
@@ -58,6 +67,19 @@ def create_api(
     # For the gRPC methods of the Ingress (serve_app.grpc_scoring): the same table, keys, plane.
     api.state.table, api.state.keys, api.state.plane = table, keys, plane
     return api
+
+
+def resolved_ledger(ledger: LedgerSettings | None) -> LedgerSettings | None:
+    return None if ledger is None else resolved_location(ledger)
+
+
+def resolved_location(ledger: LedgerSettings) -> LedgerSettings:
+    """The ledger's settings with a relative local location taken from the project root (as
+    artifact paths are), wherever the process runs."""
+    location = parse_location(ledger.location, PROJECT_ROOT)
+    if isinstance(location, LocalLocation):
+        return ledger.model_copy(update={"location": str(location.path)})
+    return ledger
 
 
 def docs_app() -> FastAPI:

@@ -12,10 +12,9 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from fraud_model.store import LocalLocation, parse_location
 from ledger.settings import LedgerSettings
 from ledger.writer import LedgerWriter
-from serve_app.api import create_api
+from serve_app.api import create_api, resolved_location
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import AppArgs, IngressConfig
@@ -24,7 +23,6 @@ from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_scoring import GrpcScoring, Refusal, Reply
-from serve_app.loading import PROJECT_ROOT
 from serve_app.metrics import RequestMetrics
 from serve_app.refusals import Refusals
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
@@ -243,9 +241,7 @@ def open_ledger(settings: LedgerSettings, metrics: RequestMetrics) -> LedgerWrit
     """This replica's ledger writer: its files named after the replica, a relative local
     location taken from the project root (as artifact paths are), and its dropped records and
     failed writes counted in Prometheus."""
-    location = parse_location(settings.location, PROJECT_ROOT)
-    if isinstance(location, LocalLocation):
-        settings = settings.model_copy(update={"location": str(location.path)})
+    settings = resolved_location(settings)
     replica = serve.get_replica_context().replica_id
     writer = LedgerWriter(
         settings,

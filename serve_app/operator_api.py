@@ -1,12 +1,18 @@
 """The operator endpoints (the serving model, the challenger) and the health check."""
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from ledger.files import LedgerStoreError
+from ledger.outcomes import OutcomeBatch, OutcomeReceipt, record_outcomes
+from ledger.settings import LedgerSettings
 from serve_app.data_plane import DataPlane
-from serve_app.errors import ERROR_RESPONSES
+from serve_app.errors import ERROR_RESPONSES, RETRY_AFTER_S, ApiError
+from serve_app.fast_json import ValidatedJsonRoute
 from serve_app.routes import EndpointTable, Handler, add_route
 from serve_app.schemas import ErrorBody
 
@@ -14,6 +20,7 @@ from serve_app.schemas import ErrorBody
 _NO_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     status: ERROR_RESPONSES[status] for status in (400, 401, 403, 500, 503, 504)
 }
+logger = logging.getLogger(f"ray.serve.{__name__}")
 DescribeChallenger = Callable[[], Awaitable[dict[str, Any] | None]]
 
 
@@ -42,6 +49,38 @@ def add_operator_routes(
         table.get(Handler.CHALLENGER),
         challenger_info,
         responses=no_challenger | _NO_BODY_ERRORS,
+    )
+
+
+def add_outcomes_route(
+    router: APIRouter, table: EndpointTable, ledger: LedgerSettings | None
+) -> None:
+    """Outcomes go to the ledger's outcomes table, each only if its decision is in the ledger
+    (the others are reported back as unknown); docs/LEDGER.md says what the lookup scans."""
+
+    async def record(body: OutcomeBatch) -> OutcomeReceipt:
+        if ledger is None:
+            raise ApiError(503, "no_ledger", "The decision ledger is turned off (args.ledger)")
+        try:
+            return await asyncio.to_thread(record_outcomes, body.outcomes, ledger)
+        except LedgerStoreError:
+            logger.exception("Outcomes could not be written to the ledger")
+            raise ApiError(
+                503,
+                "ledger_unavailable",
+                "The ledger's store cannot be written; nothing was recorded, retry later",
+                retry_after=RETRY_AFTER_S,
+            ) from None
+
+    add_route(
+        router,
+        table.get(Handler.OUTCOMES),
+        record,
+        response_model=OutcomeReceipt,
+        responses={
+            status: ERROR_RESPONSES[status] for status in (400, 401, 403, 413, 415, 422, 503)
+        },
+        route_class_override=ValidatedJsonRoute,
     )
 
 

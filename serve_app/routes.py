@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.types import Scope
 
+from ledger.outcomes import MAX_OUTCOMES_PER_CALL, OutcomeBatch
 from serve_app.config import AppArgs
 from serve_app.schemas import Transaction, batch_request_model, columnar_request_model
 
@@ -28,6 +29,7 @@ BATCH_PATH = f"{API_PREFIX}/predict/batch"
 COLUMNS_PATH = f"{API_PREFIX}/predict/columns"
 MODEL_PATH = f"{API_PREFIX}/model"
 CHALLENGER_PATH = f"{API_PREFIX}/model/challenger"
+OUTCOMES_PATH = f"{API_PREFIX}/outcomes"
 HEALTH_PATH = f"{API_PREFIX}/utils/health-check/"
 DOCS_PATH = f"{API_PREFIX}/docs"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -35,6 +37,7 @@ JSON = "application/json"
 # One transaction is about 1 KiB of JSON; a batch gets this much room per transaction.
 SINGLE_BODY_LIMIT = 16 * 1024
 BYTES_PER_TRANSACTION = 2 * 1024
+BYTES_PER_OUTCOME = 512  # a request id of up to 256 characters, a source and a time
 
 
 class Role(enum.IntEnum):
@@ -53,6 +56,7 @@ class Handler(enum.Enum):
     PREDICT_COLUMNS = "predict_columns"
     MODEL = "model"
     CHALLENGER = "challenger"
+    OUTCOMES = "outcomes"
     HEALTH = "health"
     DOCS = "docs"  # served by FastAPI itself: the Swagger UI page, its files and the spec
 
@@ -168,6 +172,16 @@ def endpoint_table(args: AppArgs) -> EndpointTable:
             Handler.CHALLENGER,
             "The challenger model, its mode and share, and how its decisions compared with the "
             "serving model's, as counted by the Ingress replica that answers",
+        ),
+        Endpoint(
+            OUTCOMES_PATH,
+            "POST",
+            Role.OPERATOR,
+            Handler.OUTCOMES,
+            f"Record what really happened to 1 to {MAX_OUTCOMES_PER_CALL} decided transactions "
+            "(chargebacks, investigators' reviews), for the realized-performance report",
+            body=OutcomeBatch,
+            body_limit=MAX_OUTCOMES_PER_CALL * BYTES_PER_OUTCOME,
         ),
         Endpoint(
             HEALTH_PATH,

@@ -130,13 +130,18 @@ def expected_agreement(champion: Path, challenger: Path, rows: np.ndarray) -> di
     }
 
 
-def endpoint_calls(transaction: dict[str, float]) -> list[tuple[str, str, Any, int]]:
+def endpoint_calls(
+    transaction: dict[str, float], ledger: bool = True
+) -> list[tuple[str, str, Any, int, int]]:
     """Every endpoint of the API as a client calls it, with valid bodies built from
     `transaction`: (method, path with any query, JSON body or None, the role it needs: 0 none,
-    1 a scoring key, 2 an operator key)."""
+    1 a scoring key, 2 an operator key, and the status it answers with that key: 503 for the
+    outcomes without a `ledger`, 404 for the challenger while there is none)."""
     batch = {"transactions": [transaction, transaction | {"V14": -9.0}]}
     columns = {name: [value, value] for name, value in transaction.items()}
-    return [
+    outcome = {"request_id": "r-1", "is_fraud": True, "source": "chargeback"}
+    outcomes = {"outcomes": [outcome | {"reported_at": "2026-12-01T10:00:00Z"}]}
+    calls = [
         ("POST", "/api/v1/predict", transaction, 1),
         ("POST", "/api/v1/predict?explain=false", transaction, 1),
         ("POST", "/api/v1/predict?explain=true", transaction, 2),
@@ -145,10 +150,13 @@ def endpoint_calls(transaction: dict[str, float]) -> list[tuple[str, str, Any, i
         ("POST", "/api/v1/predict/columns", columns, 1),
         ("GET", "/api/v1/model", None, 2),
         ("GET", "/api/v1/model/challenger", None, 2),
+        ("POST", "/api/v1/outcomes", outcomes, 2),
         ("GET", "/api/v1/utils/health-check/", None, 0),
         ("GET", "/api/v1/docs", None, 0),
         ("GET", "/api/v1/openapi.json", None, 0),
     ]
+    answers = {"/api/v1/model/challenger": 404, "/api/v1/outcomes": 200 if ledger else 503}
+    return [(*call, answers.get(call[1], 200)) for call in calls]
 
 
 def ledger_rows(location: str | Path, table: str = "decisions") -> list[dict[str, Any]]:
@@ -159,4 +167,5 @@ def ledger_rows(location: str | Path, table: str = "decisions") -> list[dict[str
     rows: list[dict[str, Any]] = (
         table_dataset(open_files(str(location)), table).to_table().to_pylist()
     )
-    return sorted(rows, key=lambda row: (row["time"], row.get("position", 0)))
+    when = "time" if table != "outcomes" else "received_at"
+    return sorted(rows, key=lambda row: (row[when], row.get("position", 0)))

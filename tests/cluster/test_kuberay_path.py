@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,15 +42,17 @@ from k8s.local_cluster import (
     rendered_rayservice,
     session_members,
 )
+from ledger.settings import LedgerSettings
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
-from tests.helpers import PROJECT_ROOT, write_other_artifact
+from tests.helpers import PROJECT_ROOT, ledger_rows, write_other_artifact
 from tests.polling import wait_for
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 APP = "fraud"
+LEDGER = "s3://cluster-ledger/ledger"  # on the moto server, as the bucket is in production
 BUNDLED = PROJECT_ROOT / "artifacts" / "default"
 
 
@@ -113,6 +116,7 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
     for name, value in s3_env.items():
         monkeypatch_module.setenv(name, value)
     boto3.client("s3").create_bucket(Bucket="cluster-models")
+    boto3.client("s3").create_bucket(Bucket=LEDGER.split("/")[2])
     first = publish_artifact(BUNDLED, "s3://cluster-models/fraud")
 
     rayservice = rendered_rayservice()
@@ -127,7 +131,7 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
         operator = ServeOperator(cluster.dashboard_url, cluster.token)
         port, grpc_port = free_port(), free_port()
         pin = {"artifact_uri": first.uri, "metadata_sha256": first.metadata_sha256}
-        operator.apply(rehearsal_serve_config(rayservice, port, grpc_port, pin))
+        operator.apply(rehearsal_serve_config(rayservice, port, grpc_port, pin, LEDGER))
         operator.wait_for_status(APP)
         print(
             f"\ncluster: 3 nodes up in {nodes_up:.1f} s, {APP} RUNNING "
@@ -328,14 +332,17 @@ def keep_scoring(
             index = 0
             while not stop.is_set():
                 row = rows[index % len(rows)]
+                request_id = f"cluster-{uuid.uuid4()}"
                 started = time.monotonic()
                 try:
-                    response = http.post("/api/v1/predict", json=as_json(row))
+                    response = http.post(
+                        "/api/v1/predict", json=as_json(row), headers={"X-Request-ID": request_id}
+                    )
                 except httpx.HTTPError as error:
                     outcome = (type(error).__name__, {})
                 else:
                     try:
-                        outcome = (response.status_code, response.json())
+                        outcome = (response.status_code, response.json() | {"id": request_id})
                     except ValueError:  # not our JSON: an error page from a hop on the way
                         page = f"{response.headers.get('server', '')} {response.text[:300]!r}"
                         outcome = (f"{response.status_code} page", {"page": page})
@@ -385,7 +392,7 @@ def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
         port = int(rehearsal.url.rsplit(":", 1)[1])
         applied = time.monotonic()
         rehearsal.operator.apply(
-            rehearsal_serve_config(rehearsal.rayservice, port, rehearsal.grpc_port, rollout)
+            rehearsal_serve_config(rehearsal.rayservice, port, rehearsal.grpc_port, rollout, LEDGER)
         )
         rehearsal.operator.wait_for_status(APP)
         everywhere = wait_for(
@@ -471,6 +478,41 @@ def test_a_worker_node_lost_under_load_costs_at_most_the_requests_in_flight_on_i
     pages = {answer["page"] for status, _, answer in unanswered if status == "500 page"}
     assert all(page.endswith("'Internal Server Error'") for page in pages), unanswered
     assert len(unanswered) <= 6 and all(-1 < offset < 2 for _, offset, _ in unanswered), unanswered
+
+    # The decision ledger, in the (moto) S3 bucket: every answered decision is there but those
+    # of the lost node's Ingress replica that its last flush window held (LedgerSettings'
+    # flush_interval_s before the kill).
+    answered_at = {
+        answer["id"]: started + latency
+        for started, latency, _, (status, answer) in results + reused
+        if status == 200
+    }
+
+    def missing() -> list[str]:
+        recorded = {row["request_id"] for row in ledger_rows(LEDGER)}
+        return [request_id for request_id in answered_at if request_id not in recorded]
+
+    # The living replicas write within their flush interval: wait that long for the rest.
+    flush_s = LedgerSettings().flush_interval_s
+    wait_for(lambda: not missing(), timeout_s=3 * flush_s)
+    lost = missing()
+    writers = {name.rsplit("-", 2)[0] for name in ledger_file_names(LEDGER)}
+    print(
+        f"ledger: {len(answered_at) - len(lost)} of {len(answered_at)} answered decisions "
+        f"recorded, {len(lost)} lost with the node (answered "
+        f"{sorted({round(answered_at[i] - killed, 1) for i in lost})} s from the kill), "
+        f"files from {len(writers)} Ingress replicas"
+    )
+    assert all(-flush_s - 1 < answered_at[i] - killed < 1 for i in lost), lost
+    assert len(writers) >= 2
+
+
+def ledger_file_names(location: str) -> list[str]:
+    """The names of the decision files in the ledger (each writer's name leads its own)."""
+    from ledger.files import open_files, table_files
+
+    paths = table_files(open_files(location), "decisions").values()
+    return [Path(path).name for day in paths for path in day]
 
 
 def node_ids_of(rehearsal: Rehearsal, node) -> set[str]:

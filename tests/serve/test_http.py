@@ -50,12 +50,25 @@ def model_calls() -> tuple[float, float]:
     return calls, metric_value("ray_fraud_predictions_total", **tags)
 
 
+def settled_model_calls() -> tuple[float, float]:
+    """model_calls() once the earlier tests' counts have all been exported: unchanged over
+    more than an export period."""
+    last: list[tuple[float, float]] = []
+
+    def unchanged() -> bool:
+        last.append(model_calls())
+        return len(last) > 1 and last[-1] == last[-2]
+
+    assert wait_for(unchanged, timeout_s=120, every_s=6)
+    return last[-1]
+
+
 def test_concurrent_requests_are_batched_without_mixing_answers(
     fraud_app: str, session_artifact: Path
 ) -> None:
     rows = random_transactions(96, seed=2)
     expected = load_artifact(session_artifact).fraud_probability(rows)
-    calls_before, rows_before = model_calls()
+    calls_before, rows_before = settled_model_calls()
 
     async def send_all() -> list[float]:
         async with httpx.AsyncClient(base_url=fraud_app, timeout=60) as http:

@@ -95,8 +95,8 @@ def test_the_model_endpoint_and_reason_codes_need_an_operator_key(
     assert scoring.json() == refusal(
         403,
         "forbidden",
-        "This needs an operator key (GET /api/v1/model, GET /api/v1/model/challenger, and "
-        "explain=true on /api/v1/predict, /api/v1/predict/batch)",
+        "This needs an operator key (GET /api/v1/model, GET /api/v1/model/challenger, POST "
+        "/api/v1/outcomes, and explain=true on /api/v1/predict, /api/v1/predict/batch)",
     )
     assert api.request(method, path, **kwargs).status_code == 401
     operator = api.request(method, path, headers=bearer(OPERATOR), **kwargs)

@@ -155,3 +155,49 @@ def test_grpc_decisions_and_refusals_are_recorded_alike(
     assert decision["score"] == answered.fraud_probability and decision["amount"] == 12.5
     (refusal,) = decisions_after(tmp_path / "ledger", log, "refusals")
     assert (refusal["request_id"], refusal["status"], refusal["key_id"]) == ("grpc-2", 401, None)
+
+
+def test_outcomes_of_recorded_decisions_are_kept_and_unknown_ones_reported_back(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    log = ledger_in(ledger)
+    api = client(artifact_dir, AppArgs(ledger={"location": str(ledger)}), decisions=log, **KEYS)
+    rows = {"transactions": [TRANSACTION, FRAUDY]}
+    headers = {"X-Request-ID": "order-7", **bearer(SCORING)}
+    assert api.post("/api/v1/predict/batch", json=rows, headers=headers).status_code == 200
+    assert log.writer.flush(timeout_s=10)
+    reported = "2026-12-01T10:00:00Z"
+    outcomes = [
+        {"request_id": "order-7", "position": 1, "is_fraud": True, "source": "chargeback"},
+        {"request_id": "order-7", "position": 0, "is_fraud": False, "source": "review"},
+        {"request_id": "order-7", "position": 5, "is_fraud": True, "source": "review"},
+        {"request_id": "no-such-order", "is_fraud": True, "source": "chargeback"},
+    ]
+    body = {"outcomes": [outcome | {"reported_at": reported} for outcome in outcomes]}
+    assert api.post("/api/v1/outcomes", json=body, headers=bearer(SCORING)).status_code == 403
+    answer = api.post("/api/v1/outcomes", json=body, headers=bearer(OPERATOR))
+    assert answer.status_code == 200, answer.text
+    receipt = answer.json()
+    assert receipt["recorded"] == 2
+    assert receipt["unknown"] == [
+        {"request_id": "order-7", "position": 5},
+        {"request_id": "no-such-order", "position": 0},
+    ]
+    kept = ledger_rows(ledger, "outcomes")
+    assert sorted((r["position"], r["is_fraud"], r["source"]) for r in kept) == [
+        (0, False, "review"),
+        (1, True, "chargeback"),
+    ]
+
+
+def test_a_wrong_outcome_is_refused_naming_its_field(artifact_dir: Path, tmp_path: Path) -> None:
+    api = client(artifact_dir, AppArgs(ledger={"location": str(tmp_path)}), **KEYS)
+    outcome = {"request_id": "r", "is_fraud": "yes", "source": "rumour", "reported_at": "today"}
+    answer = api.post("/api/v1/outcomes", json={"outcomes": [outcome]}, headers=bearer(OPERATOR))
+    assert answer.status_code == 422
+    assert {tuple(item["loc"][-1:]) for item in answer.json()["detail"]} == {
+        ("is_fraud",),
+        ("source",),
+        ("reported_at",),
+    }
