@@ -28,13 +28,13 @@ PROXY_MODES: dict[str, dict[str, str]] = {
     "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
     "haproxy+throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
 }
-# Not an ingress mode: the README's mode without the per-prediction log line, to show its cost.
-NO_PREDICTION_LOGS = "haproxy+throughput,no-prediction-logs"
+# Not an ingress mode: the README's mode without the decision ledger, to show what it costs.
+NO_LEDGER = "haproxy+throughput,no-ledger"
 # Not an ingress mode either: Serve's background work at a slower pace than its defaults (request
 # metrics exported every 100 ms, the controller's loop every 0.1 s), to see what it costs.
 QUIETER_BACKGROUND = "haproxy+throughput,quieter-background"
 SERVER_VARIANTS = PROXY_MODES | {
-    NO_PREDICTION_LOGS: PROXY_MODES["haproxy+throughput"] | {"FRAUD_LOG_PREDICTIONS": "false"},
+    NO_LEDGER: PROXY_MODES["haproxy+throughput"],
     QUIETER_BACKGROUND: PROXY_MODES["haproxy+throughput"]
     | {"RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000", "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"},
 }
@@ -83,6 +83,10 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
         ingress = [entry for entry in shipped["deployments"] if entry["name"] == INGRESS]
         config["applications"] = [application | {"args": shipped["args"], "deployments": ingress}]
     with tempfile.TemporaryDirectory(prefix="fraud-bench-") as workdir:
+        # The ledger in the run's own directory (never the project's), or none at all.
+        for app in config["applications"]:
+            ledger = None if mode == NO_LEDGER else {"location": f"{workdir}/ledger"}
+            app["args"] = app.get("args", {}) | {"ledger": ledger}
         config_path = Path(workdir) / "serve_config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         env = os.environ | SERVER_VARIANTS[mode] | {"RAY_ADDRESS": "local"}

@@ -14,7 +14,7 @@ from tests.serve.serving import shipped_app_args, shipped_config
 
 @pytest.fixture(scope="session")
 def serve_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the `fraud_app` replicas write their logs and prediction logs."""
+    """Where the `fraud_app` replicas write their logs."""
     return tmp_path_factory.mktemp("serve-logs")
 
 

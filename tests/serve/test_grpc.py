@@ -1,6 +1,6 @@
 """The predict endpoints over gRPC through Serve's gRPC proxy, on the `fraud_app` fixture's app:
 the answers are the HTTP API's, a wrong message is refused naming its field, and the call's
-request id reaches the prediction log."""
+request id reaches the decision ledger."""
 
 import json
 import uuid

@@ -1,5 +1,5 @@
-"""What an operator sees: the model endpoint, request ids, JSON prediction logs without card
-data, and Prometheus metrics on Ray's metrics endpoint."""
+"""What an operator sees: the model endpoint, request ids, decisions and refusals in the ledger,
+logs without card data, and Prometheus metrics on Ray's metrics endpoint."""
 
 import uuid
 from pathlib import Path
