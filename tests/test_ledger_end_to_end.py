@@ -149,9 +149,12 @@ def test_every_answered_decision_is_in_the_ledger_and_the_report_agrees_with_it(
     for request_id, row in served.items():
         answer = answered[request_id]["answer"]
         assert (row["score"], row["is_fraud"]) == (answer["fraud_probability"], answer["is_fraud"])
-        assert row["mode"] == "shadow"
+    # A fifth of them shadowed: the challenger's decision on each is in the ledger too.
+    shadowed = {i for i, row in served.items() if row["mode"] == "shadow"}
+    assert {row["mode"] for row in served.values()} == {None, "shadow"}
     challenger_rows = [row for row in ledger_rows(ledger) if row["role"] == "challenger"]
-    assert challenger_rows and {r["request_id"] for r in challenger_rows} <= set(answered)
+    assert {r["request_id"] for r in challenger_rows} <= shadowed
+    assert len(challenger_rows) > len(shadowed) / 2  # shadow calls may be shed, rarely
 
     # The outcomes a fraud team would have: a chargeback for every fraud, an investigator's
     # review of every alert; loaded in bulk.
