@@ -44,7 +44,13 @@ ModelCall = Callable[[], Awaitable[list[Answer]]]
 logger = logging.getLogger(f"ray.serve.{__name__}")
 
 # What became of each challenger call: `ok`, or why it gave nothing.
-OUTCOMES = ("ok", "dropped", "overloaded", "timeout", "error")
+# `not_ready`: not sent, as the challenger had not answered yet since it was configured (its
+# first replica may still be starting).
+OUTCOMES = ("ok", "not_ready", "dropped", "overloaded", "timeout", "error")
+# How long one readiness check may wait: a first replica takes seconds to start (it is called
+# for, and started, by the check itself).
+READY_CHECK_TIMEOUT_S = 30.0
+READY_CHECK_EVERY_S = 1.0
 # A failing challenger fails every call: log why once in a while, and count every one.
 ERROR_LOG_EVERY_S = 60.0
 UNKNOWN_VERSION = "unknown"  # the challenger's version, until it first answers
@@ -160,6 +166,7 @@ class ShadowingModelHandle:
         decisions: DecisionLog | None = None,
         budget_s: float | None = None,
         rng: random.Random | None = None,
+        check_ready: bool = True,
     ) -> None:
         self._champion = champion
         self._challenger = challenger
@@ -178,14 +185,48 @@ class ShadowingModelHandle:
         self._totals = ChallengerTotals()
         self._errors_logged_at = -ERROR_LOG_EVERY_S
         self._errors_since_logged = 0
+        # Sent nothing until it has answered a readiness check (check_ready=False: from the
+        # start, for tests of what happens once it is up).
+        self._check_ready = check_ready
+        self._ready = not check_ready
+        self._ready_check: asyncio.Task[None] | None = None
 
     def configure(self, config: ChallengerConfig | None) -> None:
         """Use the challenger this way from the next request on (calls under way finish as they
-        began); None stops using it, and forgets what was counted."""
+        began); None stops using it, and forgets what was counted. It is sent nothing until it
+        has answered: a check starts now, in the background."""
         if config is None:
             self._outcomes, self._sent, self._totals = Counter(), 0, ChallengerTotals()
             self._challenger_version = UNKNOWN_VERSION
+            if self._ready_check is not None:
+                self._ready_check.cancel()
+            self._ready, self._ready_check = not self._check_ready, None
         self._config = config
+        if config is not None:
+            self._start_ready_check()
+
+    def _start_ready_check(self) -> None:
+        if self._ready or (self._ready_check is not None and not self._ready_check.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # configured outside the event loop: checked at the first request
+            return
+        self._ready_check = loop.create_task(self._wait_until_ready())
+
+    async def _wait_until_ready(self) -> None:
+        """Ask the challenger what it serves until it says (the call also starts its first
+        replica, where it has none)."""
+        while not self._ready:
+            try:
+                model = await asyncio.wait_for(self._challenger.describe(), READY_CHECK_TIMEOUT_S)
+            except Exception:
+                model = {}
+            if model.get("model_version"):
+                self._ready = True
+                logger.info("Challenger %s is ready", model["model_version"])
+                return
+            await asyncio.sleep(READY_CHECK_EVERY_S)
 
     # The ModelHandle protocol. A request outside the share goes to the champion exactly as
     # without a challenger: the same awaitable, not even wrapped.
@@ -225,6 +266,7 @@ class ShadowingModelHandle:
         config = self._config
         if config is None:
             return None
+        self._start_ready_check()
         model: dict[str, Any] | None = None
         unavailable = None
         # The counts are answered even when the challenger is not, within the request's time.
@@ -239,8 +281,11 @@ class ShadowingModelHandle:
             unavailable = f"error: {error!r}"
         return {
             **config.model_dump(),
-            "scope": "this Ingress replica, since the challenger was configured; the fleet's is "
-            "the sum of the ray_fraud_challenger_* counters (docs/OBSERVABILITY.md)",
+            "state": "ready" if self._ready else "starting: sent nothing until it answers",
+            "scope": f"Ingress replica {replica_name()}, since the challenger was configured "
+            "(another GET may reach another replica); the fleet's counts are the sum of the "
+            "ray_fraud_challenger_* counters, and every decision is in the decision ledger "
+            "(docs/OBSERVABILITY.md)",
             "model": model,
             "model_unavailable": unavailable,
             # `sent` = every outcome + in_flight (a shadow call is sent once the champion has
@@ -262,9 +307,15 @@ class ShadowingModelHandle:
     # Sampling and the two modes. A request keeps the config it was chosen with.
 
     def _chosen(self) -> ChallengerConfig | None:
-        """The config, if this request goes to the challenger too: `share` of them, at random."""
+        """The config, if this request goes to the challenger too: `share` of them, at random,
+        once the challenger is ready (before, a chosen request is counted as not_ready)."""
         config = self._config
         if config is None or self._rng.random() >= config.share:
+            return None
+        if not self._ready:
+            self._sent += 1
+            self._outcome(config, "not_ready")
+            self._start_ready_check()
             return None
         return config
 
@@ -489,6 +540,16 @@ async def as_answers(columns: Awaitable[ColumnarAnswer]) -> list[Answer]:
         common | {"fraud_probability": probability, "is_fraud": flag}
         for probability, flag in zip(answer["fraud_probability"], answer["is_fraud"], strict=True)
     ]
+
+
+def replica_name() -> str:
+    """This replica's id, where Serve runs it."""
+    from ray import serve
+
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # outside Serve (the unit tests)
+        return "(not in Serve)"
 
 
 def elapsed_ms(started: float) -> float:

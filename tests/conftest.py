@@ -9,7 +9,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.ray_env import SERVE_ENVIRONMENT, use_this_venv_for_ray_workers
-from serve_app.cli import free_port
+from serve_app.local_service import free_port
 from tests.helpers import S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
 

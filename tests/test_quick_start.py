@@ -15,7 +15,7 @@ import yaml
 
 from benchmarks.servers import on_free_ports, running
 from fraud_model.artifact import read_metadata
-from serve_app import cli
+from serve_app import local_service
 from tests.helpers import PROJECT_ROOT, ledger_rows
 from tests.unit.test_bundled_model import readme_answer
 
@@ -86,6 +86,12 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     assert shutil.which("uv", path=path) is None
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env |= {"PATH": path, "RAY_ADDRESS": "local"}  # a private Ray, never the user's
+    # A long TMPDIR, as a CI workspace or a per-job scratch directory has: HAProxy's sockets
+    # must still fit in their 97 characters.
+    long_tmp = tmp_path / ("t" * (100 - len(str(tmp_path)) - 1))
+    long_tmp.mkdir()
+    assert len(str(long_tmp)) == 100
+    env["TMPDIR"] = str(long_tmp)
 
     setup, serve_command = quick_start_commands()[0].rsplit("&&", 1)
     installed = subprocess.run(
@@ -145,7 +151,7 @@ def test_line_one_serves_the_bundled_model_from_a_fresh_copy_with_the_system_pyt
     output = log.read_text()
     assert "Traceback" not in output and "SIGTERM received" not in output
     assert set(Path(tempfile.gettempdir()).glob("fraud-serve-*")) <= own_files_before
-    assert not (cli.RUNNING_DIR / f"{port}.json").exists()
+    assert not (local_service.RUNNING_DIR / f"{port}.json").exists()
     # What line 1 made lives in the copy: the venvs, and nothing else outside it.
     assert (project / ".uv" / "bin" / "uv").exists() and (project / ".venv").is_dir()
     # Every answered decision is in the decision ledger, in the project's own directory by

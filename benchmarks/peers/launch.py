@@ -12,7 +12,7 @@ from benchmarks.peers.catalog import BATCH_WINDOW_S, MAX_BATCH_SIZE, Peer
 from benchmarks.peers.venvs import ensure_venv
 from benchmarks.servers import Server, running
 from fraud_model.artifact import read_metadata
-from serve_app.cli import free_port
+from serve_app.local_service import free_port
 
 # The project's own environment must not leak into a peer's.
 _PROJECT_ENVIRONMENT = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT")

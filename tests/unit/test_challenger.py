@@ -84,7 +84,12 @@ def shadowing(
     **args: Any,
 ) -> ShadowingModelHandle:
     handle = ShadowingModelHandle(
-        champion, challenger, recorder, rng=random.Random(seed), decisions=decisions
+        champion,
+        challenger,
+        recorder,
+        rng=random.Random(seed),
+        decisions=decisions,
+        check_ready=False,  # up from the start: the readiness check has tests of its own
     )
     handle.configure(ChallengerConfig.model_validate({"share": 1.0, "timeout_s": 0.05} | args))
     return handle

@@ -1,9 +1,11 @@
 """The API with a challenger beside the model, both real forests scored in-process (no Ray): the
 same bytes to the client, GET /api/v1/model/challenger and who may read it."""
 
+import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -72,10 +74,22 @@ def plain(champion_artifact: Path) -> Iterator[TestClient]:
         yield client
 
 
+def ready(client: TestClient) -> TestClient:
+    """The client once the challenger answered its readiness check (started by the first GET
+    of the challenger endpoint): until then nothing is sent to it."""
+    state = wait_for(
+        lambda: client.get("/api/v1/model/challenger").json()["state"] == "ready",
+        timeout_s=10,
+        every_s=0.01,
+    )
+    assert state, client.get("/api/v1/model/challenger").json()
+    return client
+
+
 @pytest.fixture
 def shadowed(champion_artifact: Path, challenger_artifact: Path) -> Iterator[TestClient]:
     with api_client(champion_artifact, challenger_artifact) as client:
-        yield client
+        yield ready(client)
 
 
 def settled(client: TestClient) -> dict:
@@ -126,9 +140,49 @@ def test_in_canary_mode_the_challenger_answers(
 ) -> None:
     version = load_artifact(challenger_artifact).metadata.model_version
     with api_client(champion_artifact, challenger_artifact, mode="canary") as client:
-        answer = client.post("/api/v1/predict", json=as_json(ROWS[0])).json()
+        answer = ready(client).post("/api/v1/predict", json=as_json(ROWS[0])).json()
         assert answer["model_version"] == version
         assert settled(client)["comparisons"][0]["transactions"] == 1
+
+
+class Starting(InProcessModel):
+    """A challenger whose first replica is still starting: it answers nothing until told."""
+
+    def __init__(self, artifact_dir: Path) -> None:
+        super().__init__(artifact_dir)
+        self.started = asyncio.Event()
+
+    async def describe(self) -> dict[str, Any]:
+        await self.started.wait()
+        return await super().describe()
+
+
+def test_a_challenger_still_starting_is_sent_nothing_until_it_answers(
+    champion_artifact: Path, challenger_artifact: Path
+) -> None:
+    challenger = Starting(challenger_artifact)
+    shadowing = ShadowingModelHandle(
+        InProcessModel(champion_artifact), challenger, rng=random.Random(0)
+    )
+    shadowing.configure(ChallengerConfig(share=1.0))
+    api = create_api(
+        shadowing,
+        ServiceSettings(),
+        AppArgs(allow_anonymous=True),
+        challenger=shadowing.describe_challenger,
+    )
+    with TestClient(api) as client:
+        for row in ROWS[:3]:
+            assert client.post("/api/v1/predict", json=as_json(row)).status_code == 200
+        info = client.get("/api/v1/model/challenger").json()
+        assert info["state"].startswith("starting")
+        assert info["model_unavailable"] == "timeout"
+        assert (info["calls"]["sent"], info["calls"]["not_ready"], info["calls"]["ok"]) == (3, 3, 0)
+        client.portal.call(challenger.started.set)  # its replica is up
+        ready(client)
+        client.post("/api/v1/predict", json=as_json(ROWS[3]))
+        calls = settled(client)["calls"]
+        assert (calls["sent"], calls["not_ready"], calls["ok"]) == (4, 3, 1)
 
 
 def test_without_a_challenger_its_endpoint_says_so(plain: TestClient) -> None:

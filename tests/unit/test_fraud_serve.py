@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app import cli
+from serve_app import apply_config, cli, local_service
 from serve_app.loading import PROJECT_ROOT
 
 
 def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
-    first, second = cli.ray_environment("/tmp/a"), cli.ray_environment("/tmp/b")
+    first, second = local_service.ray_environment("/tmp/a"), local_service.ray_environment("/tmp/b")
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert first["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
@@ -31,14 +31,14 @@ def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
 
 def test_the_caller_environment_wins() -> None:
     # What fraud-serve passes to `serve run`: its defaults, under whatever the caller set.
-    env = cli.ray_environment("/tmp/a") | {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    env = local_service.ray_environment("/tmp/a") | {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
 
 
 def test_apply_without_a_running_server_says_so(
     tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "RUNNING_DIR", tmp_path / "running")
+    monkeypatch.setattr(apply_config, "RUNNING_DIR", tmp_path / "running")
     config = tmp_path / "config.yaml"
     config.write_text("http_options: {port: 18999}\napplications: []\n")
     assert cli.main(["apply", str(config)]) == 1
@@ -61,8 +61,10 @@ def write_config(path: Path, deployments: list[dict], args: dict | None = None) 
 
 
 def test_the_shipped_config_has_nothing_the_replicas_would_refuse() -> None:
-    assert cli.config_errors(PROJECT_ROOT / "configs" / "serve_config.yaml") == []
-    assert cli.config_errors(PROJECT_ROOT / "configs" / "serve_config.production.yaml") == []
+    assert apply_config.config_errors(PROJECT_ROOT / "configs" / "serve_config.yaml") == []
+    assert (
+        apply_config.config_errors(PROJECT_ROOT / "configs" / "serve_config.production.yaml") == []
+    )
 
 
 def ingress(challenger: dict) -> list[dict]:
@@ -93,7 +95,7 @@ def test_apply_refuses_a_config_the_replicas_would_refuse_before_applying_it(
     tmp_path: Path, capsys: pytest.CaptureFixture, deployments: list, args: dict, named: str
 ) -> None:
     config = write_config(tmp_path / "config.yaml", deployments, args)
-    assert named in "\n".join(cli.config_errors(config))
+    assert named in "\n".join(apply_config.config_errors(config))
     # Refused before it looks for a running server: nothing is applied anywhere.
     assert cli.main(["apply", str(config)]) == 1
     assert "Config refused, nothing applied" in capsys.readouterr().err
@@ -103,7 +105,7 @@ def test_a_batch_size_with_room_for_two_batches_is_taken(tmp_path: Path) -> None
     deployments = [
         {"name": "FraudModel", "max_ongoing_requests": 128, "user_config": {"max_batch_size": 64}}
     ]
-    assert cli.config_errors(write_config(tmp_path / "config.yaml", deployments)) == []
+    assert apply_config.config_errors(write_config(tmp_path / "config.yaml", deployments)) == []
 
 
 def test_fraud_serve_refuses_to_start_a_config_the_replicas_would_refuse(
@@ -119,7 +121,7 @@ def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("applications:\n  - name: a\n    x: 1\n   y: 2\n")
     (tmp_path / "other.yaml").write_text("just: text\n")
     for name in ("broken.yaml", "other.yaml", "missing.yaml"):
-        (error,) = cli.config_errors(tmp_path / name)
+        (error,) = apply_config.config_errors(tmp_path / name)
         assert "is not a Serve config" in error
 
 
@@ -134,3 +136,33 @@ def test_the_test_setup_imports_no_ray_before_it_configures_ray_workers() -> Non
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert probe.stdout.strip() == "False"
+
+
+def test_haproxys_state_is_on_a_short_path_whatever_tmpdir_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long = tmp_path / ("t" * (100 - len(str(tmp_path)) - 1))
+    long.mkdir()
+    monkeypatch.setattr(local_service.tempfile, "tempdir", str(long))
+    state = local_service.short_state_dir()
+    try:
+        assert len(str(state / "metrics.sock")) <= local_service.MAX_STATE_DIR + len(
+            "/metrics.sock"
+        )
+        assert not str(state).startswith(str(long))
+    finally:
+        state.rmdir()
+
+
+def test_without_a_short_writable_directory_fraud_serve_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = tmp_path / ("t" * 60)
+    long.mkdir()
+    monkeypatch.setattr(local_service.tempfile, "tempdir", str(long))
+    monkeypatch.setattr(
+        local_service.os, "access", lambda path, mode: path == str(long)
+    )  # /tmp read-only
+    assert cli.main([]) == 1
+    error = capsys.readouterr().err
+    assert "at most 40 characters" in error and "set TMPDIR" in error

@@ -5,7 +5,7 @@ import re
 import yaml
 
 from fraud_model.ray_env import RAY_ENVIRONMENT
-from serve_app.cli import ray_environment
+from serve_app.local_service import ray_environment
 from serve_app.routes import API_PREFIX, HEALTH_PATH
 from tests.helpers import PROJECT_ROOT
 

@@ -1,0 +1,220 @@
+"""`fraud-serve [--with-keys] [CONFIG]`: the service on this machine, `serve run CONFIG` in the
+environment this project needs.
+
+HAProxy's files live in a private directory on a short path, removed when the service stops, as
+is the note that tells `fraud-serve apply` where the service's Ray dashboard is (and, with
+`--with-keys`, its operator key). One line says when the service is ready to take traffic.
+"""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fraud_model.ray_env import RAY_ENVIRONMENT, private_haproxy
+from serve_app.loading import PROJECT_ROOT
+from serve_app.routes import DOCS_PATH, HEALTH_PATH
+
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "serve_config.yaml"
+# Where each running service notes its dashboard, by Serve port: `apply CONFIG` finds the
+# service CONFIG's port names, whichever other services (the tests', say) are running.
+RUNNING_DIR = Path.home() / ".cache" / "fraud-serving" / "running"
+# `serve run` starts its own Ray and has no public way to say where that Ray's dashboard is
+# (ray.init's RayContext.dashboard_url is the starting process's only): it is read from the line
+# Ray prints. The one place this project reads Ray's output.
+_DASHBOARD_LINE = re.compile(r"View the dashboard at \S*?(http://[\w.:-]+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# HAProxy refuses a unix socket path over 97 characters; Ray derives names from the paths it is
+# given (the socket's name plus a log id and a sequence number for HAProxy's own logs), so the
+# state directory gets this much room at most.
+MAX_STATE_DIR = 40
+STATE_PREFIX = "fraud-serve-"
+READY_TIMEOUT_S = 600
+
+
+class StatePathError(RuntimeError):
+    """No short enough directory for HAProxy's state."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a Serve config serves, as a client on this machine reaches it."""
+
+    http: str
+    grpc: str | None
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> "Endpoints":
+        http = config.get("http_options", {})
+        host = http.get("host", "127.0.0.1")
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        grpc = config.get("grpc_options", {}).get("port")
+        return cls(f"http://{host}:{http.get('port', 8000)}", f"{host}:{grpc}" if grpc else None)
+
+
+def serve(config: Path, with_keys: bool = False) -> int:
+    """`serve run CONFIG` as a child; its output passes through, and its end ends this."""
+    from serve_app.apply_config import config_errors
+
+    errors = config_errors(config)
+    if errors:
+        sys.stderr.write("Config refused, nothing started:\n" + "".join(f"  {e}\n" for e in errors))
+        return 1
+    try:
+        state_dir = short_state_dir()
+    except StatePathError as error:
+        sys.stderr.write(f"{error}\n")
+        return 1
+    document = yaml.safe_load(config.read_text())
+    endpoints = Endpoints.of(document)
+    running_note = RUNNING_DIR / f"{serve_port(config)}.json"
+    keys = new_keys() if with_keys else {}
+    # The caller's environment wins, but for keys this run made.
+    env = ray_environment(str(state_dir)) | dict(os.environ) | keys
+    child = subprocess.Popen(
+        [str(Path(sys.executable).with_name("serve")), "run", str(config)],
+        cwd=PROJECT_ROOT,  # serve run resolves import_path from the working directory
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        # A session of its own, with Ray's processes: the terminal's Ctrl-C goes to this
+        # process only, which passes it on to `serve run` alone. Sent to every process of the
+        # group, it would stop Ray's workers under Serve, whose controller then waits 30 s for
+        # replicas that no longer answer, and the Ingress replicas could not write the ledger.
+        start_new_session=True,
+        # Ctrl-C must stop `serve run` even when this process was started with it ignored (as a
+        # shell's background job is).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def stop(*_: object) -> None:
+        # The Ctrl-C `serve run` handles: it stops Serve gracefully, then its Ray. (SIGTERM
+        # itself would make Ray print a stack dump.)
+        child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    announcer = threading.Thread(
+        target=announce_when_ready, args=(endpoints, keys, child), daemon=True
+    )
+    announcer.start()
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            sys.stderr.write(line)
+            found = _DASHBOARD_LINE.search(_ANSI.sub("", line))
+            if found:
+                note = {"dashboard": found.group(1), "pid": os.getpid(), "config": str(config)}
+                if keys:
+                    note["operator_key"] = json.loads(keys["FRAUD_OPERATOR_KEYS"])[0]
+                write_private(running_note, json.dumps(note))
+        code = child.wait()
+    finally:
+        if running_note.exists() and json.loads(running_note.read_text())["pid"] == os.getpid():
+            running_note.unlink()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    # Stopped by Ctrl-C or SIGTERM is a normal end.
+    return 0 if code in (0, -signal.SIGINT, 130) else code
+
+
+def announce_when_ready(
+    endpoints: Endpoints, keys: dict[str, str], child: subprocess.Popen[str]
+) -> None:
+    """One line once the health check answers: where to send traffic, and how to stop."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(endpoints.http + HEALTH_PATH, timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        return
+    grpc = f", gRPC on {endpoints.grpc}" if endpoints.grpc else ""
+    lines = [
+        f"fraud-serve is ready: {endpoints.http} (API docs at {endpoints.http}{DOCS_PATH}"
+        f"{grpc}). Ctrl-C stops it."
+    ]
+    if keys:
+        scoring = json.loads(keys["FRAUD_API_KEYS"])[0]
+        operator = json.loads(keys["FRAUD_OPERATOR_KEYS"])[0]
+        lines.append(
+            "API keys for this run only, shown once (send `Authorization: Bearer <key>`): "
+            f"scoring {scoring} , operator {operator} . `fraud-serve apply` finds the "
+            "operator key itself."
+        )
+    sys.stderr.write("".join(f"{line}\n" for line in lines))
+
+
+def new_keys() -> dict[str, str]:
+    """A scoring and an operator key for this run, as the service reads them."""
+    return {
+        "FRAUD_API_KEYS": json.dumps([secrets.token_urlsafe(32)]),
+        "FRAUD_OPERATOR_KEYS": json.dumps([secrets.token_urlsafe(32)]),
+    }
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` in a file only this user can read (it may hold an operator key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def ray_environment(state_dir: str) -> dict[str, str]:
+    """Environment for Ray, set before it starts."""
+    return {
+        **RAY_ENVIRONMENT,
+        **private_haproxy(state_dir, free_port(), free_port()),
+        # Serve's fallback proxy behind HAProxy listens on fixed ports (8500, 9500) otherwise.
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+        # A stopping Ingress replica stays reachable this long so that a load balancer can
+        # deregister it (30 s by default, which made every Ctrl-C take 35 s). Here HAProxy is
+        # the only one, and it replays a refused connection on another replica
+        # (RAY_SERVE_HAPROXY_RETRY_ON): a second is enough. The pods keep Serve's default.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+
+
+def short_state_dir() -> Path:
+    """A new private directory for HAProxy's files and sockets, on a short path whatever TMPDIR
+    is: in TMPDIR when that is short, else in /tmp."""
+    for base in (tempfile.gettempdir(), "/tmp"):
+        if len(base) + len(STATE_PREFIX) + 10 <= MAX_STATE_DIR and os.access(base, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=base))
+    raise StatePathError(
+        f"HAProxy's sockets need a directory of at most {MAX_STATE_DIR} characters, and neither "
+        f"TMPDIR ({tempfile.gettempdir()}) nor /tmp is short and writable: set TMPDIR to a "
+        "short writable directory, or RAY_SERVE_ENABLE_HA_PROXY=0 to run without HAProxy."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_port(config: Path) -> int:
+    return int(yaml.safe_load(config.read_text()).get("http_options", {}).get("port", 8000))
