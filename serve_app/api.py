@@ -1,8 +1,11 @@
 """The HTTP API as a FastAPI app, built from the endpoint table around the FraudModel handle (or
 anything like it)."""
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
@@ -25,7 +28,7 @@ from serve_app.operator_api import (
 from serve_app.predict_api import add_predict_routes
 from serve_app.refusals import Refusals, install_error_handlers
 from serve_app.request_headers import ALLOWED_HEADERS
-from serve_app.routes import DOCS_PATH, OPENAPI_PATH, EndpointTable, endpoint_table
+from serve_app.routes import DOCS_PATH, OPENAPI_PATH, EndpointTable, Role, endpoint_table
 from serve_app.settings import ServiceSettings
 
 TITLE, VERSION = "Fraud scoring API", "1"
@@ -55,6 +58,8 @@ def create_api(
     add_outcomes_route(api.router, table, resolved_ledger(args.ledger))
     add_health_route(api.router, table)
     check_routes(api.routes, table)
+    if args.openapi_docs:
+        declare_security(api, table)
     api.add_middleware(RequestGate, table=table, keys=keys, plane=plane, refusals=refusals)
     if settings.cors_origins:
         # Outermost: a browser's preflight carries no key.
@@ -80,6 +85,36 @@ def resolved_location(ledger: LedgerSettings) -> LedgerSettings:
     if isinstance(location, LocalLocation):
         return ledger.model_copy(update={"location": str(location.path)})
     return ledger
+
+
+# The two ways a key is sent, as the OpenAPI document declares them (Swagger UI's Authorize).
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def declare_security(api: FastAPI, table: EndpointTable) -> None:
+    """The OpenAPI document says, per operation, that it needs a key (either scheme), from the
+    role the endpoint table gives it; the docs page then has an Authorize button."""
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(
+                title=api.title,
+                version=api.version,
+                description=api.description,
+                routes=api.routes,
+            )
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            for endpoint in table:
+                operation = schema["paths"].get(endpoint.path, {}).get(endpoint.method.lower())
+                if operation is not None and endpoint.role is not Role.OPEN:
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def docs_app() -> FastAPI:

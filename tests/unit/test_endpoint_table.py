@@ -90,3 +90,20 @@ def test_matching_is_by_exact_path_method_and_the_docs_files_prefix() -> None:
 )
 def test_the_route_path_is_starlettes(path: str, root: str, routed: str) -> None:
     assert route_path({"path": path, "root_path": root}) == routed
+
+
+def test_the_openapi_document_declares_the_key_on_every_operation_that_needs_one(
+    artifact_dir: Path,
+) -> None:
+    args = AppArgs(allow_anonymous=True)
+    api = create_api(InProcessModel(artifact_dir), ServiceSettings(), args)
+    spec = api.openapi()
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert spec["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+    for endpoint in endpoint_table(args):
+        operation = spec["paths"].get(endpoint.path, {}).get(endpoint.method.lower())
+        if endpoint.handler is Handler.DOCS:
+            assert operation is None
+            continue
+        needs = [{"bearer": []}, {"apiKey": []}] if endpoint.role is not Role.OPEN else None
+        assert operation.get("security") == needs, endpoint.path
