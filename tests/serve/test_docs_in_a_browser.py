@@ -88,7 +88,10 @@ TRY_IT_OUT = """
     const poll = setInterval(() => {
       const found = find();
       if (found) { clearInterval(poll); resolve(found); }
-      else if (Date.now() - started > 20000) { clearInterval(poll); reject(new Error(`timeout: ${step}`)); }
+      else if (Date.now() - started > 20000) {
+        clearInterval(poll);
+        reject(new Error(`timeout: ${step}`));
+      }
     }, 100);
   });
   await until(() => document.querySelector(".opblock"), "operations");
