@@ -79,6 +79,26 @@ def deploy_app(
     return app["route_prefix"]
 
 
+def ingress_with(env: dict[str, str]) -> dict[str, Any]:
+    """One Ingress replica whose process has `env` (keys, an S3 endpoint): a deployments entry."""
+    return {
+        "name": "Ingress",
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": env}},
+    }
+
+
+def deploy_keyed_app(name: str, artifact: Path, scoring: str, operator: str) -> str:
+    """The app with these API keys and no anonymous access (one Ingress replica); its prefix."""
+    keys = {"FRAUD_API_KEYS": f'["{scoring}"]', "FRAUD_OPERATOR_KEYS": f'["{operator}"]'}
+    return deploy_app(
+        name,
+        str(artifact),
+        args={"allow_anonymous": False},
+        more_deployments=[ingress_with(keys)],
+    )
+
+
 def merged_by_name(shipped: list[dict], more: list[dict]) -> list[dict]:
     """The shipped deployment entries, each updated by the entry of its name in `more` (key by
     key), then the entries of `more` for other deployments."""

@@ -15,7 +15,7 @@ import pytest
 from serve_app.config import AppArgs
 from serve_app.routes import Handler, endpoint_table
 from tests.polling import wait_for
-from tests.serve.serving import deploy_app
+from tests.serve.serving import deploy_keyed_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -28,21 +28,7 @@ def keyed_docs(serve_url: str, session_artifact: Path) -> Iterator[tuple[str, st
     from ray import serve
 
     operator = secrets.token_urlsafe(32)
-    keys = {
-        "FRAUD_API_KEYS": f'["{secrets.token_urlsafe(32)}"]',
-        "FRAUD_OPERATOR_KEYS": f'["{operator}"]',
-    }
-    ingress = {
-        "name": "Ingress",
-        "num_replicas": 1,
-        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": keys}},
-    }
-    prefix = deploy_app(
-        "docs-keyed",
-        str(session_artifact),
-        args={"allow_anonymous": False},
-        more_deployments=[ingress],
-    )
+    prefix = deploy_keyed_app("docs-keyed", session_artifact, secrets.token_urlsafe(32), operator)
     yield f"{serve_url}{prefix}/api/v1/docs", operator
     serve.delete("docs-keyed")
 

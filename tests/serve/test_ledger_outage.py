@@ -15,7 +15,7 @@ from ray import serve
 from tests.helpers import as_json, ledger_rows, random_transactions
 from tests.moto_process import MotoProcess, moto_process
 from tests.polling import wait_for
-from tests.serve.serving import deploy_app, metric_value
+from tests.serve.serving import deploy_app, ingress_with, metric_value
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 APP, BUCKET = "outage", "outage-ledger"
@@ -41,13 +41,11 @@ def outage_app(serve_url: str, session_artifact: Path, store: MotoProcess) -> It
         "put_timeout_s": 1.0,
         "put_attempts": 1,
     }
-    ingress = {
-        "name": "Ingress",
-        "num_replicas": 1,
-        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": store.env()}},
-    }
     prefix = deploy_app(
-        APP, str(session_artifact), args={"ledger": ledger}, more_deployments=[ingress]
+        APP,
+        str(session_artifact),
+        args={"ledger": ledger},
+        more_deployments=[ingress_with(store.env())],
     )
     yield serve_url + prefix
     serve.delete(APP)

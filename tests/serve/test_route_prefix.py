@@ -10,7 +10,7 @@ import pytest
 from ray import serve
 
 from tests.helpers import endpoint_calls
-from tests.serve.serving import deploy_app
+from tests.serve.serving import deploy_keyed_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 SCORING, OPERATOR = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -20,18 +20,7 @@ TRANSACTION = {**{f"V{i}": 0.5 for i in range(1, 29)}, "Amount": 12.5}
 @pytest.fixture(scope="module")
 def keyed_app(serve_url: str, session_artifact: Path) -> Iterator[str]:
     """The application with keys and without anonymous access, at /keyed; yields its URL."""
-    keys = {"FRAUD_API_KEYS": f'["{SCORING}"]', "FRAUD_OPERATOR_KEYS": f'["{OPERATOR}"]'}
-    ingress = {
-        "name": "Ingress",
-        "num_replicas": 1,
-        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": keys}},
-    }
-    prefix = deploy_app(
-        "keyed",
-        str(session_artifact),
-        args={"allow_anonymous": False},
-        more_deployments=[ingress],
-    )
+    prefix = deploy_keyed_app("keyed", session_artifact, SCORING, OPERATOR)
     yield serve_url + prefix
     serve.delete("keyed")
 
