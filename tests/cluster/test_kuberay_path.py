@@ -251,7 +251,10 @@ def test_the_api_needs_keys_and_the_docs_are_off(rehearsal: Rehearsal) -> None:
     assert model.status_code == 403
     info = rehearsal.model_info()  # an operator key reads it
     assert info["pinned"] is True and info["artifact_uri"].startswith("s3://cluster-models/")
-    assert httpx.get(f"{rehearsal.url}/api/v1/docs", timeout=30).status_code == 404
+    # No docs in production: a route like any unknown one, closed without a key, absent with one.
+    assert httpx.get(f"{rehearsal.url}/api/v1/docs", timeout=30).status_code == 401
+    docs = httpx.get(f"{rehearsal.url}/api/v1/docs", headers=scoring, timeout=30)
+    assert docs.status_code == 404
     assert httpx.get(f"{rehearsal.url}/api/v1/utils/health-check/", timeout=30).json() is True
 
 
