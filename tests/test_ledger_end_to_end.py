@@ -1,13 +1,19 @@
 """The decision ledger end to end, as a fraud team runs it: 5,000 real transactions through
-`fraud-serve` (README line 1) with a challenger in shadow, one Ingress replica killed with
-SIGKILL mid-run, then the true labels loaded as outcomes and the realized-performance report
-run over the ledger. Every answered decision is in the ledger but those of the killed replica's
-last flush window, and the report's figures are those computed offline from the same answers."""
+`fraud-serve --with-keys` (README line 1, with keys as in production) with a challenger in
+shadow, one Ingress replica killed with SIGKILL mid-run, then the true labels loaded as outcomes
+and the realized-performance report run over the ledger. Every answered decision is in the
+ledger but those of the killed replica's last flush window, and the report's figures are those
+computed offline from the same answers.
+
+On the way, what a new user met with keys: printed once beside the ready line, anonymous access
+off, `fraud-serve apply` finding the operator key by itself and saying at once what to set when
+its check is refused; Ctrl-C stopping it quietly."""
 
 import asyncio
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +32,9 @@ from benchmarks.servers import on_free_ports, running
 from fraud_model.artifact import read_metadata
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+from serve_app.local_service import RUNNING_DIR
 from tests.helpers import PROJECT_ROOT, ledger_rows, write_other_artifact
+from tests.polling import wait_for
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
@@ -34,6 +42,8 @@ ROWS = 5_000
 FLUSH_INTERVAL_S = 1.0
 REVIEW_COST = 5.0
 DATA = PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz"
+READY = re.compile(r"fraud-serve is ready: (http://\S+) ")
+KEYS = re.compile(r"scoring (\S+) , operator (\S+) \.")
 
 
 def real_rows() -> pd.DataFrame:
@@ -63,18 +73,23 @@ def service_config(tmp_path: Path, challenger: Path) -> tuple[Path, int, Path]:
     return path, port, ledger
 
 
-def ingress_pids() -> list[int]:
-    """The processes of this machine's `fraud` Ingress replicas (Ray names them so)."""
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+def ingress_pids(service_pid: int) -> list[int]:
+    """The processes of the service's Ingress replicas (Ray names them so): in the session of
+    the `serve run` that `fraud-serve` (`service_pid`) started, never another service's."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pid,ppid,sid,args"], capture_output=True, text=True
+    ).stdout.splitlines()[1:]
+    rows = [line.split(None, 3) for line in listing]
+    sessions = {int(pid) for pid, parent, _, _ in rows if int(parent) == service_pid}
     return [
-        int(line.split(None, 1)[0])
-        for line in listing.splitlines()[1:]
-        if "ServeReplica:fraud:Ingress" in line
+        int(pid)
+        for pid, _, session, command in rows
+        if int(session) in sessions and "ServeReplica:fraud:Ingress" in command
     ]
 
 
 async def replay(
-    url: str, rows: pd.DataFrame, kill_after: int, own_pids: set[int]
+    url: str, rows: pd.DataFrame, kill_after: int, service_pid: int, key: str
 ) -> tuple[list[dict[str, Any]], float]:
     """Every row, 16 at a time, each with its own request id; one of the service's Ingress
     replicas is killed once `kill_after` have been answered. Returns what each got, and when
@@ -101,14 +116,52 @@ async def replay(
                  "at": time.time()}
             )  # fmt: skip
             if len(results) == kill_after and not killed_at:
-                victims = [pid for pid in ingress_pids() if pid not in own_pids]
+                victims = ingress_pids(service_pid)
                 assert len(victims) == 2, victims  # the shipped config's two replicas
                 killed_at = time.time()
                 os.kill(victims[0], signal.SIGKILL)
 
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
         await asyncio.gather(*(client(http) for _ in range(16)))
     return results, killed_at
+
+
+def check_keys(url: str, scoring: str, operator: str) -> None:
+    """Anonymous access is off; the scoring key scores, the operator key reads the model."""
+    model = f"{url}/api/v1/model"
+    assert httpx.get(model, timeout=30).status_code == 401
+    assert httpx.get(model, headers=bearer(scoring), timeout=30).status_code == 403
+    assert httpx.get(model, headers=bearer(operator), timeout=30).status_code == 200
+
+
+def check_apply(fraud_serve: str, config: Path, port: int, env: dict[str, str]) -> None:
+    """apply, from a shell without any key, finds the operator key of this run itself; with a
+    wrong key instead, its check is refused at once, saying what to set."""
+    applied = subprocess.run(
+        [fraud_serve, "apply", str(config)], env=env, capture_output=True, text=True
+    )
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert applied.stdout.startswith("Serving ") and "Challenger " in applied.stdout
+    note = RUNNING_DIR / f"{port}.json"
+    assert note.stat().st_mode & 0o777 == 0o600  # it holds the operator key
+    noted = json.loads(note.read_text())
+    key = noted.pop("operator_key")
+    note.write_text(json.dumps(noted))
+    wrong = env | {"FRAUD_OPERATOR_KEYS": json.dumps(["w" * 40])}
+    started = time.monotonic()
+    refused = subprocess.run(
+        [fraud_serve, "apply", str(config)], env=wrong, capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert "401" in refused.stderr and "FRAUD_OPERATOR_KEYS" in refused.stderr
+    assert "--with-keys" in refused.stderr
+    assert time.monotonic() - started < 60  # said at once, not after waiting out the check
+    note.write_text(json.dumps(noted | {"operator_key": key}))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def test_every_answered_decision_is_in_the_ledger_and_the_report_agrees_with_it(
@@ -119,11 +172,23 @@ def test_every_answered_decision_is_in_the_ledger_and_the_report_agrees_with_it(
     config, port, ledger = service_config(tmp_path, challenger)
     rows = real_rows()
     env = os.environ | THIS_VENV_FOR_RAY_WORKERS | {"RAY_ADDRESS": "local"}
-    command = [str(Path(sys.executable).with_name("fraud-serve")), str(config)]
-    own = set(ingress_pids())  # another service's (the user's), left alone
-    url = f"http://127.0.0.1:{port}"
-    with running(command, env, url, timeout_s=300, log_path=tmp_path / "serve.log"):
-        results, killed_at = asyncio.run(replay(url, rows, ROWS * 2 // 5, own))
+    env = {name: value for name, value in env.items() if not name.startswith("FRAUD_")}
+    fraud_serve = str(Path(sys.executable).with_name("fraud-serve"))
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    with running([fraud_serve, "--with-keys", str(config)], env, url, 300, log) as service:
+        ready = wait_for(lambda: READY.search(log.read_text()), timeout_s=30)
+        keys = wait_for(lambda: KEYS.search(log.read_text()), timeout_s=30)
+        assert ready and keys, log.read_text()[-3000:]
+        assert ready.group(1) == url
+        scoring, operator = keys.groups()
+        check_keys(url, scoring, operator)
+        results, killed_at = asyncio.run(
+            replay(url, rows, ROWS * 2 // 5, service.session_id, scoring)
+        )
+        check_apply(fraud_serve, config, port, env)
+    output = log.read_text()
+    assert "Traceback" not in output and "failed to shut down" not in output
+    assert not (RUNNING_DIR / f"{port}.json").exists()
     # Stopped with Ctrl-C: the replicas that lived wrote what they held as they stopped.
     answered = {r["id"]: r for r in results if r["status"] == 200}
     statuses: dict[Any, int] = {}
