@@ -38,9 +38,11 @@ RUNNING_DIR = Path.home() / ".cache" / "fraud-serving" / "running"
 # Ray prints. The one place this project reads Ray's output.
 _DASHBOARD_LINE = re.compile(r"View the dashboard at \S*?(http://[\w.:-]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# HAProxy refuses a unix socket path over 97 characters; Ray derives names from the paths it is
-# given (the socket's name plus a log id and a sequence number for HAProxy's own logs), so the
-# state directory gets this much room at most.
+# Unix socket paths are short: HAProxy refuses one over 97 characters (and Ray derives names
+# from the paths it is given), Ray one over 107, and Ray's own sit about 75 characters below its
+# temporary directory (ray/session_<date>_<time>_<pid>/sockets/plasma_store). So the server's
+# files go below a directory of at most MAX_BASE characters, whatever TMPDIR is.
+MAX_BASE = 30
 MAX_STATE_DIR = 40
 STATE_PREFIX = "fraud-serve-"
 READY_TIMEOUT_S = 600
@@ -75,7 +77,8 @@ def serve(config: Path, with_keys: bool = False) -> int:
         sys.stderr.write("Config refused, nothing started:\n" + "".join(f"  {e}\n" for e in errors))
         return 1
     try:
-        state_dir = short_state_dir()
+        base = short_base()
+        state_dir = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=base))
     except StatePathError as error:
         sys.stderr.write(f"{error}\n")
         return 1
@@ -84,7 +87,8 @@ def serve(config: Path, with_keys: bool = False) -> int:
     running_note = RUNNING_DIR / f"{serve_port(config)}.json"
     keys = new_keys() if with_keys else {}
     # The caller's environment wins, but for keys this run made.
-    env = ray_environment(str(state_dir)) | dict(os.environ) | keys
+    # Ray's own temporary directory goes there too, unless the caller chose one.
+    env = ray_environment(str(state_dir)) | {"RAY_TMPDIR": str(base)} | dict(os.environ) | keys
     child = subprocess.Popen(
         [str(Path(sys.executable).with_name("serve")), "run", str(config)],
         cwd=PROJECT_ROOT,  # serve run resolves import_path from the working directory
@@ -196,16 +200,16 @@ def ray_environment(state_dir: str) -> dict[str, str]:
     }
 
 
-def short_state_dir() -> Path:
-    """A new private directory for HAProxy's files and sockets, on a short path whatever TMPDIR
-    is: in TMPDIR when that is short, else in /tmp."""
+def short_base() -> Path:
+    """A writable directory on a short path for the server's sockets and Ray's: TMPDIR when it
+    is short, else /tmp."""
     for base in (tempfile.gettempdir(), "/tmp"):
-        if len(base) + len(STATE_PREFIX) + 10 <= MAX_STATE_DIR and os.access(base, os.W_OK):
-            return Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=base))
+        if len(base) <= MAX_BASE and os.access(base, os.W_OK):
+            return Path(base)
     raise StatePathError(
-        f"HAProxy's sockets need a directory of at most {MAX_STATE_DIR} characters, and neither "
-        f"TMPDIR ({tempfile.gettempdir()}) nor /tmp is short and writable: set TMPDIR to a "
-        "short writable directory, or RAY_SERVE_ENABLE_HA_PROXY=0 to run without HAProxy."
+        f"The sockets of HAProxy and Ray need a directory of at most {MAX_BASE} characters, "
+        f"and neither TMPDIR ({tempfile.gettempdir()}) nor /tmp is short and writable: set "
+        "TMPDIR to a short writable directory."
     )
 
 
