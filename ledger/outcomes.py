@@ -27,10 +27,24 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+)
 
 from ledger.files import LedgerFiles, open_files, partition_key, table_dataset, table_files
-from ledger.schema import DECISIONS, OUTCOMES, OUTCOMES_SCHEMA, SCHEMA_VERSION
+from ledger.schema import (
+    DECISIONS,
+    MAX_POSITIONS,
+    OUTCOMES,
+    OUTCOMES_SCHEMA,
+    REQUEST_ID_PATTERN,
+    SCHEMA_VERSION,
+)
 from ledger.settings import LedgerSettings
 
 MAX_OUTCOMES_PER_CALL = 1_000
@@ -43,9 +57,12 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: str = Field(min_length=1, max_length=256, description="The decision's request id.")
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN, description="The decision's request id.")
     position: int = Field(
-        0, ge=0, description="The transaction's position in its request (0 for a single one)."
+        0,
+        ge=0,
+        lt=MAX_POSITIONS,
+        description="The transaction's position in its request (0 for a single one).",
     )
     is_fraud: StrictBool = Field(description="Whether the transaction was fraud.")
     source: Source = Field(
@@ -100,7 +117,11 @@ def record_outcomes(
         raise ValueError("no outcomes to record")
     first = min(o.reported_at for o in unique).astimezone(UTC).date()
     last = max(o.reported_at for o in unique).astimezone(UTC).date()
-    window = (first - timedelta(days=settings.outcome_lookback_days), last + timedelta(days=1))
+    # Clamped to the calendar: an outcome dated in year 1 or 9999 is looked for, and not found.
+    window = (
+        first - min(timedelta(days=settings.outcome_lookback_days), first - date.min),
+        last + min(timedelta(days=1), date.max - last),
+    )
     known, scanned_files, scanned_rows = _known_keys(files, unique, window)
     kept = [o for o in unique if (o.request_id, o.position) in known]
     for start in range(0, len(kept), FILE_OUTCOMES):

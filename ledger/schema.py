@@ -22,6 +22,13 @@ import pyarrow as pa
 from fraud_model.features import FEATURE_NAMES
 
 SCHEMA_VERSION = 1
+# What a request id may be (the service refuses any other, serve_app.request_headers): ids are
+# copied into every record and log line.
+MAX_REQUEST_ID = 128
+REQUEST_ID_PATTERN = rf"^[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID}}}$"
+# The most transactions one request may hold (the app's max_transactions_per_request at most).
+MAX_POSITIONS = 100_000
+
 DECISIONS, REFUSALS, OUTCOMES = "decisions", "refusals", "outcomes"
 TABLES = (DECISIONS, REFUSALS, OUTCOMES)
 PARTITION = "date"  # the Hive partition column: the UTC day of `time` (`received_at` for outcomes)

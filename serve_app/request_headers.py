@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ledger.schema import MAX_REQUEST_ID, REQUEST_ID_PATTERN
 from serve_app.errors import ApiError
 
-MAX_REQUEST_ID = 128
-_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID}}}")
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # The headers read here, by their lower-case name.
 _CONTENT_TYPE, _AUTHORIZATION, _API_KEY, _REQUEST_ID_HEADER, _ORIGIN = (
     b"content-type",

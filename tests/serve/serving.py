@@ -88,14 +88,18 @@ def ingress_with(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def deploy_keyed_app(name: str, artifact: Path, scoring: str, operator: str) -> str:
-    """The app with these API keys and no anonymous access (one Ingress replica); its prefix."""
+def deploy_keyed_app(
+    name: str, artifact: Path, scoring: str, operator: str, ledger: Path | None = None
+) -> str:
+    """The app with these API keys and no anonymous access (one Ingress replica), its ledger in
+    `ledger` (else none); its prefix."""
     keys = {"FRAUD_API_KEYS": f'["{scoring}"]', "FRAUD_OPERATOR_KEYS": f'["{operator}"]'}
     return deploy_app(
         name,
         str(artifact),
         args={"allow_anonymous": False},
         more_deployments=[ingress_with(keys)],
+        ledger=ledger,
     )
 
 

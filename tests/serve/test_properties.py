@@ -2,7 +2,9 @@
 the batch endpoint equals the single endpoint row by row; a bounded schemathesis run over the
 OpenAPI spec finds no 5xx and no answer outside its documented schema."""
 
+import secrets
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ from schemathesis import GenerationMode
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from serve_app.schemas import MAX_ABS_COMPONENT, MAX_AMOUNT
+from tests.serve.serving import deploy_keyed_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -64,18 +67,37 @@ def test_batch_equals_single_row_by_row(client: httpx.Client, batch: list[dict])
 
 
 CONTRACT_EXAMPLES = 30  # per operation and generation mode
+OPERATOR = secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def keyed_app(
+    serve_url: str, session_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The app with keys, as in production, and a ledger of its own; its URL."""
+    from ray import serve
+
+    ledger = tmp_path_factory.mktemp("contract-ledger")
+    prefix = deploy_keyed_app(
+        "contract", session_artifact, secrets.token_urlsafe(32), OPERATOR, ledger
+    )
+    yield serve_url + prefix
+    serve.delete("contract")
 
 
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda mode: mode.value)
 def test_openapi_contract_holds_for_generated_requests(
-    fraud_app: str, mode: GenerationMode
+    keyed_app: str, mode: GenerationMode
 ) -> None:
     """Every operation in the spec, with generated valid (positive) or invalid (negative) inputs.
 
-    Default checks: no 5xx, status codes, bodies, content types and headers as documented, and
-    in negative mode that invalid input is refused with a 4xx, never scored. (Driven through
-    Hypothesis directly: schemathesis's pytest plugin does not load under pytest 9.)
+    Default checks: no 5xx, status codes, bodies, content types and headers as documented, in
+    negative mode that invalid input is refused with a 4xx, never scored, and that an operation
+    the spec says needs a key refuses a request without one. Sent with an operator key.
+    (Driven through Hypothesis directly: schemathesis's pytest plugin does not load under
+    pytest 9.)
     """
+    fraud_app = keyed_app
     schema = schemathesis.openapi.from_url(f"{fraud_app}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {
@@ -102,7 +124,9 @@ def test_openapi_contract_holds_for_generated_requests(
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def conforms(case) -> None:
-            response = case.call(base_url=fraud_app, timeout=30)
+            response = case.call(
+                base_url=fraud_app, timeout=30, headers={"Authorization": f"Bearer {OPERATOR}"}
+            )
             statuses[response.status_code] += 1
             if mode is GenerationMode.POSITIVE and unequal_columns(response):
                 return  # JSON Schema cannot say that every column has the same length

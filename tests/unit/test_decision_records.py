@@ -201,3 +201,16 @@ def test_a_wrong_outcome_is_refused_naming_its_field(artifact_dir: Path, tmp_pat
         ("source",),
         ("reported_at",),
     }
+
+
+def test_an_outcome_dated_at_the_ends_of_the_calendar_is_unknown_not_an_error(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    api = client(artifact_dir, AppArgs(ledger={"location": str(tmp_path)}), **KEYS)
+    outcomes = [
+        {"request_id": "r-1", "is_fraud": True, "source": "review", "reported_at": when}
+        for when in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
+    ]
+    answer = api.post("/api/v1/outcomes", json={"outcomes": outcomes}, headers=bearer(OPERATOR))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["recorded"] == 0 and len(answer.json()["unknown"]) == 1
