@@ -41,6 +41,11 @@ class ServiceSettings(BaseSettings):
     )
     """Where a model replica keeps the verified artifacts it downloaded from `s3://`."""
 
+    artifact_max_bytes: int = Field(1 << 30, gt=0)
+    """The most bytes a model replica downloads for one artifact: a larger one is refused before
+    it is written (its metadata.json records every file's size). Half the pods' cache volume,
+    so that the serving model and the next one fit during a rollout."""
+
     @field_validator("cors_origins")
     @classmethod
     def refuse_wildcard(cls, origins: list[str]) -> list[str]:
