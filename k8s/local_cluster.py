@@ -62,6 +62,8 @@ class NodeSpec:
     start_params: dict[str, str]
     env: dict[str, str]
     pod: "PodSettings | None" = None  # how the pod runs its container (container mode)
+    # The files of each Secret volume, by mount path: {file name: content}.
+    secret_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def node_specs(
@@ -108,7 +110,15 @@ def _spec(
             raise RehearsalError(
                 f"{name}: {item['name']} needs Secret {ref['name']!r} key {ref['key']!r}"
             ) from None
-    return NodeSpec(name, head, params, env, pod_settings(group, head, autoscaler))
+    pod = pod_settings(group, head, autoscaler)
+    secret_files = {}
+    for mount in pod.mounts:
+        if mount.kind == "secret":
+            files = {k: v for (secret, k), v in secret_values.items() if secret == mount.secret}
+            if not files:
+                raise RehearsalError(f"{name}: volume {mount.name!r} needs Secret {mount.secret!r}")
+            secret_files[mount.path] = files
+    return NodeSpec(name, head, params, env, pod, secret_files)
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ class Mount:
     kind: str  # "emptyDir", "memory" (an emptyDir in memory) or "secret"
     read_only: bool = False
     secret: str | None = None  # the Secret a "secret" volume projects
+    file_mode: int = 0o644  # its files' mode (the volume's defaultMode)
 
 
 @dataclass(frozen=True)
@@ -148,16 +159,18 @@ def pod_settings(group: dict, head: bool, autoscaler: bool) -> PodSettings:
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     mounts = []
     for mount in container.get("volumeMounts", []):
+        file_mode = 0o644
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
             medium = volume["emptyDir"].get("medium") == "Memory"
             kind, secret = ("memory" if medium else "emptyDir"), None
         elif "secret" in volume:
             kind, secret = "secret", volume["secret"]["secretName"]
+            file_mode = int(volume["secret"].get("defaultMode", 0o644))
         else:
             raise RehearsalError(f"volume {mount['name']!r}: not an emptyDir or a Secret")
         read_only = bool(mount.get("readOnly")) or kind == "secret"
-        mounts.append(Mount(mount["name"], mount["mountPath"], kind, read_only, secret))
+        mounts.append(Mount(mount["name"], mount["mountPath"], kind, read_only, secret, file_mode))
     mounts.append(Mount("shared-mem", "/dev/shm", "memory"))
     if head and autoscaler:
         mounts.append(Mount("ray-logs", "/tmp/ray", "emptyDir"))
@@ -370,6 +383,14 @@ class LocalRayCluster:
             **private_haproxy(str(state), ports["haproxy_stats"], ports["haproxy_metrics"]),
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
         }
+        # A Secret volume's files, in a directory of the node's own; what names the mount path
+        # names that directory.
+        for path, files in spec.secret_files.items():
+            directory = state / f"secret{len(env)}"
+            directory.mkdir()
+            for file, content in files.items():
+                (directory / file).write_text(content)
+            env |= {name: str(directory) for name, value in spec.env.items() if value == path}
         if not spec.head:
             ports["serve"], ports["grpc"] = free_port(), free_port()
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
@@ -446,7 +467,6 @@ class ContainerRayCluster(LocalRayCluster):
     on 127.0.0.1 with the ports a process-mode node gets, which is all that differs."""
 
     image: str = ""
-    secret_files: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
@@ -497,7 +517,7 @@ class ContainerRayCluster(LocalRayCluster):
             f"--cpus={spec.pod.cpus}",
             f"--memory={spec.pod.memory_bytes}",
             f"--env-file={env_file}",
-            *self._mounts(spec.pod, state),
+            *self._mounts(spec, state),
         ]
         if spec.pod.read_only_root:
             args += ["--read-only", "--read-only-tmpfs=false"]  # no tmpfs the pod lacks
@@ -544,9 +564,12 @@ class ContainerRayCluster(LocalRayCluster):
             env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["grpc"])
         return env
 
-    def _mounts(self, pod: PodSettings, state: Path) -> list[str]:
+    def _mounts(self, spec: NodeSpec, state: Path) -> list[str]:
         """The pod's volumes: an emptyDir is a new directory owned by the pod's user and group
-        (fsGroup), a Secret volume its files, read-only."""
+        (fsGroup), a Secret volume its files (owned by root and the pod's group, with the
+        volume's mode), read-only."""
+        assert spec.pod is not None
+        pod = spec.pod
         args = []
         for mount in pod.mounts:
             if mount.kind == "memory":
@@ -555,10 +578,13 @@ class ContainerRayCluster(LocalRayCluster):
             source = state / f"volume-{mount.name}"
             source.mkdir()
             if mount.kind == "secret":
-                for (secret, key), value in self.secret_files.items():
-                    if secret == mount.secret:
-                        (source / key).write_text(value)
-                        (source / key).chmod(0o444)
+                for file, content in spec.secret_files[mount.path].items():
+                    (source / file).write_text(content)
+                    os.chown(source / file, 0, pod.group)
+                    (source / file).chmod(mount.file_mode)
+                source.chmod(0o755)
+                args.append(f"--volume={source}:{mount.path}:ro")
+                continue
             os.chown(source, pod.user, pod.group)
             options = "ro" if mount.read_only else "rw"
             args.append(f"--volume={source}:{mount.path}:{options}")

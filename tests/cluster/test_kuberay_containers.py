@@ -53,9 +53,7 @@ def rehearsal(
         env: dict[str, str],
         secrets: dict[tuple[str, str], str],
     ) -> LocalRayCluster:
-        return ContainerRayCluster(
-            specs, work_dir, extra_env=env, image=image, secret_files=secrets
-        )
+        return ContainerRayCluster(specs, work_dir, extra_env=env, image=image)
 
     with rehearsed(s3_endpoint, monkeypatch_module, in_containers, LEDGER) as started:
         yield started

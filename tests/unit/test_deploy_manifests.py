@@ -229,15 +229,22 @@ def test_the_ray_control_plane_needs_the_token_and_has_no_client_port(rayservice
             assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
 
 
-def test_every_ray_container_gets_the_api_keys_from_the_secret(rayservice: dict) -> None:
+KEYS_DIR = "/var/run/secrets/fraud-scoring/api-keys"
+
+
+def test_every_ray_container_reads_the_api_keys_from_the_mounted_secret(rayservice: dict) -> None:
     for pod in ray_pods(rayservice):
         (container,) = pod["spec"]["containers"]
         env = {item["name"]: item for item in container["env"]}
-        for name, key in (("FRAUD_API_KEYS", "scoring"), ("FRAUD_OPERATOR_KEYS", "operator")):
-            assert env[name] == {
-                "name": name,
-                "valueFrom": {"secretKeyRef": {"name": "fraud-scoring-api-keys", "key": key}},
-            }
+        assert env["FRAUD_KEYS_DIR"] == {"name": "FRAUD_KEYS_DIR", "value": KEYS_DIR}
+        # Files, not variables: read again when the Secret changes, never in the environment.
+        assert not {"FRAUD_API_KEYS", "FRAUD_OPERATOR_KEYS"} & set(env)
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == KEYS_DIR]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+        # Readable by the pod's group only (fsGroup), never by others.
+        assert volume["secret"] == {"secretName": "fraud-scoring-api-keys", "defaultMode": 0o440}
+        assert pod["spec"]["securityContext"]["fsGroup"] == 100
 
 
 def test_pods_are_hardened_with_writable_volumes_only_where_needed(rayservice: dict) -> None:
@@ -255,10 +262,15 @@ def test_pods_are_hardened_with_writable_volumes_only_where_needed(rayservice: d
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = spec["containers"]
         assert container["securityContext"] == hardened
-        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-        assert mounts == {"/tmp": "tmp", "/home/ray/.cache": "cache"}
+        writable = {
+            mount["mountPath"]: mount["name"]
+            for mount in container["volumeMounts"]
+            if not mount.get("readOnly")
+        }
+        assert writable == {"/tmp": "tmp", "/home/ray/.cache": "cache"}
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
-        assert all("emptyDir" in volumes[name] for name in mounts.values())
+        assert all("emptyDir" in volumes[name] for name in writable.values())
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {*writable, KEYS_DIR}
     # The artifact cache's default location (the image's HOME is /home/ray) is writable.
     assert Path("/home/ray/.cache/fraud-serving/artifacts").is_relative_to("/home/ray/.cache")
 
