@@ -13,6 +13,14 @@ ports (in Kubernetes each pod has its own address), worker proxies listen on the
 (the head's is the config's), and HAProxy's files and the artifact cache are per node.
 
     uv run python -m k8s.local_cluster          # the rehearsal: see main()
+    uv run python -m k8s.local_cluster --image localhost/fraud-scoring:rehearsal  # in containers
+
+In container mode (ContainerRayCluster) each node is a container of the service's image, run as
+its pod's spec says: user and group, read-only root filesystem, capabilities dropped, no
+privilege escalation, CPU and memory limits, exactly the pod's volumes (and the two KubeRay adds:
+/dev/shm in memory, /tmp/ray on the head), a Secret volume's files read-only; the command as
+KubeRay writes it (`ulimit -n ...; ray start ...` with the completed rayStartParams) and the
+environment it adds. They share the host's network, so the ports above are changed the same way.
 """
 
 import argparse
@@ -513,6 +521,7 @@ class ContainerRayCluster(LocalRayCluster):
             "--rm",
             f"--name={name}",
             "--network=host",
+            "--no-healthcheck",  # the image's HEALTHCHECK: Kubernetes runs its probes instead
             f"--user={spec.pod.user}:{spec.pod.group}",
             f"--cpus={spec.pod.cpus}",
             f"--memory={spec.pod.memory_bytes}",
@@ -699,6 +708,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--artifact", type=Path, default=ROOT / "artifacts" / "default", help="model to publish"
     )
+    parser.add_argument(
+        "--image",
+        help="run each node as a container of this image, as its pod runs it (build one with "
+        "`python -m k8s.image`: localhost/fraud-scoring:rehearsal)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for chatty in ("httpx", "werkzeug"):  # a line per request
@@ -715,7 +729,11 @@ def main(argv: list[str] | None = None) -> int:
         boto3.client("s3").create_bucket(Bucket="rehearsal")
         published = publish_artifact(args.artifact, "s3://rehearsal/fraud")
         specs = node_specs(rayservice, keys, workers=args.workers)
-        cluster = LocalRayCluster(specs, work_dir, extra_env=s3_env)
+        cluster = (
+            ContainerRayCluster(specs, work_dir, extra_env=s3_env, image=args.image)
+            if args.image
+            else LocalRayCluster(specs, work_dir, extra_env=s3_env)
+        )
         try:
             cluster.start()
             operator = ServeOperator(cluster.dashboard_url, cluster.token)
