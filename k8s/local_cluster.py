@@ -151,6 +151,7 @@ class PodSettings:
     image: str
     user: int
     group: int
+    fs_group: int  # a supplementary group, owning the volumes
     read_only_root: bool
     drop_capabilities: tuple[str, ...]
     no_new_privileges: bool
@@ -187,6 +188,7 @@ def pod_settings(group: dict, head: bool, autoscaler: bool) -> PodSettings:
         image=container["image"],
         user=int(security.get("runAsUser", pod_security.get("runAsUser", 0))),
         group=int(security.get("runAsGroup", pod_security.get("runAsGroup", 0))),
+        fs_group=int(pod_security.get("fsGroup", 0)),
         read_only_root=bool(security.get("readOnlyRootFilesystem")),
         drop_capabilities=tuple(security.get("capabilities", {}).get("drop", [])),
         no_new_privileges=security.get("allowPrivilegeEscalation") is False,
@@ -523,6 +525,7 @@ class ContainerRayCluster(LocalRayCluster):
             "--network=host",
             "--no-healthcheck",  # the image's HEALTHCHECK: Kubernetes runs its probes instead
             f"--user={spec.pod.user}:{spec.pod.group}",
+            f"--group-add={spec.pod.fs_group}",
             f"--cpus={spec.pod.cpus}",
             f"--memory={spec.pod.memory_bytes}",
             f"--env-file={env_file}",
@@ -574,9 +577,9 @@ class ContainerRayCluster(LocalRayCluster):
         return env
 
     def _mounts(self, spec: NodeSpec, state: Path) -> list[str]:
-        """The pod's volumes: an emptyDir is a new directory owned by the pod's user and group
-        (fsGroup), a Secret volume its files (owned by root and the pod's group, with the
-        volume's mode), read-only."""
+        """The pod's volumes: an emptyDir is a new directory owned by the pod's user and its
+        fsGroup, a Secret volume its files (owned by root and the fsGroup, with the volume's
+        mode), read-only."""
         assert spec.pod is not None
         pod = spec.pod
         args = []
@@ -589,12 +592,12 @@ class ContainerRayCluster(LocalRayCluster):
             if mount.kind == "secret":
                 for file, content in spec.secret_files[mount.path].items():
                     (source / file).write_text(content)
-                    os.chown(source / file, 0, pod.group)
+                    os.chown(source / file, 0, pod.fs_group)
                     (source / file).chmod(mount.file_mode)
                 source.chmod(0o755)
                 args.append(f"--volume={source}:{mount.path}:ro")
                 continue
-            os.chown(source, pod.user, pod.group)
+            os.chown(source, pod.user, pod.fs_group)
             options = "ro" if mount.read_only else "rw"
             args.append(f"--volume={source}:{mount.path}:{options}")
         return args
