@@ -276,6 +276,8 @@ class LocalRayCluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(32))
     nodes: list[RayNode] = field(default_factory=list)
+    # Each node's copy of a Secret volume: (the Secret's name, its directory on this machine).
+    secret_dirs: list[tuple[str, Path]] = field(default_factory=list)
 
     @property
     def head(self) -> RayNode:
@@ -318,6 +320,21 @@ class LocalRayCluster:
         alive = len([n for n in self.nodes if n.alive()])
         self.wait_for_nodes(alive, time.monotonic() + timeout_s)
         return node
+
+    def update_secret(self, secret: str, files: Mapping[str, str]) -> None:
+        """Change a Secret's files in every node's volume as the kubelet does when the Secret
+        changes: each file replaced whole, at once, with its owner and mode."""
+        for name, directory in self.secret_dirs:
+            if name != secret:
+                continue
+            for file, content in files.items():
+                target, staged = directory / file, directory / f".{file}.updating"
+                staged.write_text(content)
+                if target.exists():
+                    kept = target.stat()
+                    os.chown(staged, kept.st_uid, kept.st_gid)
+                    staged.chmod(kept.st_mode & 0o777)
+                os.replace(staged, target)
 
     def wait_for_nodes(self, count: int, deadline: float) -> None:
         self._wait(lambda: len(self.alive_node_ids()) >= count, deadline, f"{count} nodes")
@@ -401,6 +418,9 @@ class LocalRayCluster:
             for file, content in files.items():
                 (directory / file).write_text(content)
             env |= {name: str(directory) for name, value in spec.env.items() if value == path}
+            assert spec.pod is not None
+            (secret,) = [m.secret for m in spec.pod.mounts if m.path == path and m.secret]
+            self.secret_dirs.append((secret, directory))
         if not spec.head:
             ports["serve"], ports["grpc"] = free_port(), free_port()
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
@@ -590,6 +610,8 @@ class ContainerRayCluster(LocalRayCluster):
             source = state / f"volume-{mount.name}"
             source.mkdir()
             if mount.kind == "secret":
+                assert mount.secret is not None
+                self.secret_dirs.append((mount.secret, source))
                 for file, content in spec.secret_files[mount.path].items():
                     (source / file).write_text(content)
                     os.chown(source / file, 0, pod.fs_group)

@@ -202,6 +202,7 @@ class KeyRing:
 
     def _use(self, keys: tuple[ApiKey, ...], how: str) -> None:
         self.keys = tuple((key.secret, key.caller) for key in keys)
+        self.anonymous = not keys  # from_settings allowed it, or refused to start
         self.rates = {
             key.caller.key_id: key.rate_per_s
             for key in keys
@@ -224,7 +225,7 @@ class KeyRing:
             return
         try:
             keys = read_key_files(self.directory)
-            if not keys and not self.anonymous:
+            if not keys:  # never opened to anyone by emptying a file
                 raise KeyFileError(f"{self.directory}: no key left")
         except KeyFileError as error:
             logger.error("API keys not reloaded, the previous ones stay: %s", error)

@@ -72,6 +72,9 @@ test_the_ray_cli_needs_the_token_too = in_processes.test_the_ray_cli_needs_the_t
 test_the_api_needs_keys_and_the_docs_are_off = (
     in_processes.test_the_api_needs_keys_and_the_docs_are_off
 )
+test_a_key_added_to_the_secret_works_and_once_revoked_is_refused_without_a_restart = (
+    in_processes.test_a_key_added_to_the_secret_works_and_once_revoked_is_refused_without_a_restart
+)
 test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica = (
     in_processes.test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica
 )

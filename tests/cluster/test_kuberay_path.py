@@ -8,6 +8,7 @@ The tests run in file order on one cluster, and the last one loses a node.
 
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -52,6 +53,7 @@ from training.data import Dataset
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 APP = "fraud"
+SECRET = "fraud-scoring-api-keys"  # the API keys' Secret, mounted as files
 LEDGER = "s3://cluster-ledger/ledger"  # on the moto server, as the bucket is in production
 BUNDLED = PROJECT_ROOT / "artifacts" / "default"
 
@@ -302,6 +304,44 @@ def test_the_api_needs_keys_and_the_docs_are_off(rehearsal: Rehearsal) -> None:
     )
     assert httpx.get(docs, timeout=30).status_code == 401
     assert httpx.get(f"{rehearsal.url}/api/v1/utils/health-check/", timeout=30).json() is True
+
+
+def test_a_key_added_to_the_secret_works_and_once_revoked_is_refused_without_a_restart(
+    rehearsal: Rehearsal,
+) -> None:
+    row = as_json(real_rows(1)[0])
+    ingresses = {r["replica_id"] for r in rehearsal.replicas("Ingress")}
+    added = secrets.token_urlsafe(32)
+
+    def answered(key: str) -> set[int]:
+        """The statuses of a few requests with `key`, through the head's proxy to both Ingress
+        replicas."""
+        return {
+            httpx.post(
+                f"{rehearsal.url}/api/v1/predict",
+                json=row,
+                headers=rehearsal.headers(key),
+                timeout=30,
+            ).status_code
+            for _ in range(8)
+        }
+
+    assert answered(added) == {401}
+    with_added = [rehearsal.scoring_key, {"id": "rotation-check", "key": added}]
+    rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps(with_added)})
+    changed = time.monotonic()
+    assert wait_for(lambda: answered(added) == {200}, timeout_s=90), answered(added)
+    added_s = time.monotonic() - changed
+    rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps([rehearsal.scoring_key])})
+    changed = time.monotonic()
+    assert wait_for(lambda: answered(added) == {401}, timeout_s=90), answered(added)
+    revoked_s = time.monotonic() - changed
+    assert answered(rehearsal.scoring_key) == {200}
+    assert {r["replica_id"] for r in rehearsal.replicas("Ingress")} == ingresses  # no restart
+    print(
+        f"\nkeys from the Secret's files: a new key accepted {added_s:.1f} s after the files "
+        f"changed, refused {revoked_s:.1f} s after it was removed; no Ingress replica restarted"
+    )
 
 
 def run_training(env: dict[str, str], output: Path) -> dict:

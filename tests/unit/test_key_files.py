@@ -167,3 +167,32 @@ def test_the_key_ring_never_shows_a_key(tmp_path: Path) -> None:
     project_secret(secret, {"scoring": [CHECKOUT], "operator": [OPERATOR]})
     ring = KeyRing.from_settings(ServiceSettings(keys_dir=secret), allow_anonymous=False)
     assert CHECKOUT not in repr(ring) and OPERATOR not in repr(ring)
+
+
+def test_emptying_the_files_never_opens_the_api_and_keys_close_an_anonymous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "keys"
+    project_secret(secret, {"scoring": [CHECKOUT], "operator": []})
+    settings = ServiceSettings(keys_dir=secret, keys_reload_s=0.01)
+    ring = KeyRing.from_settings(settings, allow_anonymous=False)
+    project_secret(secret, {"scoring": [], "operator": []})
+
+    def refused_reload() -> bool:
+        ring.caller(b"")
+        return "no key left" in caplog.text
+
+    with caplog.at_level(logging.ERROR, logger="ray.serve.serve_app.access"):
+        assert wait_for(refused_reload, timeout_s=5, every_s=0.02)
+    assert ring.caller(b"") is None  # not anonymous
+    assert ring.caller(CHECKOUT.encode()) is not None  # still the keys before
+    # A local service that started without keys (allowed) is closed once keys appear.
+    empty = tmp_path / "none"
+    project_secret(empty, {"scoring": [], "operator": []})
+    local = KeyRing.from_settings(
+        ServiceSettings(keys_dir=empty, keys_reload_s=0.01), allow_anonymous=True
+    )
+    assert local.caller(b"") is not None
+    project_secret(empty, {"scoring": [CHECKOUT], "operator": []})
+    assert wait_for(lambda: local.caller(b"") is None, timeout_s=5, every_s=0.02)
+    assert local.caller(CHECKOUT.encode()) is not None
