@@ -601,3 +601,12 @@ def test_the_namespace_enforces_restricted_and_every_pod_meets_it(rayservice: di
         containers = pod["containers"] + ([autoscaler] if group is cluster["headGroupSpec"] else [])
         assert restricted_violations(pod, containers) == []
     assert restricted_violations({}, [{"name": "plain"}])  # the check can fail
+
+
+def test_the_report_rayjob_in_the_same_namespace_meets_restricted_too() -> None:
+    rayjob = yaml.safe_load((PROJECT_ROOT / "k8s" / "rayjob-report.yaml").read_text())
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    assert rayjob["metadata"]["namespace"] == "fraud"
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        assert restricted_violations(pod, pod["containers"]) == []

@@ -16,15 +16,18 @@ import yaml
 
 from tests.helpers import PROJECT_ROOT
 
+# Every policy of the namespace: serving's, and the ledger report's RayJob's.
 POLICIES = [
     doc
-    for doc in yaml.safe_load_all((PROJECT_ROOT / "k8s" / "cluster.yaml").read_text())
+    for name in ("cluster.yaml", "ledger-report.yaml")
+    for doc in yaml.safe_load_all((PROJECT_ROOT / "k8s" / name).read_text())
     if doc["kind"] == "NetworkPolicy"
 ]
 NAMESPACE = "fraud"
 RAY = {"app.kubernetes.io/name": "fraud-scoring", "ray.io/is-ray-node": "yes"}
 HEAD = RAY | {"ray.io/node-type": "head"}
 WORKER = RAY | {"ray.io/node-type": "worker"}
+REPORT = {"app.kubernetes.io/name": "fraud-ledger-report", "ray.io/is-ray-node": "yes"}
 
 
 @dataclass(frozen=True)
@@ -206,3 +209,15 @@ def test_the_egress_evaluation_would_catch_an_open_egress() -> None:
         assert egress_allowed(WORKER, INSTANCE_METADATA, 80)
     finally:
         POLICIES.remove(opened)
+
+
+@pytest.mark.parametrize("node", ["head", "worker"])
+def test_the_ledger_report_s_pods_reach_what_they_need_and_nothing_else(node: str) -> None:
+    pod = REPORT | {"ray.io/node-type": node}
+    other = Source(NAMESPACE, REPORT | {"ray.io/node-type": "worker"})
+    assert egress_allowed(pod, other, 6379) and egress_allowed(pod, other, 45123)
+    assert egress_allowed(pod, DNS, 53, "UDP") and egress_allowed(pod, S3_AND_STS_ENDPOINT, 443)
+    assert not egress_allowed(pod, INSTANCE_METADATA, 80)
+    assert not egress_allowed(pod, API_SERVER, 443)
+    assert not egress_allowed(pod, INTERNET, 443)
+    assert not egress_allowed(pod, Source(NAMESPACE, HEAD), 8265)  # serving's control plane
