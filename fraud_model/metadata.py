@@ -93,6 +93,12 @@ class ArtifactMetadata(_Strict):
     score_bins: ScoreBins
     report_file: str | None = Field(None, description="The training report, if one was made.")
     files: dict[str, str] = Field(description="sha256 of every file of the artifact but this one.")
+    file_sizes: dict[str, int] | None = Field(
+        None,
+        description="Size in bytes of each file in `files`: a download refuses an object of "
+        "another size before writing it (None, or a file left out: bounded only by the "
+        "download's own limit, as artifacts written before sizes were recorded).",
+    )
     features: list[str]
     threshold: float = Field(ge=0, le=1, description="Decision threshold on fraud_probability.")
     threshold_strategy: str
@@ -109,6 +115,12 @@ class ArtifactMetadata(_Strict):
     training_params: dict[str, Any]
     data: DataFingerprint
     metrics: dict[str, Any] = Field(description="Held-out evaluation, see training.evaluate.")
+
+    @model_validator(mode="after")
+    def sizes_are_sizes(self) -> "ArtifactMetadata":
+        if self.file_sizes is not None and any(size < 0 for size in self.file_sizes.values()):
+            raise ValueError("a file size is negative")
+        return self
 
     @property
     def decision_rule(self) -> DecisionRule:

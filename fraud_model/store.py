@@ -26,6 +26,7 @@ from fraud_model.artifact import (
     METADATA_FILE,
     ArtifactError,
     ArtifactFileMissingError,
+    ArtifactHashMismatchError,
     ArtifactMetadataError,
     ArtifactNotFoundError,
     check_pin,
@@ -58,6 +59,15 @@ class ArtifactVersionMismatchError(ArtifactError):
 
 class ArtifactExistsError(ArtifactError):
     """Publishing would replace a version that is there already: versions are immutable."""
+
+
+class ArtifactTooLargeError(ArtifactError):
+    """The artifact is larger than a download may write: refused before the cache is written."""
+
+
+class ArtifactSizeMismatchError(ArtifactHashMismatchError):
+    """An object is not the size metadata.json records for it, so not the file its sha256
+    names: refused before it is written."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ def fetch_artifact(
     *,
     cache_dir: Path,
     base_dir: Path | None = None,
+    max_bytes: int | None = None,
 ) -> Path:
     """A local directory holding the artifact at `uri`.
 
@@ -139,7 +150,9 @@ def fetch_artifact(
     `s3://` artifact comes back as a cache directory whose every file matched its metadata:
     `metadata.json` is read first and checked against `metadata_sha256` (if given) and against
     the version the URI ends in, before any other object is read; the model files are
-    downloaded only when the cache holds no verified copy of that exact metadata.
+    downloaded only when the cache holds no verified copy of that exact metadata. Nothing is
+    written for an object whose size is not the one metadata.json records, nor beyond
+    `max_bytes` for the whole artifact (ArtifactTooLargeError).
     Raises an ArtifactError naming the URI and the reason.
     """
     location = parse_location(uri, base_dir)
@@ -149,7 +162,7 @@ def fetch_artifact(
     source = _S3Artifact(uri, location, _s3_client())
     metadata_bytes = source.read(METADATA_FILE)
     check_pin(metadata_bytes, metadata_sha256, uri)
-    version, names = _version_and_files(metadata_bytes, uri)
+    version, names, sizes = _version_and_files(metadata_bytes, uri)
     published_as = location.prefix.rsplit("/", 1)[-1]
     if published_as != version:
         raise ArtifactVersionMismatchError(
@@ -164,8 +177,50 @@ def fetch_artifact(
     if _is_verified_copy(target, metadata_bytes):
         logger.info("Artifact %s (model %s) is already cached at %s", uri, version, target)
         return target
-    _download(source, metadata_bytes, names, cache, target)
+    budget = _Budget(uri, sizes, max_bytes, len(metadata_bytes))
+    _download(source, metadata_bytes, names, cache, target, budget)
     return target
+
+
+@dataclass
+class _Budget:
+    """What a download may write: each object exactly its recorded size (when recorded), and
+    the artifact as a whole at most `max_bytes` (when set)."""
+
+    uri: str
+    sizes: dict[str, int] | None
+    max_bytes: int | None
+    spent: int
+
+    def __post_init__(self) -> None:
+        if self.sizes is not None and self.max_bytes is not None:
+            total = self.spent + sum(self.sizes.values())  # a lower bound if one is left out
+            if total > self.max_bytes:
+                raise ArtifactTooLargeError(
+                    f"{self.uri} is {total} bytes, over the limit of {self.max_bytes} for a "
+                    "downloaded artifact"
+                )
+
+    def allowed(self, name: str, announced: int | None) -> int | None:
+        """The most bytes `name` may have; refuses at once an object announced larger."""
+        expected = None if self.sizes is None else self.sizes.get(name)
+        room = None if self.max_bytes is None else self.max_bytes - self.spent
+        if announced is not None and expected is not None and announced != expected:
+            raise ArtifactSizeMismatchError(
+                f"{self.uri}: {name} is {announced} bytes where metadata.json says {expected}: "
+                "not the file its sha256 names"
+            )
+        limits = [limit for limit in (expected, room) if limit is not None]
+        most = min(limits) if limits else None
+        if announced is not None and most is not None and announced > most:
+            raise ArtifactTooLargeError(
+                f"{self.uri}: {name} is {announced} bytes, over the {self.max_bytes} bytes a "
+                "downloaded artifact may take"
+            )
+        return most
+
+    def spend(self, size: int) -> None:
+        self.spent += size
 
 
 def publish_artifact(
@@ -261,20 +316,28 @@ class _S3Artifact:
         finally:
             body.close()
 
-    def download(self, name: str, destination: Path) -> int:
+    def download(self, name: str, destination: Path, budget: "_Budget") -> int:
         """Stream one object to a file (a big model never sits in memory whole); its size.
+        Refused (ArtifactTooLargeError) before a byte is written when the store announces more
+        than `budget` allows, and cut off if it sends more than it announced.
 
         The local disk's errors propagate as OSError, for the caller to report with the cache.
         """
-        body = self._body(name)
+        body, announced = self._object(name)
+        most = budget.allowed(name, announced)
         size = 0
         try:
             with destination.open("wb") as handle:
                 for chunk in self._chunks(body, name):
-                    handle.write(chunk)
                     size += len(chunk)
+                    if most is not None and size > most:
+                        raise ArtifactTooLargeError(
+                            f"{self.uri}: {name} sent more than the {most} bytes it may have"
+                        )
+                    handle.write(chunk)
         finally:
             body.close()
+        budget.spend(size)
         return size
 
     def _chunks(self, body: Any, name: str) -> Iterator[bytes]:
@@ -284,11 +347,16 @@ class _S3Artifact:
             raise self._failed(name, error) from error
 
     def _body(self, name: str) -> Any:
+        return self._object(name)[0]
+
+    def _object(self, name: str) -> tuple[Any, int | None]:
+        """The object's body, and its size as the store announces it."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = self._key(name)
         try:
-            return self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"]
+            answer = self.client.get_object(Bucket=self.location.bucket, Key=key)
+            return answer["Body"], answer.get("ContentLength")
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             location = f"s3://{self.location.bucket}/{key}"
@@ -341,7 +409,12 @@ def s3_client(*, timeout_s: float | None = None, attempts: int | None = None) ->
 
 
 def _download(
-    source: _S3Artifact, metadata_bytes: bytes, names: list[str], cache: Path, target: Path
+    source: _S3Artifact,
+    metadata_bytes: bytes,
+    names: list[str],
+    cache: Path,
+    target: Path,
+    budget: _Budget,
 ) -> None:
     # Staged beside the cache's entries, not inside them: a failure leaves no empty directories.
     staging = cache / f".partial-{uuid.uuid4().hex}"
@@ -352,7 +425,7 @@ def _download(
             staging.mkdir(parents=True)
             (staging / METADATA_FILE).write_bytes(metadata_bytes)
             for name in names:
-                total += source.download(name, staging / name)
+                total += source.download(name, staging / name, budget)
         except OSError as error:
             raise ArtifactDownloadError(
                 f"{source.uri}: cannot write to the cache {cache}: {error}"
@@ -403,15 +476,18 @@ def _publish(staging: Path, target: Path, metadata_bytes: bytes, uri: str) -> No
         ) from error
 
 
-def _version_and_files(metadata_bytes: bytes, uri: str) -> tuple[str, list[str]]:
-    """The model version and file names from a metadata.json not yet trusted: both become local
-    paths, so the version must be a plain directory name and each file a plain file name."""
+def _version_and_files(
+    metadata_bytes: bytes, uri: str
+) -> tuple[str, list[str], dict[str, int] | None]:
+    """The model version, file names and sizes from a metadata.json not yet trusted: names
+    become local paths, so the version must be a plain directory name and each file a plain
+    file name."""
     metadata = parse_metadata(metadata_bytes, f"{uri}/{METADATA_FILE}")
     if not _DIR_NAME.match(metadata.model_version):
         raise ArtifactMetadataError(
             f"{uri}: model_version {metadata.model_version!r} is not a plain name"
         )
-    return metadata.model_version, list(metadata.files)
+    return metadata.model_version, list(metadata.files), metadata.file_sizes
 
 
 def _is_verified_copy(path: Path, metadata_bytes: bytes) -> bool:

@@ -13,6 +13,14 @@ ports (in Kubernetes each pod has its own address), worker proxies listen on the
 (the head's is the config's), and HAProxy's files and the artifact cache are per node.
 
     uv run python -m k8s.local_cluster          # the rehearsal: see main()
+    uv run python -m k8s.local_cluster --image localhost/fraud-scoring:rehearsal  # in containers
+
+In container mode (ContainerRayCluster) each node is a container of the service's image, run as
+its pod's spec says: user and group, read-only root filesystem, capabilities dropped, no
+privilege escalation, CPU and memory limits, exactly the pod's volumes (and the two KubeRay adds:
+/dev/shm in memory, /tmp/ray on the head), a Secret volume's files read-only; the command as
+KubeRay writes it (`ulimit -n ...; ray start ...` with the completed rayStartParams) and the
+environment it adds. They share the host's network, so the ports above are changed the same way.
 """
 
 import argparse
@@ -61,6 +69,9 @@ class NodeSpec:
     head: bool
     start_params: dict[str, str]
     env: dict[str, str]
+    pod: "PodSettings | None" = None  # how the pod runs its container (container mode)
+    # The files of each Secret volume, by mount path: {file name: content}.
+    secret_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def node_specs(
@@ -73,7 +84,8 @@ def node_specs(
     """
     cluster = rayservice["spec"]["rayClusterConfig"]
     head = cluster["headGroupSpec"]
-    specs = [_spec("head", True, head, secret_values)]
+    autoscaler = bool(cluster.get("enableInTreeAutoscaling"))
+    specs = [_spec("head", True, head, secret_values, autoscaler)]
     for group in cluster["workerGroupSpecs"]:
         count = group["replicas"] if workers is None else workers
         specs += [
@@ -85,7 +97,9 @@ def node_specs(
     return specs
 
 
-def _spec(name: str, head: bool, group: dict, secret_values: Mapping) -> NodeSpec:
+def _spec(
+    name: str, head: bool, group: dict, secret_values: Mapping, autoscaler: bool = False
+) -> NodeSpec:
     (container,) = group["template"]["spec"]["containers"]
     limits = container["resources"]["limits"]
     params = {key: str(value) for key, value in group.get("rayStartParams", {}).items()}
@@ -104,7 +118,98 @@ def _spec(name: str, head: bool, group: dict, secret_values: Mapping) -> NodeSpe
             raise RehearsalError(
                 f"{name}: {item['name']} needs Secret {ref['name']!r} key {ref['key']!r}"
             ) from None
-    return NodeSpec(name, head, params, env)
+    pod = pod_settings(group, head, autoscaler)
+    secret_files = {}
+    for mount in pod.mounts:
+        if mount.kind == "secret":
+            files = {k: v for (secret, k), v in secret_values.items() if secret == mount.secret}
+            if not files:
+                raise RehearsalError(f"{name}: volume {mount.name!r} needs Secret {mount.secret!r}")
+            secret_files[mount.path] = files
+    return NodeSpec(name, head, params, env, pod, secret_files)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume of the pod, mounted into its Ray container."""
+
+    name: str
+    path: str
+    kind: str  # "emptyDir", "memory" (an emptyDir in memory) or "secret"
+    read_only: bool = False
+    secret: str | None = None  # the Secret a "secret" volume projects
+    file_mode: int = 0o644  # its files' mode (the volume's defaultMode)
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """What a Ray pod's spec says about how its container runs: the image, the user, the
+    security context, the CPU and memory limits and the volumes, with the two that KubeRay
+    adds to every Ray container (/dev/shm in memory for the object store, and /tmp/ray on a
+    head beside the autoscaler)."""
+
+    image: str
+    user: int
+    group: int
+    fs_group: int  # a supplementary group, owning the volumes
+    read_only_root: bool
+    drop_capabilities: tuple[str, ...]
+    no_new_privileges: bool
+    cpus: str
+    memory_bytes: int
+    mounts: tuple[Mount, ...]
+
+
+def pod_settings(group: dict, head: bool, autoscaler: bool) -> PodSettings:
+    pod = group["template"]["spec"]
+    (container,) = pod["containers"]
+    pod_security = pod.get("securityContext", {})
+    security = container.get("securityContext", {})
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    mounts = []
+    for mount in container.get("volumeMounts", []):
+        file_mode = 0o644
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            medium = volume["emptyDir"].get("medium") == "Memory"
+            kind, secret = ("memory" if medium else "emptyDir"), None
+        elif "secret" in volume:
+            kind, secret = "secret", volume["secret"]["secretName"]
+            file_mode = int(volume["secret"].get("defaultMode", 0o644))
+        else:
+            raise RehearsalError(f"volume {mount['name']!r}: not an emptyDir or a Secret")
+        read_only = bool(mount.get("readOnly")) or kind == "secret"
+        mounts.append(Mount(mount["name"], mount["mountPath"], kind, read_only, secret, file_mode))
+    mounts.append(Mount("shared-mem", "/dev/shm", "memory"))
+    if head and autoscaler:
+        mounts.append(Mount("ray-logs", "/tmp/ray", "emptyDir"))
+    limits = container["resources"]["limits"]
+    return PodSettings(
+        image=container["image"],
+        user=int(security.get("runAsUser", pod_security.get("runAsUser", 0))),
+        group=int(security.get("runAsGroup", pod_security.get("runAsGroup", 0))),
+        fs_group=int(pod_security.get("fsGroup", 0)),
+        read_only_root=bool(security.get("readOnlyRootFilesystem")),
+        drop_capabilities=tuple(security.get("capabilities", {}).get("drop", [])),
+        no_new_privileges=security.get("allowPrivilegeEscalation") is False,
+        cpus=str(limits["cpu"]),
+        memory_bytes=_bytes(limits["memory"]),
+        mounts=tuple(mounts),
+    )
+
+
+def kuberay_start_command(spec: NodeSpec, params: Mapping[str, str]) -> list[str]:
+    """The Ray container's command as KubeRay 1.7 writes it: `ray start` with the completed
+    rayStartParams in key order (a "true" is a bare flag), after raising the open-file limit."""
+    flags = []
+    for key in sorted(params):
+        value = str(params[key])
+        if value.lower() == "true":
+            flags.append(f"--{key}")
+        elif value.lower() != "false":
+            flags.append(f"--{key}={value}")
+    start = " ".join(["ray", "start", *(["--head"] if spec.head else []), *flags])
+    return ["/bin/bash", "-c", "--", f"ulimit -n ${{RAY_START_ULIMIT_OPEN_FILES:-65536}}; {start}"]
 
 
 def _bytes(quantity: str) -> int:
@@ -138,10 +243,13 @@ class RayNode:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Every process of this node (`ray start`, raylet, agents, workers), as when its pod
         goes: they all share the session `ray start` began."""
-        session = self.process.pid
-        for pid in session_members(session):
+        for pid in self.pids():
             with suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+    def pids(self) -> list[int]:
+        """This node's processes, as this machine numbers them."""
+        return session_members(self.process.pid)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -168,6 +276,8 @@ class LocalRayCluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(32))
     nodes: list[RayNode] = field(default_factory=list)
+    # Each node's copy of a Secret volume: (the Secret's name, its directory on this machine).
+    secret_dirs: list[tuple[str, Path]] = field(default_factory=list)
 
     @property
     def head(self) -> RayNode:
@@ -211,6 +321,21 @@ class LocalRayCluster:
         self.wait_for_nodes(alive, time.monotonic() + timeout_s)
         return node
 
+    def update_secret(self, secret: str, files: Mapping[str, str]) -> None:
+        """Change a Secret's files in every node's volume as the kubelet does when the Secret
+        changes: each file replaced whole, at once, with its owner and mode."""
+        for name, directory in self.secret_dirs:
+            if name != secret:
+                continue
+            for file, content in files.items():
+                target, staged = directory / file, directory / f".{file}.updating"
+                staged.write_text(content)
+                if target.exists():
+                    kept = target.stat()
+                    os.chown(staged, kept.st_uid, kept.st_gid)
+                    staged.chmod(kept.st_mode & 0o777)
+                os.replace(staged, target)
+
     def wait_for_nodes(self, count: int, deadline: float) -> None:
         self._wait(lambda: len(self.alive_node_ids()) >= count, deadline, f"{count} nodes")
 
@@ -229,9 +354,7 @@ class LocalRayCluster:
         for node in reversed(self.nodes):
             node.kill(signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(
-            session_members(node.process.pid) for node in self.nodes
-        ):
+        while time.monotonic() < deadline and any(node.pids() for node in self.nodes):
             time.sleep(0.5)
         for node in self.nodes:
             node.kill(signal.SIGKILL)
@@ -241,13 +364,7 @@ class LocalRayCluster:
         # Short names: HAProxy's socket paths (this, a node id, a file name) must fit in 97.
         state = self.work_dir / f"n{len(self.nodes)}"
         state.mkdir(parents=True)
-        ports = {
-            "metrics": free_port(),
-            "agent": free_port(),
-            "client": free_port(),
-            "haproxy_stats": free_port(),
-            "haproxy_metrics": free_port(),
-        }
+        ports = node_ports()
         args = [f"--{key}={value}" for key, value in spec.start_params.items()]
         args += [
             "--block",
@@ -293,6 +410,17 @@ class LocalRayCluster:
             **private_haproxy(str(state), ports["haproxy_stats"], ports["haproxy_metrics"]),
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
         }
+        # A Secret volume's files, in a directory of the node's own; what names the mount path
+        # names that directory.
+        for path, files in spec.secret_files.items():
+            directory = state / f"secret{len(env)}"
+            directory.mkdir()
+            for file, content in files.items():
+                (directory / file).write_text(content)
+            env |= {name: str(directory) for name, value in spec.env.items() if value == path}
+            assert spec.pod is not None
+            (secret,) = [m.secret for m in spec.pod.mounts if m.path == path and m.secret]
+            self.secret_dirs.append((secret, directory))
         if not spec.head:
             ports["serve"], ports["grpc"] = free_port(), free_port()
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
@@ -322,6 +450,179 @@ class LocalRayCluster:
         raise RehearsalError(
             f"timed out waiting for {what}; the head's log:\n{_tail(self.head.log)}"
         )
+
+
+def node_ports() -> dict[str, int]:
+    """The ports a node takes besides the head's own: each its own, as each pod has its own
+    address."""
+    names = ("metrics", "agent", "client", "haproxy_stats", "haproxy_metrics")
+    return {name: free_port() for name in names}
+
+
+@dataclass
+class ContainerNode(RayNode):
+    """A Ray node that is a container: `process` is the `podman run` that holds it."""
+
+    container: str = ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """The container's every process at once, as when the pod's node is lost."""
+        _podman("kill", f"--signal={signal.Signals(sig).name}", self.container, check=False)
+
+    def pids(self) -> list[int]:
+        if not self.alive():
+            return []
+        listed = _podman("top", self.container, "hpid", check=False).split()
+        return [int(pid) for pid in listed[1:] if pid.isdigit()]
+
+
+def _podman(*args: str, check: bool = True) -> str:
+    from k8s.image import podman_env
+
+    done = subprocess.run(
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=120
+    )
+    if check and done.returncode != 0:
+        raise RehearsalError(f"podman {args[0]} failed: {done.stderr[-800:]}")
+    return done.stdout
+
+
+@dataclass
+class ContainerRayCluster(LocalRayCluster):
+    """The same cluster with each node a container of `image`, run as its pod's spec says: its
+    user and group, a read-only root filesystem, every capability dropped, no privilege
+    escalation, its CPU and memory limits, and exactly its volumes (emptyDirs as directories of
+    their own, a Secret's as its files, read-only); the command as KubeRay writes it; the
+    container's environment and what KubeRay adds to it. On the host's network: the nodes listen
+    on 127.0.0.1 with the ports a process-mode node gets, which is all that differs."""
+
+    image: str = ""
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            if isinstance(node, ContainerNode):
+                _podman("rm", "--force", "--time=10", node.container, check=False)
+        for node in self.nodes:
+            with suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=30)
+
+    def _start_node(self, spec: NodeSpec) -> RayNode:
+        if spec.pod is None:
+            raise RehearsalError(f"{spec.name}: the manifest gives no pod settings")
+        state = self.work_dir / f"n{len(self.nodes)}"
+        state.mkdir(parents=True)
+        ports = node_ports()
+        params = dict(spec.start_params) | {
+            # What KubeRay completes rayStartParams with ...
+            "block": "true",
+            # ... with this machine's ports instead of the pod's (8080, 52365, 6379, 8265).
+            "metrics-export-port": str(ports["metrics"]),
+            "dashboard-agent-listen-port": str(ports["agent"]),
+            "node-ip-address": "127.0.0.1",
+            "object-store-memory": "300000000",  # not a share of this machine's memory
+            "disable-usage-stats": "true",
+        }
+        if spec.head:
+            ports["gcs"], ports["dashboard"] = free_port(), free_port()
+            params |= {
+                "port": str(ports["gcs"]),
+                "dashboard-port": str(ports["dashboard"]),
+                "dashboard-host": "127.0.0.1",  # all of this stays on the loopback
+                "ray-client-server-port": str(ports["client"]),
+            }
+        else:
+            params["address"] = self.gcs_address
+        command = kuberay_start_command(spec, params)
+        env = spec.env | self.extra_env | self._container_env(spec, ports, command)
+        env_file = state / "env"  # the token and keys: never on a command line
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+        name = f"{self.work_dir.name}-{spec.name}"
+        args = [
+            "run",
+            "--rm",
+            f"--name={name}",
+            "--network=host",
+            "--no-healthcheck",  # the image's HEALTHCHECK: Kubernetes runs its probes instead
+            f"--user={spec.pod.user}:{spec.pod.group}",
+            f"--group-add={spec.pod.fs_group}",
+            f"--cpus={spec.pod.cpus}",
+            f"--memory={spec.pod.memory_bytes}",
+            f"--env-file={env_file}",
+            *self._mounts(spec, state),
+        ]
+        if spec.pod.read_only_root:
+            args += ["--read-only", "--read-only-tmpfs=false"]  # no tmpfs the pod lacks
+        args += [f"--cap-drop={capability}" for capability in spec.pod.drop_capabilities]
+        if spec.pod.no_new_privileges:
+            args.append("--security-opt=no-new-privileges")
+        log = state / "ray-start.log"
+        from k8s.image import podman_env
+
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                ["podman", *args, self.image, *command],
+                env=podman_env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        logger.info("Started Ray node %s (container %s, log %s)", spec.name, name, log)
+        return ContainerNode(spec, process, ports, log, container=name)
+
+    def _container_env(
+        self, spec: NodeSpec, ports: dict[str, int], command: list[str]
+    ) -> dict[str, str]:
+        env = {
+            # What KubeRay puts in every Ray container of a RayService with authOptions: token.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_ADDRESS": self.gcs_address if not spec.head else f"127.0.0.1:{ports['gcs']}",
+            "RAY_USAGE_STATS_KUBERAY_IN_USE": "1",
+            "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE": "1",
+            "RAY_TIMEOUT_MS_TASK_WAIT_FOR_DEATH_INFO": "0",
+            "RAY_GCS_SERVER_REQUEST_TIMEOUT_SECONDS": "5",
+            "RAY_SERVE_KV_TIMEOUT_S": "5",
+            "KUBERAY_GEN_RAY_START_CMD": command[-1].split("; ", 1)[1],
+            # HAProxy's files stay where Serve puts them (each container has its own /tmp);
+            # its ports are this machine's.
+            **private_haproxy(
+                "/tmp/haproxy-serve", ports["haproxy_stats"], ports["haproxy_metrics"]
+            ),
+        }
+        if not spec.head:
+            ports["serve"], ports["grpc"] = free_port(), free_port()
+            env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["serve"])
+            env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["grpc"])
+        return env
+
+    def _mounts(self, spec: NodeSpec, state: Path) -> list[str]:
+        """The pod's volumes: an emptyDir is a new directory owned by the pod's user and its
+        fsGroup, a Secret volume its files (owned by root and the fsGroup, with the volume's
+        mode), read-only."""
+        assert spec.pod is not None
+        pod = spec.pod
+        args = []
+        for mount in pod.mounts:
+            if mount.kind == "memory":
+                args.append(f"--mount=type=tmpfs,destination={mount.path},tmpfs-size=1g")
+                continue
+            source = state / f"volume-{mount.name}"
+            source.mkdir()
+            if mount.kind == "secret":
+                assert mount.secret is not None
+                self.secret_dirs.append((mount.secret, source))
+                for file, content in spec.secret_files[mount.path].items():
+                    (source / file).write_text(content)
+                    os.chown(source / file, 0, pod.fs_group)
+                    (source / file).chmod(mount.file_mode)
+                source.chmod(0o755)
+                args.append(f"--volume={source}:{mount.path}:ro")
+                continue
+            os.chown(source, pod.user, pod.fs_group)
+            options = "ro" if mount.read_only else "rw"
+            args.append(f"--volume={source}:{mount.path}:{options}")
+        return args
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -432,6 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--artifact", type=Path, default=ROOT / "artifacts" / "default", help="model to publish"
     )
+    parser.add_argument(
+        "--image",
+        help="run each node as a container of this image, as its pod runs it (build one with "
+        "`python -m k8s.image`: localhost/fraud-scoring:rehearsal)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for chatty in ("httpx", "werkzeug"):  # a line per request
@@ -448,7 +754,11 @@ def main(argv: list[str] | None = None) -> int:
         boto3.client("s3").create_bucket(Bucket="rehearsal")
         published = publish_artifact(args.artifact, "s3://rehearsal/fraud")
         specs = node_specs(rayservice, keys, workers=args.workers)
-        cluster = LocalRayCluster(specs, work_dir, extra_env=s3_env)
+        cluster = (
+            ContainerRayCluster(specs, work_dir, extra_env=s3_env, image=args.image)
+            if args.image
+            else LocalRayCluster(specs, work_dir, extra_env=s3_env)
+        )
         try:
             cluster.start()
             operator = ServeOperator(cluster.dashboard_url, cluster.token)

@@ -261,26 +261,42 @@ def open_ledger(settings: LedgerSettings, metrics: RequestMetrics) -> LedgerWrit
 def init_sentry(dsn: str) -> None:
     try:
         import sentry_sdk
+        from sentry_sdk.integrations.logging import ignore_logger
     except ImportError as error:
         raise RuntimeError(
             "FRAUD_SENTRY_DSN is set but sentry-sdk is not installed; install the 'sentry' extra"
         ) from error
-    # No PII, no request bodies and no local variables in exception frames: each would carry
-    # transaction values or keys.
+    # The decision ledger's loggers speak of records (decisions, amounts, key ids): none of it
+    # becomes a Sentry event or breadcrumb.
+    for name in ledger_loggers():
+        ignore_logger(name)
+    # No PII, no request bodies, no local variables in exception frames and no breadcrumbs (the
+    # log lines and requests before an error): each would carry transaction values or keys.
     sentry_sdk.init(
         dsn=dsn,
         send_default_pii=False,
         include_local_variables=False,
         max_request_body_size="never",
+        max_breadcrumbs=0,
         before_send=without_request_data,
         traces_sample_rate=0.0,
     )
     logger.info("Sentry error reporting enabled")
 
 
+def ledger_loggers() -> list[str]:
+    """The names of the loggers of the `ledger` package and each of its modules."""
+    import pkgutil
+
+    import ledger
+
+    return ["ledger", *(f"ledger.{m.name}" for m in pkgutil.iter_modules(ledger.__path__))]
+
+
 def without_request_data(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
     """A Sentry event with nothing of the request but its method and path: no body, query,
-    headers (API keys) or cookies, whatever an integration attached."""
+    headers (API keys) or cookies, whatever an integration attached; and no breadcrumbs."""
+    event.pop("breadcrumbs", None)
     request = event.get("request")
     if isinstance(request, dict):
         event["request"] = {key: request[key] for key in ("method", "url") if key in request}

@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 import ray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ray import serve
 
 from fraud_model.artifact import SERVING_ENGINE, ArtifactError, LoadedArtifact
@@ -25,6 +25,7 @@ from fraud_model.drift import bin_counts, population_stability_index
 from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
+from fraud_model.store import S3_SCHEME
 from serve_app.config import ModelAutoscaling, ModelRole
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
@@ -66,7 +67,7 @@ class ModelConfig(BaseModel):
         pattern=r"^[0-9a-f]{64}$",
         description="The pin: sha256 of the artifact's metadata.json (which holds every other "
         "file's sha256), as `python -m training.publish` prints it. A replica refuses any other "
-        "artifact before reading the rest. Production configs set it.",
+        "artifact before reading the rest. Required for an s3:// artifact_uri.",
     )
     threshold: float | None = Field(
         None,
@@ -100,6 +101,17 @@ class ModelConfig(BaseModel):
         "transactions one Ingress replica coalesced), all their rows in one call.",
     )
     batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def a_remote_model_is_pinned(self) -> "ModelConfig":
+        """Whoever can write the bucket must not choose what is served: an s3:// artifact is
+        served only with the pin that names its exact bytes."""
+        if self.artifact_uri.startswith(S3_SCHEME) and self.metadata_sha256 is None:
+            raise ValueError(
+                f"artifact_uri {self.artifact_uri} needs metadata_sha256, the sha256 of its "
+                "metadata.json as `python -m training.publish` prints it"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,9 @@ class FraudModel:
         self._last_reload_error: dict[str, str] | None = None
         self._metrics = ModelMetrics()
         # Read once: the environment a replica starts with does not change.
-        self._artifact_cache = ServiceSettings().artifact_cache.expanduser()
+        settings = ServiceSettings()
+        self._artifact_cache = settings.artifact_cache.expanduser()
+        self._artifact_max_bytes = settings.artifact_max_bytes
         # Named in messages as the config names the deployment.
         self._name = serve.get_replica_context().deployment
 
@@ -251,7 +265,9 @@ class FraudModel:
         )
 
     def _open(self, uri: str, pin: str | None) -> tuple[LoadedArtifact, ForestExplainer]:
-        artifact = open_artifact(uri, pin, replica_cpus(), self._artifact_cache)
+        artifact = open_artifact(
+            uri, pin, replica_cpus(), self._artifact_cache, self._artifact_max_bytes
+        )
         return artifact, artifact.load_explainer()
 
     def _refuse(self, reason: str, uri: str) -> None:

@@ -9,6 +9,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIN_KEY_LENGTH = 32
 
 
+def key_problem(value: str) -> str | None:
+    """What is wrong with a key, never quoting it; None if nothing."""
+    if len(value) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters"
+    if value != value.strip() or any(char.isspace() for char in value):
+        return "contains white space"
+    return None
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FRAUD_",
@@ -36,10 +45,32 @@ class ServiceSettings(BaseSettings):
     """Operator keys: needed for the operator endpoints and `explain=true`, and accepted wherever
     a scoring key is. Same format as `api_keys`; a key may not be in both lists."""
 
+    keys_dir: Path | None = None
+    """A directory holding the keys as files (a mounted Kubernetes Secret): `scoring` and
+    `operator`, each a JSON list of keys or of `{"id": ..., "key": ..., "rate_per_s": ...}`
+    (serve_app.access). Re-read when they change, without a restart. Instead of `api_keys` and
+    `operator_keys`, never beside them."""
+
+    keys_reload_s: float = Field(10.0, gt=0, le=300)
+    """How often (at most) an Ingress replica checks `keys_dir` for changed keys: at the first
+    request after this many seconds."""
+
+    key_rate_per_s: float = Field(500.0, gt=0)
+    """Requests per second each key may send to one Ingress replica (a key's own `rate_per_s`
+    in `keys_dir` replaces it); beyond it, 429 with Retry-After."""
+
+    key_burst_s: float = Field(1.0, gt=0, le=60)
+    """How many seconds' worth of its rate a key may send at once."""
+
     artifact_cache: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "fraud-serving" / "artifacts"
     )
     """Where a model replica keeps the verified artifacts it downloaded from `s3://`."""
+
+    artifact_max_bytes: int = Field(1 << 30, gt=0)
+    """The most bytes a model replica downloads for one artifact: a larger one is refused before
+    it is written (its metadata.json records every file's size). Half the pods' cache volume,
+    so that the serving model and the next one fit during a rollout."""
 
     @field_validator("cors_origins")
     @classmethod
@@ -52,12 +83,10 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for index, key in enumerate(keys):
-            value = key.get_secret_value()
             # The value is never echoed: the message names the key by its position only.
-            if len(value) < MIN_KEY_LENGTH:
-                raise ValueError(f"key {index} is shorter than {MIN_KEY_LENGTH} characters")
-            if value != value.strip() or any(char.isspace() for char in value):
-                raise ValueError(f"key {index} contains white space")
+            problem = key_problem(key.get_secret_value())
+            if problem is not None:
+                raise ValueError(f"key {index} {problem}")
         return keys
 
     @model_validator(mode="after")
@@ -65,6 +94,8 @@ class ServiceSettings(BaseSettings):
         scoring = {key.get_secret_value() for key in self.api_keys}
         if any(key.get_secret_value() in scoring for key in self.operator_keys):
             raise ValueError("a key is both a scoring key and an operator key; use separate keys")
+        if self.keys_dir is not None and (self.api_keys or self.operator_keys):
+            raise ValueError("set either FRAUD_KEYS_DIR or FRAUD_API_KEYS/FRAUD_OPERATOR_KEYS")
         return self
 
     @field_validator("log_level")

@@ -117,6 +117,7 @@ def save_artifact(
         if alert_curve is not None:
             (staging / ALERT_CURVE_FILE).write_text(alert_curve.model_dump_json() + "\n")
         files = {file.name: sha256_file(file) for file in sorted(staging.iterdir())}
+        file_sizes = {file.name: file.stat().st_size for file in sorted(staging.iterdir())}
         created_at = datetime.now(UTC).replace(microsecond=0)
         onnx_sha = files[MODEL_FILES["onnx"]]
         metadata = ArtifactMetadata(
@@ -134,6 +135,7 @@ def save_artifact(
             score_bins=score_bins,
             report_file=report_file,
             files=files,
+            file_sizes=file_sizes,
             features=list(FEATURE_NAMES),
             threshold=threshold,
             threshold_strategy=threshold_strategy,

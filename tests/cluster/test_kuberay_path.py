@@ -8,6 +8,7 @@ The tests run in file order on one cluster, and the last one loses a node.
 
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -17,8 +18,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +35,13 @@ from fraud_model.features import FEATURE_NAMES
 from fraud_model.store import PublishedArtifact, publish_artifact
 from k8s.local_cluster import (
     LocalRayCluster,
+    NodeSpec,
     ServeOperator,
     free_port,
     new_api_keys,
     node_specs,
     rehearsal_serve_config,
     rendered_rayservice,
-    session_members,
 )
 from ledger.settings import LedgerSettings
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
@@ -52,6 +53,7 @@ from training.data import Dataset
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 APP = "fraud"
+SECRET = "fraud-scoring-api-keys"  # the API keys' Secret, mounted as files
 LEDGER = "s3://cluster-ledger/ledger"  # on the moto server, as the bucket is in production
 BUNDLED = PROJECT_ROOT / "artifacts" / "default"
 
@@ -80,6 +82,7 @@ class Rehearsal:
     operator_key: str
     first: PublishedArtifact
     rayservice: dict
+    ledger: str  # where the Ingress replicas write the decision ledger
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.scoring_key}"}
@@ -104,6 +107,30 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 @pytest.fixture(scope="module")
 def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Rehearsal]:
+    with rehearsed(s3_endpoint, monkeypatch_module, in_processes, LEDGER) as started:
+        yield started
+
+
+# (node specs, work directory, extra environment, the Secrets' values) -> a cluster to start
+ClusterFactory = Callable[
+    [list[NodeSpec], Path, dict[str, str], dict[tuple[str, str], str]], LocalRayCluster
+]
+
+
+def in_processes(
+    specs: list[NodeSpec], work_dir: Path, env: dict[str, str], secrets: dict[tuple[str, str], str]
+) -> LocalRayCluster:
+    return LocalRayCluster(specs, work_dir, extra_env=env)
+
+
+@contextmanager
+def rehearsed(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, make_cluster: ClusterFactory, ledger: str
+) -> Iterator[Rehearsal]:
+    """The rendered RayService on a cluster that `make_cluster` makes (processes or
+    containers), the bundled model published to the S3 server, the Serve
+    config applied with the decision ledger at `ledger` (on that server) and RUNNING;
+    everything stopped at the end."""
     s3_env = {
         "AWS_ENDPOINT_URL_S3": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -114,16 +141,18 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     for name, value in s3_env.items():
-        monkeypatch_module.setenv(name, value)
-    boto3.client("s3").create_bucket(Bucket="cluster-models")
-    boto3.client("s3").create_bucket(Bucket=LEDGER.split("/")[2])
-    first = publish_artifact(BUNDLED, "s3://cluster-models/fraud")
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3")
+    for bucket in ("cluster-models", ledger.split("/")[2]):
+        with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+    first = publish_or_reuse(BUNDLED, "s3://cluster-models/fraud")
 
     rayservice = rendered_rayservice()
     keys = new_api_keys()
     # Short, not under pytest's tmp_path: Ray's socket paths must fit in 107 characters.
     work_dir = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
-    cluster = LocalRayCluster(node_specs(rayservice, keys), work_dir, extra_env=s3_env)
+    cluster = make_cluster(node_specs(rayservice, keys), work_dir, s3_env, keys)
     started = time.monotonic()
     try:
         cluster.start()
@@ -131,11 +160,11 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
         operator = ServeOperator(cluster.dashboard_url, cluster.token)
         port, grpc_port = free_port(), free_port()
         pin = {"artifact_uri": first.uri, "metadata_sha256": first.metadata_sha256}
-        operator.apply(rehearsal_serve_config(rayservice, port, grpc_port, pin, LEDGER))
+        operator.apply(rehearsal_serve_config(rayservice, port, grpc_port, pin, ledger))
         operator.wait_for_status(APP)
         print(
-            f"\ncluster: 3 nodes up in {nodes_up:.1f} s, {APP} RUNNING "
-            f"{time.monotonic() - started:.1f} s after the start"
+            f"\ncluster ({type(cluster).__name__}): 3 nodes up in {nodes_up:.1f} s, {APP} "
+            f"RUNNING {time.monotonic() - started:.1f} s after the start"
         )
         yield Rehearsal(
             cluster,
@@ -146,10 +175,25 @@ def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Itera
             json.loads(keys[("fraud-scoring-api-keys", "operator")])[0],
             first,
             rayservice,
+            ledger,
         )
     finally:
         cluster.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def publish_or_reuse(source: Path, destination: str) -> PublishedArtifact:
+    """`source` published under `destination`, or the version a rehearsal before this one in
+    the session published there (versions are immutable: the same bytes, the same pin)."""
+    from fraud_model.artifact import read_metadata, sha256_bytes
+    from fraud_model.store import ArtifactExistsError
+
+    try:
+        return publish_artifact(source, destination)
+    except ArtifactExistsError:
+        version = read_metadata(source).model_version
+        pin = sha256_bytes((source / "metadata.json").read_bytes())
+        return PublishedArtifact(f"{destination}/{version}", version, pin)
 
 
 def test_predictions_equal_the_single_node_service_and_models_run_on_workers_only(
@@ -251,11 +295,53 @@ def test_the_api_needs_keys_and_the_docs_are_off(rehearsal: Rehearsal) -> None:
     assert model.status_code == 403
     info = rehearsal.model_info()  # an operator key reads it
     assert info["pinned"] is True and info["artifact_uri"].startswith("s3://cluster-models/")
-    # No docs in production: a route like any unknown one, closed without a key, absent with one.
-    assert httpx.get(f"{rehearsal.url}/api/v1/docs", timeout=30).status_code == 401
-    docs = httpx.get(f"{rehearsal.url}/api/v1/docs", headers=scoring, timeout=30)
-    assert docs.status_code == 404
+    # The docs are off: not there even for an operator key, and, as any route that is not
+    # served, closed to a request without one (docs/SECURITY.md, closed by default).
+    docs = f"{rehearsal.url}/api/v1/docs"
+    assert (
+        httpx.get(docs, headers=rehearsal.headers(rehearsal.operator_key), timeout=30).status_code
+        == 404
+    )
+    assert httpx.get(docs, timeout=30).status_code == 401
     assert httpx.get(f"{rehearsal.url}/api/v1/utils/health-check/", timeout=30).json() is True
+
+
+def test_a_key_added_to_the_secret_works_and_once_revoked_is_refused_without_a_restart(
+    rehearsal: Rehearsal,
+) -> None:
+    row = as_json(real_rows(1)[0])
+    ingresses = {r["replica_id"] for r in rehearsal.replicas("Ingress")}
+    added = secrets.token_urlsafe(32)
+
+    def answered(key: str) -> set[int]:
+        """The statuses of a few requests with `key`, through the head's proxy to both Ingress
+        replicas."""
+        return {
+            httpx.post(
+                f"{rehearsal.url}/api/v1/predict",
+                json=row,
+                headers=rehearsal.headers(key),
+                timeout=30,
+            ).status_code
+            for _ in range(8)
+        }
+
+    assert answered(added) == {401}
+    with_added = [rehearsal.scoring_key, {"id": "rotation-check", "key": added}]
+    rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps(with_added)})
+    changed = time.monotonic()
+    assert wait_for(lambda: answered(added) == {200}, timeout_s=90), answered(added)
+    added_s = time.monotonic() - changed
+    rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps([rehearsal.scoring_key])})
+    changed = time.monotonic()
+    assert wait_for(lambda: answered(added) == {401}, timeout_s=90), answered(added)
+    revoked_s = time.monotonic() - changed
+    assert answered(rehearsal.scoring_key) == {200}
+    assert {r["replica_id"] for r in rehearsal.replicas("Ingress")} == ingresses  # no restart
+    print(
+        f"\nkeys from the Secret's files: a new key accepted {added_s:.1f} s after the files "
+        f"changed, refused {revoked_s:.1f} s after it was removed; no Ingress replica restarted"
+    )
 
 
 def run_training(env: dict[str, str], output: Path) -> dict:
@@ -395,7 +481,9 @@ def test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica(
         port = int(rehearsal.url.rsplit(":", 1)[1])
         applied = time.monotonic()
         rehearsal.operator.apply(
-            rehearsal_serve_config(rehearsal.rayservice, port, rehearsal.grpc_port, rollout, LEDGER)
+            rehearsal_serve_config(
+                rehearsal.rayservice, port, rehearsal.grpc_port, rollout, rehearsal.ledger
+            )
         )
         rehearsal.operator.wait_for_status(APP)
         everywhere = wait_for(
@@ -492,14 +580,14 @@ def test_a_worker_node_lost_under_load_costs_at_most_the_requests_in_flight_on_i
     }
 
     def missing() -> list[str]:
-        recorded = {row["request_id"] for row in ledger_rows(LEDGER)}
+        recorded = {row["request_id"] for row in ledger_rows(rehearsal.ledger)}
         return [request_id for request_id in answered_at if request_id not in recorded]
 
     # The living replicas write within their flush interval: wait that long for the rest.
     flush_s = LedgerSettings().flush_interval_s
     wait_for(lambda: not missing(), timeout_s=3 * flush_s)
     lost = missing()
-    writers = {name.rsplit("-", 2)[0] for name in ledger_file_names(LEDGER)}
+    writers = {name.rsplit("-", 2)[0] for name in ledger_file_names(rehearsal.ledger)}
     print(
         f"ledger: {len(answered_at) - len(lost)} of {len(answered_at)} answered decisions "
         f"recorded, {len(lost)} lost with the node (answered "
@@ -521,7 +609,7 @@ def ledger_file_names(location: str) -> list[str]:
 def node_ids_of(rehearsal: Rehearsal, node) -> set[str]:
     """The Ray node id of a started node, read from its raylet's command line."""
     ids = set()
-    for pid in session_members(node.process.pid):
+    for pid in node.pids():
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

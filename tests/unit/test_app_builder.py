@@ -219,7 +219,8 @@ def test_a_production_challenger_gets_the_code_s_autoscaling_defaults_too(
     overrides = yaml.safe_load((PROJECT_ROOT / "k8s" / "overrides.yaml").read_text())
     (application,) = overrides["applications"]
     application["deployments"].append(
-        {"name": "Challenger", "user_config": {"artifact_uri": "s3://b/fraud/v2"},
+        {"name": "Challenger", "user_config": {"artifact_uri": "s3://b/fraud/v2",
+                                               "metadata_sha256": "0" * 64},
          "autoscaling_config": {"min_replicas": 1}}
     )  # fmt: skip
     ingress_overrides = next(d for d in application["deployments"] if d["name"] == "Ingress")

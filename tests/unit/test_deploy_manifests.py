@@ -1,7 +1,9 @@
 """The container image and the KubeRay manifests, checked offline (no Docker, no cluster)."""
 
 import copy
+import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -51,9 +53,13 @@ def test_merge_overrides_by_key_and_by_name() -> None:
     }  # fmt: skip
 
 
+def dockerfile_arg(name: str) -> str:
+    return re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE, re.M).group(1)
+
+
 def test_one_ray_version_everywhere(rayservice: dict) -> None:
-    assert re.search(r"^ARG RAY_VERSION=(\S+)$", DOCKERFILE, re.M).group(1) == ray_pin()
-    assert "FROM rayproject/ray:${RAY_VERSION}-py311" in DOCKERFILE
+    assert dockerfile_arg("RAY_VERSION") == ray_pin()
+    assert dockerfile_arg("BASE_IMAGE").startswith(f"rayproject/ray:{ray_pin()}-py311-cpu@sha256:")
     assert "ray.__version__ != '${RAY_VERSION}'" in DOCKERFILE  # the build fails on a mismatch
     assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == ray_pin()
 
@@ -68,6 +74,57 @@ def test_image_runs_as_non_root_with_wget_and_a_healthcheck() -> None:
     assert DOCKERFILE.index("uv.lock") < DOCKERFILE.index("COPY --chown=ray:users serve_app/")
     ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "tests/", ".env"} <= set(ignored)
+
+
+def dockerfile_run(marker: str) -> str:
+    """The shell command of the Dockerfile's RUN instruction that contains `marker`."""
+    (instruction,) = [
+        block
+        for block in re.split(r"\n(?=[A-Z]+ )", DOCKERFILE.replace("\\\n", " "))
+        if block.startswith("RUN ") and marker in block
+    ]
+    return instruction.removeprefix("RUN ")
+
+
+@pytest.mark.parametrize(
+    ("base", "accepted"),
+    [
+        ("rayproject/ray:2.60.0-py311-cpu@sha256:" + "a1" * 32, True),
+        ("localhost/fraud-scoring-stand-in-base@sha256:" + "0f" * 32, True),
+        ("rayproject/ray:2.60.0-py311-cpu", False),  # a tag can be moved
+        ("rayproject/ray@sha256:" + "a1" * 31, False),
+        ("rayproject/ray@sha256:" + "A1" * 32, False),
+        ("rayproject/ray:2.60.0-py311-cpu@sha256:REPLACE_WITH_THE_DIGEST_OF_THAT_TAG", False),
+    ],
+    ids=["ray-by-digest", "stand-in-by-digest", "tag", "short", "upper-case", "placeholder"],
+)
+def test_the_build_refuses_a_base_image_not_pinned_by_digest(base: str, accepted: bool) -> None:
+    guard = dockerfile_run("is not pinned by its sha256 digest")
+    done = subprocess.run(
+        ["sh", "-c", guard], env={"BASE_IMAGE": base}, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode == 0) is accepted, done.stderr
+    # It runs before anything is installed: the first RUN of the image's stage.
+    stage = DOCKERFILE[DOCKERFILE.index("FROM ${BASE_IMAGE}") :]
+    assert stage.index("is not pinned by its sha256 digest") < stage.index("apt-get")
+
+
+def test_uv_is_installed_by_the_hash_of_its_wheels() -> None:
+    install = dockerfile_run("uv export")
+    assert "--require-hashes -r /tmp/uv.txt" in install
+    assert "'uv==%s --hash=sha256:%s --hash=sha256:%s\\n'" in install
+    for arch in ("X86_64", "AARCH64"):
+        assert re.fullmatch(r"[0-9a-f]{64}", dockerfile_arg(f"UV_SHA256_{arch}"))
+    # The locked packages too, and nothing else from an index without a hash.
+    assert "--require-hashes" in install.split("uv pip install", 1)[1]
+    assert 'pip install --no-cache-dir "uv' not in DOCKERFILE
+
+
+def test_the_ca_bundle_for_the_indexes_is_mounted_never_copied() -> None:
+    for marker in ("uv export", "--no-deps -e ."):
+        assert dockerfile_run(marker).startswith("--mount=type=bind,from=host-ca,")
+    assert "FROM scratch AS host-ca" in DOCKERFILE  # empty unless a build names a directory
+    assert not re.search(r"^(COPY|ADD) .*(ca-certificates|\.crt|\.pem)", DOCKERFILE, re.M)
 
 
 def strict(schema: object) -> object:
@@ -111,9 +168,13 @@ def test_rayservice_follows_the_operator_rules(rayservice: dict) -> None:
     assert cluster["enableInTreeAutoscaling"] is True and cluster["autoscalerOptions"]
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"]["num-cpus"] == "0"
+    assert head["template"]["spec"]["serviceAccountName"] == "fraud-scoring"
+    for group in cluster["workerGroupSpecs"]:
+        # Not the head's account, to which KubeRay binds its autoscaler Role; no API token.
+        assert group["template"]["spec"]["serviceAccountName"] == "fraud-scoring-worker"
+        assert group["template"]["spec"]["automountServiceAccountToken"] is False
     for group in [head, *cluster["workerGroupSpecs"]]:
         pod = group["template"]["spec"]
-        assert pod["serviceAccountName"] == "fraud-scoring"
         (container,) = pod["containers"]
         assert container["resources"]["requests"] == container["resources"]["limits"]
         assert "ray stop" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
@@ -168,15 +229,22 @@ def test_the_ray_control_plane_needs_the_token_and_has_no_client_port(rayservice
             assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
 
 
-def test_every_ray_container_gets_the_api_keys_from_the_secret(rayservice: dict) -> None:
+KEYS_DIR = "/var/run/secrets/fraud-scoring/api-keys"
+
+
+def test_every_ray_container_reads_the_api_keys_from_the_mounted_secret(rayservice: dict) -> None:
     for pod in ray_pods(rayservice):
         (container,) = pod["spec"]["containers"]
         env = {item["name"]: item for item in container["env"]}
-        for name, key in (("FRAUD_API_KEYS", "scoring"), ("FRAUD_OPERATOR_KEYS", "operator")):
-            assert env[name] == {
-                "name": name,
-                "valueFrom": {"secretKeyRef": {"name": "fraud-scoring-api-keys", "key": key}},
-            }
+        assert env["FRAUD_KEYS_DIR"] == {"name": "FRAUD_KEYS_DIR", "value": KEYS_DIR}
+        # Files, not variables: read again when the Secret changes, never in the environment.
+        assert not {"FRAUD_API_KEYS", "FRAUD_OPERATOR_KEYS"} & set(env)
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == KEYS_DIR]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+        # Readable by the pod's group only (fsGroup), never by others.
+        assert volume["secret"] == {"secretName": "fraud-scoring-api-keys", "defaultMode": 0o440}
+        assert pod["spec"]["securityContext"]["fsGroup"] == 100
 
 
 def test_pods_are_hardened_with_writable_volumes_only_where_needed(rayservice: dict) -> None:
@@ -194,10 +262,15 @@ def test_pods_are_hardened_with_writable_volumes_only_where_needed(rayservice: d
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = spec["containers"]
         assert container["securityContext"] == hardened
-        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-        assert mounts == {"/tmp": "tmp", "/home/ray/.cache": "cache"}
+        writable = {
+            mount["mountPath"]: mount["name"]
+            for mount in container["volumeMounts"]
+            if not mount.get("readOnly")
+        }
+        assert writable == {"/tmp": "tmp", "/home/ray/.cache": "cache"}
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
-        assert all("emptyDir" in volumes[name] for name in mounts.values())
+        assert all("emptyDir" in volumes[name] for name in writable.values())
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {*writable, KEYS_DIR}
     # The artifact cache's default location (the image's HOME is /home/ray) is writable.
     assert Path("/home/ray/.cache/fraud-serving/artifacts").is_relative_to("/home/ray/.cache")
 
@@ -238,6 +311,115 @@ def test_ingress_routes_only_the_api_to_the_serve_service(rayservice: dict) -> N
     ]
 
 
+# The suites of the ALB's predefined policies, as AWS documents them (TLS 1.2 by OpenSSL name;
+# TLS 1.3's three AEAD suites are in every TLS13 policy).
+ALB_TLS12_SUITES = {
+    "ELBSecurityPolicy-TLS13-1-2-2021-06": [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES256-SHA384",
+    ],
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06": [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    ],
+}  # fmt: skip
+
+
+def cbc_suites(policy: str) -> list[str]:
+    """The policy's TLS 1.2 suites that are not AEAD (CBC with an HMAC)."""
+    return [suite for suite in ALB_TLS12_SUITES[policy] if "-GCM-" not in suite]
+
+
+def test_the_load_balancer_offers_no_cbc_suite() -> None:
+    policies = {
+        doc["metadata"]["annotations"]["alb.ingress.kubernetes.io/ssl-policy"]
+        for doc in CLUSTER_DOCS
+        if doc["kind"] == "Ingress"
+    }
+    assert len(policies) == 1  # one load balancer, one listener
+    (policy,) = policies
+    assert policy in ALB_TLS12_SUITES, f"{policy}: add its suites to the table first"
+    assert cbc_suites(policy) == []
+    assert cbc_suites("ELBSecurityPolicy-TLS13-1-2-2021-06")  # the check can fail
+
+
+SERVE_SERVICE_LABEL = "ray.io/serve"
+
+
+def kuberay_serve_service(rayservice: dict, active_cluster: str) -> dict:
+    """KubeRay 1.7's serve Service of a RayService (BuildServeService): the head container's
+    ports named `serve` or `serve-*`, each replaced by spec.serveService's port of that name,
+    selecting the pods of the active RayCluster whose proxy is up."""
+    (head,) = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"][
+        "containers"
+    ]
+    custom = {p["name"]: p for p in rayservice["spec"].get("serveService", {}).get("spec", {}).get(
+        "ports", []
+    )}  # fmt: skip
+    ports = [
+        custom.get(port["name"], {"name": port["name"], "port": port["containerPort"]})
+        for port in head["ports"]
+        if port["name"] == "serve" or port["name"].startswith("serve-")
+    ]
+    return {
+        "metadata": {"name": f"{rayservice['metadata']['name']}-serve-svc"},
+        "spec": {
+            "selector": {"ray.io/cluster": active_cluster, SERVE_SERVICE_LABEL: "true"},
+            "ports": ports,
+        },
+    }
+
+
+def upgrade_pods(rayservice: dict) -> list[dict[str, str]]:
+    """The labels of every Ray pod during a NewCluster upgrade: the active cluster's and the
+    pending one's, whose workers KubeRay labels as serving from their start."""
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    pods = []
+    for name in ("fraud-scoring-active", "fraud-scoring-pending"):
+        for group, kind in [(cluster["headGroupSpec"], "head")] + [
+            (worker, "worker") for worker in cluster["workerGroupSpecs"]
+        ]:
+            pods.append(
+                group["template"]["metadata"]["labels"]
+                | {"ray.io/cluster": name, "ray.io/node-type": kind, SERVE_SERVICE_LABEL: "true"}
+            )
+    return pods
+
+
+def selected(service: dict, pods: list[dict[str, str]]) -> set[str]:
+    selector = service["spec"]["selector"]
+    return {pod["ray.io/cluster"] for pod in pods if selector.items() <= pod.items()}
+
+
+def test_grpc_reaches_only_the_active_cluster_during_an_upgrade(rayservice: dict) -> None:
+    grpc = next(doc for doc in CLUSTER_DOCS if doc["metadata"]["name"] == "fraud-scoring-grpc")
+    (path,) = [path for rule in grpc["spec"]["rules"] for path in rule["http"]["paths"]]
+    backend = path["backend"]["service"]
+    pods = upgrade_pods(rayservice)
+    services = {doc["metadata"]["name"]: doc for doc in CLUSTER_DOCS if doc["kind"] == "Service"}
+    serve = kuberay_serve_service(rayservice, "fraud-scoring-active")
+    services[serve["metadata"]["name"]] = serve
+    target = services[backend["name"]]
+    assert selected(target, pods) == {"fraud-scoring-active"}
+    assert backend["port"]["number"] in {port["port"] for port in target["spec"]["ports"]}
+    # Any Service of ours that selects Ray pods follows the active cluster the same way.
+    for service in services.values():
+        assert len(selected(service, pods)) <= 1, service["metadata"]["name"]
+
+
+def test_the_selection_rule_would_catch_a_service_across_clusters(rayservice: dict) -> None:
+    across = {
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "fraud-scoring", SERVE_SERVICE_LABEL: "true"}
+        }
+    }
+    assert selected(across, upgrade_pods(rayservice)) == {
+        "fraud-scoring-active", "fraud-scoring-pending"
+    }  # fmt: skip
+
+
 def test_grpc_is_routed_to_the_serving_pods_grpc_port(rayservice: dict, serve_config: dict) -> None:
     from serve_app.grpc_scoring import SERVICE, SERVICER_FUNCTION
 
@@ -252,30 +434,47 @@ def test_grpc_is_routed_to_the_serving_pods_grpc_port(rayservice: dict, serve_co
     )
     (path,) = [path for rule in grpc["spec"]["rules"] for path in rule["http"]["paths"]]
     assert path["path"] == f"/{SERVICE}"
-    (service,) = [doc for doc in CLUSTER_DOCS if doc["kind"] == "Service"]
-    assert path["backend"]["service"] == {
-        "name": service["metadata"]["name"],
-        "port": {"number": service["spec"]["ports"][0]["port"]},
-    }
-    (port,) = service["spec"]["ports"]
+    serve = kuberay_serve_service(rayservice, "any")
+    assert path["backend"]["service"]["name"] == serve["metadata"]["name"]
+    (port,) = [
+        p
+        for p in serve["spec"]["ports"]
+        if p["port"] == path["backend"]["service"]["port"]["number"]
+    ]
+    assert port == {"name": "serve-grpc", "port": 9000, "appProtocol": "kubernetes.io/h2c"}
     assert port["port"] == serve_config["grpc_options"]["port"]
     assert serve_config["grpc_options"]["grpc_servicer_functions"] == [SERVICER_FUNCTION]
-    # Every Ray pod names the port, and only pods whose Serve proxy is up are selected.
+    # Every Ray pod serves it on the port of that name.
     for pod in ray_pods(rayservice):
         (container,) = pod["spec"]["containers"]
         named = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert named[port["targetPort"]] == port["port"]
-        assert (
-            service["spec"]["selector"].items()
-            <= (pod["metadata"]["labels"] | {"ray.io/serve": "true"}).items()
-        )
+        assert named[port["name"]] == port["port"]
 
 
-def test_service_account_uses_irsa_and_the_budget_selects_the_workers(rayservice: dict) -> None:
+def test_service_accounts_use_irsa_and_the_budget_selects_the_workers(rayservice: dict) -> None:
     kinds = {doc["kind"]: doc for doc in CLUSTER_DOCS}
-    account = kinds["ServiceAccount"]
-    assert account["metadata"]["name"] == "fraud-scoring"
-    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    accounts = {
+        doc["metadata"]["name"]: doc for doc in CLUSTER_DOCS if doc["kind"] == "ServiceAccount"
+    }
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    used = {
+        group["template"]["spec"]["serviceAccountName"]
+        for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    }
+    assert used == set(accounts) == {"fraud-scoring", "fraud-scoring-worker"}
+    roles = {
+        name: a["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        for name, a in accounts.items()
+    }
+    assert len(set(roles.values())) == 2  # a role each
+    assert accounts["fraud-scoring-worker"]["automountServiceAccountToken"] is False
+    for name in accounts:  # each role trusts its own account only
+        trust = json.loads((PROJECT_ROOT / "k8s" / "iam" / f"{name}.trust.json").read_text())
+        (statement,) = trust["Statement"]
+        subjects = [
+            v for k, v in statement["Condition"]["StringEquals"].items() if k.endswith(":sub")
+        ]
+        assert subjects == [f"system:serviceaccount:fraud:{name}"]
     (group,) = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     worker_labels = group["template"]["metadata"]["labels"] | {"ray.io/node-type": "worker"}
     selector = kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
@@ -324,3 +523,90 @@ def test_the_gcs_ft_variant_adds_only_redis_options_that_kuberay_accepts() -> No
     assert not {"redis-password", "redis-username"} & set(head_spec["rayStartParams"])
     annotations = variant["metadata"].get("annotations", {})
     assert not {"ray.io/ft-enabled", "ray.io/external-storage-namespace"} & set(annotations)
+
+
+def test_the_serving_role_reads_artifacts_and_writes_the_ledger_put_only() -> None:
+    policy = json.loads((PROJECT_ROOT / "k8s" / "iam" / "serving-permissions.json").read_text())
+    allowed = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    actions = {(s["Action"], s["Resource"]) for s in allowed}
+    models = "arn:aws:s3:::fraud-scoring-models-123456789012"
+    ledger = "arn:aws:s3:::fraud-scoring-ledger-123456789012"
+    assert actions == {
+        ("s3:GetObject", f"{models}/fraud/*"),  # the artifacts, read only
+        ("s3:PutObject", f"{ledger}/ledger/*"),
+        ("s3:GetObject", f"{ledger}/ledger/decisions/*"),  # the outcomes endpoint's lookup
+        ("s3:ListBucket", ledger),
+    }
+    (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Action"] == "s3:PutObject" and deny["Resource"] == f"{ledger}/ledger/*"
+    assert deny["Condition"] == {"Null": {"s3:if-none-match": "true"}}  # never an overwrite
+    # The production config reads and writes exactly there.
+    production = yaml.safe_load(
+        (PROJECT_ROOT / "configs" / "serve_config.production.yaml").read_text()
+    )
+    (application,) = production["applications"]
+    model = next(d for d in application["deployments"] if d["name"] == "FraudModel")
+    assert model["user_config"]["artifact_uri"].startswith(
+        "s3://fraud-scoring-models-123456789012/fraud/"
+    )
+    assert (
+        application["args"]["ledger"]["location"] == "s3://fraud-scoring-ledger-123456789012/ledger"
+    )
+
+
+# What the `restricted` Pod Security Standard demands of every container (pod-level settings
+# count for its containers), and the volume types it admits.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}  # fmt: skip
+
+
+def restricted_violations(pod: dict, containers: list[dict]) -> list[str]:
+    found = []
+    pod_security = pod.get("securityContext", {})
+    for container in containers:
+        security = pod_security | container.get("securityContext", {})
+        name = container.get("name", "?")
+        if security.get("runAsNonRoot") is not True or security.get("runAsUser") == 0:
+            found.append(f"{name}: may run as root")
+        if security.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: privilege escalation")
+        if security.get("capabilities", {}).get("drop") != ["ALL"] or security.get(
+            "capabilities", {}
+        ).get("add", []) not in ([], ["NET_BIND_SERVICE"]):
+            found.append(f"{name}: capabilities")
+        if security.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: no seccomp profile")
+        if security.get("privileged"):
+            found.append(f"{name}: privileged")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"volume {volume['name']}: {kinds}")
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        found.append("host namespaces")
+    return found
+
+
+def test_the_namespace_enforces_restricted_and_every_pod_meets_it(rayservice: dict) -> None:
+    namespace = next(doc for doc in CLUSTER_DOCS if doc["kind"] == "Namespace")
+    labels = namespace["metadata"].get("labels", {})
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted"
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    autoscaler = {
+        "name": "autoscaler",
+        "securityContext": cluster["autoscalerOptions"]["securityContext"],
+    }
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        containers = pod["containers"] + ([autoscaler] if group is cluster["headGroupSpec"] else [])
+        assert restricted_violations(pod, containers) == []
+    assert restricted_violations({}, [{"name": "plain"}])  # the check can fail
+
+
+def test_the_report_rayjob_in_the_same_namespace_meets_restricted_too() -> None:
+    rayjob = yaml.safe_load((PROJECT_ROOT / "k8s" / "rayjob-report.yaml").read_text())
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    assert rayjob["metadata"]["namespace"] == "fraud"
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        assert restricted_violations(pod, pod["containers"]) == []

@@ -76,7 +76,8 @@ def test_the_companions_match_the_kubernetes_schemas(doc: dict) -> None:
 def test_the_network_policies_select_the_report_s_pods() -> None:
     kinds = [doc for doc in COMPANIONS if doc["kind"] == "NetworkPolicy"]
     labels = [pod["metadata"]["labels"] for pod in pods(RAYJOB["spec"]["rayClusterSpec"])]
-    cluster, operator = kinds
+    cluster, operator, egress = kinds
+    assert egress["spec"]["podSelector"] == cluster["spec"]["podSelector"]
     assert all(
         cluster["spec"]["podSelector"]["matchLabels"].items() <= pod.items() for pod in labels
     )

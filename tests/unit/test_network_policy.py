@@ -1,9 +1,11 @@
-"""Who can connect to which port of the Ray pods, by the NetworkPolicies in k8s/cluster.yaml.
+"""Who can connect to which port of the Ray pods, and where the Ray pods can connect, by the
+NetworkPolicies in k8s/cluster.yaml.
 
-The policies are evaluated here with Kubernetes' rules for ingress: a pod selected by any
-policy accepts only what one of those policies' rules allows; peers are matched by pod labels
-(in the policy's namespace), namespace labels, or both, or by an IP block for addresses outside
-the cluster's pods; a rule without ports allows every port.
+The policies are evaluated here with Kubernetes' rules, for ingress and egress alike: a pod
+selected by any policy of a direction accepts (or opens) only what one of those policies' rules
+allows; peers are matched by pod labels (in the policy's namespace), namespace labels, or both,
+or by an IP block for addresses outside the cluster's pods; a rule without ports allows every
+port, a port entry without a protocol means TCP.
 """
 
 import ipaddress
@@ -14,15 +16,18 @@ import yaml
 
 from tests.helpers import PROJECT_ROOT
 
+# Every policy of the namespace: serving's, and the ledger report's RayJob's.
 POLICIES = [
     doc
-    for doc in yaml.safe_load_all((PROJECT_ROOT / "k8s" / "cluster.yaml").read_text())
+    for name in ("cluster.yaml", "ledger-report.yaml")
+    for doc in yaml.safe_load_all((PROJECT_ROOT / "k8s" / name).read_text())
     if doc["kind"] == "NetworkPolicy"
 ]
 NAMESPACE = "fraud"
 RAY = {"app.kubernetes.io/name": "fraud-scoring", "ray.io/is-ray-node": "yes"}
 HEAD = RAY | {"ray.io/node-type": "head"}
 WORKER = RAY | {"ray.io/node-type": "worker"}
+REPORT = {"app.kubernetes.io/name": "fraud-ledger-report", "ray.io/is-ray-node": "yes"}
 
 
 @dataclass(frozen=True)
@@ -59,20 +64,37 @@ def peer_matches(peer: dict, source: Source) -> bool:
 
 
 def allowed(source: Source, target: dict[str, str], port: int) -> bool:
+    """Whether `source` may connect to a pod of this namespace labelled `target` on TCP `port`."""
+    return _admitted("Ingress", target, source, port, "TCP")
+
+
+def egress_allowed(
+    pod: dict[str, str], destination: Source, port: int, protocol: str = "TCP"
+) -> bool:
+    """Whether a pod of this namespace labelled `pod` may connect to `destination` on `port`."""
+    return _admitted("Egress", pod, destination, port, protocol)
+
+
+def _admitted(direction: str, pod: dict[str, str], peer: Source, port: int, protocol: str) -> bool:
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     selecting = [
         policy
         for policy in POLICIES
-        if "Ingress" in policy["spec"]["policyTypes"]
-        and matches(policy["spec"]["podSelector"], target)
+        if direction in policy["spec"]["policyTypes"]
+        and matches(policy["spec"]["podSelector"], pod)
     ]
     if not selecting:
         return True
     for policy in selecting:
-        for rule in policy["spec"].get("ingress", []):
-            ports = [entry["port"] for entry in rule.get("ports", [])]
-            if ports and port not in ports:
+        for rule in policy["spec"].get(rules_key, []):
+            ports = [
+                (entry["port"], entry.get("protocol", "TCP")) for entry in rule.get("ports", [])
+            ]
+            if ports and (port, protocol) not in ports:
                 continue
-            if any(peer_matches(peer, source) for peer in rule.get("from", [])):
+            if peers_key not in rule or any(
+                peer_matches(rule_peer, peer) for rule_peer in rule[peers_key]
+            ):
                 return True
     return False
 
@@ -82,8 +104,13 @@ OPERATOR = Source("kuberay-system", {"app.kubernetes.io/name": "kuberay-operator
 PROMETHEUS = Source("monitoring", {"app.kubernetes.io/name": "prometheus"})
 OTHER_POD = Source("default", {"app": "someone-else"})
 OTHER_POD_HERE = Source(NAMESPACE, {"app": "debug-shell"})
-LOAD_BALANCER = Source(ip="10.0.12.34")
+LOAD_BALANCER = Source(ip="10.0.102.34")  # in one of the ALB's subnets
+ELSEWHERE_IN_THE_VPC = Source(ip="10.0.12.34")  # a node, another workload's pod by IP
 INTERNET = Source(ip="203.0.113.9")
+INSTANCE_METADATA = Source(ip="169.254.169.254")
+DNS = Source("kube-system", {"k8s-app": "kube-dns"})
+S3_AND_STS_ENDPOINT = Source(ip="10.0.201.17")  # an interface endpoint's address
+API_SERVER = Source(ip="10.0.1.40")  # an EKS control plane ENI
 
 
 def test_every_pod_of_the_namespace_is_default_deny() -> None:
@@ -122,6 +149,7 @@ def test_the_load_balancer_reaches_the_api_and_prometheus_the_metrics(target: di
         assert allowed(LOAD_BALANCER, target, api)
         assert not allowed(INTERNET, target, api)
         assert not allowed(OTHER_POD, target, api)
+        assert not allowed(ELSEWHERE_IN_THE_VPC, target, api)  # the ALB's subnets only
     assert allowed(PROMETHEUS, target, 8080)
     assert not allowed(PROMETHEUS, target, 8000)
     assert not allowed(Source("monitoring", {"app": "grafana"}), target, 8080)
@@ -141,3 +169,55 @@ def test_the_evaluation_would_catch_an_open_control_plane() -> None:
         assert allowed(OTHER_POD, HEAD, 8265)
     finally:
         POLICIES.remove(opened)
+
+
+@pytest.mark.parametrize("pod", [HEAD, WORKER], ids=["head", "worker"])
+def test_the_ray_pods_reach_dns_s3_sts_and_each_other_and_nothing_else(pod: dict) -> None:
+    assert egress_allowed(pod, DNS, 53, "UDP") and egress_allowed(pod, DNS, 53, "TCP")
+    assert egress_allowed(pod, S3_AND_STS_ENDPOINT, 443)
+    assert all(egress_allowed(pod, Source(NAMESPACE, WORKER), port) for port in (6379, 45123))
+    assert not egress_allowed(pod, S3_AND_STS_ENDPOINT, 80)
+    assert not egress_allowed(pod, INTERNET, 443)
+    assert not egress_allowed(pod, ELSEWHERE_IN_THE_VPC, 443)
+    assert not egress_allowed(pod, OTHER_POD, 80)
+    assert not egress_allowed(pod, Source("kube-system", {"k8s-app": "metrics-server"}), 53, "UDP")
+
+
+@pytest.mark.parametrize(
+    "pod", [HEAD, WORKER, {"app": "debug-shell"}], ids=["head", "worker", "other-pod"]
+)
+@pytest.mark.parametrize("port", [80, 443])
+def test_no_pod_of_the_namespace_reaches_the_instance_metadata_service(
+    pod: dict, port: int
+) -> None:
+    assert not egress_allowed(pod, INSTANCE_METADATA, port)
+
+
+def test_only_the_head_reaches_the_api_server() -> None:
+    assert egress_allowed(HEAD, API_SERVER, 443)  # KubeRay's autoscaler sidecar
+    assert not egress_allowed(WORKER, API_SERVER, 443)
+    assert not egress_allowed(HEAD, API_SERVER, 10250)  # not the kubelets
+
+
+def test_the_egress_evaluation_would_catch_an_open_egress() -> None:
+    opened = {
+        "kind": "NetworkPolicy",
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
+    }
+    POLICIES.append(opened)
+    try:
+        assert egress_allowed(WORKER, INSTANCE_METADATA, 80)
+    finally:
+        POLICIES.remove(opened)
+
+
+@pytest.mark.parametrize("node", ["head", "worker"])
+def test_the_ledger_report_s_pods_reach_what_they_need_and_nothing_else(node: str) -> None:
+    pod = REPORT | {"ray.io/node-type": node}
+    other = Source(NAMESPACE, REPORT | {"ray.io/node-type": "worker"})
+    assert egress_allowed(pod, other, 6379) and egress_allowed(pod, other, 45123)
+    assert egress_allowed(pod, DNS, 53, "UDP") and egress_allowed(pod, S3_AND_STS_ENDPOINT, 443)
+    assert not egress_allowed(pod, INSTANCE_METADATA, 80)
+    assert not egress_allowed(pod, API_SERVER, 443)
+    assert not egress_allowed(pod, INTERNET, 443)
+    assert not egress_allowed(pod, Source(NAMESPACE, HEAD), 8265)  # serving's control plane

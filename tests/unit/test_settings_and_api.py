@@ -59,8 +59,12 @@ def test_cors_allows_only_configured_origins(artifact_dir: Path) -> None:
 
 def test_sentry_is_initialised_with_the_dsn_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict] = []
+    ignored: list[str] = []
     fake = types.SimpleNamespace(init=lambda **kwargs: calls.append(kwargs))
+    logging_integration = types.SimpleNamespace(ignore_logger=ignored.append)
     monkeypatch.setitem(sys.modules, "sentry_sdk", fake)
+    monkeypatch.setitem(sys.modules, "sentry_sdk.integrations", types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "sentry_sdk.integrations.logging", logging_integration)
     init_sentry("https://key@sentry.example/1")
     assert calls == [
         {
@@ -68,10 +72,16 @@ def test_sentry_is_initialised_with_the_dsn_when_set(monkeypatch: pytest.MonkeyP
             "send_default_pii": False,
             "include_local_variables": False,  # frames would carry transaction values
             "max_request_body_size": "never",
+            "max_breadcrumbs": 0,  # the log lines before an error
             "before_send": without_request_data,
             "traces_sample_rate": 0.0,
         }
     ]
+    # Every logger of the decision ledger, whose lines speak of records.
+    assert {"ledger", "ledger.writer", "ledger.outcomes", "ledger.files"} <= set(ignored)
+    from ledger.writer import logger as ledger_writer
+
+    assert ledger_writer.name in ignored
 
 
 def test_sentry_events_keep_nothing_of_the_request_but_method_and_path() -> None:
@@ -86,6 +96,7 @@ def test_sentry_events_keep_nothing_of_the_request_but_method_and_path() -> None
             "query_string": "explain=true",
         },
     }
+    event["breadcrumbs"] = {"values": [{"message": "Ledger file ... amounts 1234.5"}]}
     assert without_request_data(event, {}) == {
         "message": "boom",
         "request": {"method": "POST", "url": "http://127.0.0.1:8000/api/v1/predict"},
