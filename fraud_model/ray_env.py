@@ -7,6 +7,10 @@ one before Ray is imported.
 """
 
 import os
+from collections.abc import Mapping
+
+# The ports each server or node takes for HAProxy and Serve's fallback proxy (private_haproxy).
+HAPROXY_PORTS = ("haproxy_stats", "haproxy_metrics", "fallback_http", "fallback_grpc")
 
 # Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a
 # copy of the working directory; the project's own environment is already the right one.
@@ -31,18 +35,21 @@ SERVE_ENVIRONMENT = {
 RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT
 
 
-def private_haproxy(state_dir: str, stats_port: int, metrics_port: int) -> dict[str, str]:
-    """HAProxy's files and ports for one server (or one node): by default they are fixed paths in
-    /tmp and fixed ports (8404, 9101), which a second server on the machine (the tests', while
-    the user's is running) or a second node of a local cluster would take over."""
+def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
+    """HAProxy's files and ports for one server (or one node), and those of Serve's fallback
+    proxy behind it: by default they are fixed paths in /tmp and fixed ports (8404, 9101, 8500,
+    9500), which a second server on the machine (the tests', while the user's is running) or a
+    second node of a local cluster would take over. `ports` has one for each of HAPROXY_PORTS."""
     return {
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"]),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{state_dir}/haproxy.cfg",
         "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{state_dir}/admin.sock",
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": state_dir,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{state_dir}/server-state",
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state_dir}/metrics.sock",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
     }
 
 

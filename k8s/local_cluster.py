@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import yaml
 
-from fraud_model.ray_env import private_haproxy
+from fraud_model.ray_env import HAPROXY_PORTS, private_haproxy
 from serve_app.config import MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,7 +407,7 @@ class LocalRayCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
             # Per node, as each pod has its own /tmp and cache volume and its own address.
-            **private_haproxy(str(state), ports["haproxy_stats"], ports["haproxy_metrics"]),
+            **private_haproxy(str(state), ports),
             "FRAUD_ARTIFACT_CACHE": str(state / "artifact-cache"),
         }
         # A Secret volume's files, in a directory of the node's own; what names the mount path
@@ -455,7 +455,7 @@ class LocalRayCluster:
 def node_ports() -> dict[str, int]:
     """The ports a node takes besides the head's own: each its own, as each pod has its own
     address."""
-    names = ("metrics", "agent", "client", "haproxy_stats", "haproxy_metrics")
+    names = ("metrics", "agent", "client", *HAPROXY_PORTS)
     return {name: free_port() for name in names}
 
 
@@ -586,9 +586,7 @@ class ContainerRayCluster(LocalRayCluster):
             "KUBERAY_GEN_RAY_START_CMD": command[-1].split("; ", 1)[1],
             # HAProxy's files stay where Serve puts them (each container has its own /tmp);
             # its ports are this machine's.
-            **private_haproxy(
-                "/tmp/haproxy-serve", ports["haproxy_stats"], ports["haproxy_metrics"]
-            ),
+            **private_haproxy("/tmp/haproxy-serve", ports),
         }
         if not spec.head:
             ports["serve"], ports["grpc"] = free_port(), free_port()

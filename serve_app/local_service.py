@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from fraud_model.ray_env import RAY_ENVIRONMENT, private_haproxy
+from fraud_model.ray_env import HAPROXY_PORTS, RAY_ENVIRONMENT, private_haproxy
 from serve_app.loading import PROJECT_ROOT
 from serve_app.routes import DOCS_PATH, HEALTH_PATH
 
@@ -188,10 +188,7 @@ def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
         **RAY_ENVIRONMENT,
-        **private_haproxy(state_dir, free_port(), free_port()),
-        # Serve's fallback proxy behind HAProxy listens on fixed ports (8500, 9500) otherwise.
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+        **private_haproxy(state_dir, {name: free_port() for name in HAPROXY_PORTS}),
         # A stopping Ingress replica stays reachable this long so that a load balancer can
         # deregister it (30 s by default, which made every Ctrl-C take 35 s). Here HAProxy is
         # the only one, and it replays a refused connection on another replica
