@@ -86,9 +86,17 @@ def serve(config: Path, with_keys: bool = False) -> int:
     endpoints = Endpoints.of(document)
     running_note = RUNNING_DIR / f"{serve_port(config)}.json"
     keys = new_keys() if with_keys else {}
-    # The caller's environment wins, but for keys this run made.
-    # Ray's own temporary directory goes there too, unless the caller chose one.
-    env = ray_environment(str(state_dir)) | {"RAY_TMPDIR": str(base)} | dict(os.environ) | keys
+    # The caller's environment wins, but for keys this run made and TMPDIR. Ray's own temporary
+    # directory goes to the short base too, unless the caller chose one; so does every child's
+    # TMPDIR, where Python's multiprocessing binds its sockets (Ray's dashboard failed to start
+    # below a 100-character TMPDIR).
+    env = (
+        ray_environment(str(state_dir))
+        | {"RAY_TMPDIR": str(base)}
+        | dict(os.environ)
+        | keys
+        | {"TMPDIR": str(base)}
+    )
     child = subprocess.Popen(
         [str(Path(sys.executable).with_name("serve")), "run", str(config)],
         cwd=PROJECT_ROOT,  # serve run resolves import_path from the working directory
