@@ -46,6 +46,7 @@ MAX_BASE = 30
 MAX_STATE_DIR = 40
 STATE_PREFIX = "fraud-serve-"
 READY_TIMEOUT_S = 600
+GRPC_HEALTH_METHOD = "/ray.serve.RayServeAPIService/Healthz"
 
 
 class StatePathError(RuntimeError):
@@ -151,12 +152,10 @@ def announce_when_ready(
     """One line once the health check answers: where to send traffic, and how to stop."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while child.poll() is None and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(endpoints.http + HEALTH_PATH, timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
+        if http_answers(endpoints.http) and (
+            endpoints.grpc is None or grpc_answers(endpoints.grpc)
+        ):
+            break
         time.sleep(0.5)
     else:
         return
@@ -174,6 +173,28 @@ def announce_when_ready(
             "operator key itself."
         )
     sys.stderr.write("".join(f"{line}\n" for line in lines))
+
+
+def http_answers(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + HEALTH_PATH, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def grpc_answers(target: str) -> bool:
+    """Serve's gRPC health check answers through HAProxy's gRPC port: HAProxy marks its gRPC
+    backends up apart from its HTTP ones, and a call between the two was refused."""
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        healthz = channel.unary_unary(GRPC_HEALTH_METHOD)
+        try:
+            healthz(b"", timeout=2)
+        except grpc.RpcError:
+            return False
+    return True
 
 
 def new_keys() -> dict[str, str]:

@@ -10,7 +10,7 @@ from ray import serve
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
-from tests.helpers import as_json, assert_same_answers, random_transactions
+from tests.helpers import METRICS_EXPORT_S, as_json, assert_same_answers, random_transactions
 from tests.polling import wait_for
 from tests.serve.serving import deploy_app, metric_value, replica_names
 
@@ -59,7 +59,7 @@ def settled_model_calls() -> tuple[float, float]:
         last.append(model_calls())
         return len(last) > 1 and last[-1] == last[-2]
 
-    assert wait_for(unchanged, timeout_s=120, every_s=6)
+    assert wait_for(unchanged, timeout_s=120, every_s=2 * METRICS_EXPORT_S)
     return last[-1]
 
 
@@ -79,13 +79,13 @@ def test_concurrent_requests_are_batched_without_mixing_answers(
         return [response.json()["fraud_probability"] for response in responses]
 
     np.testing.assert_allclose(asyncio.run(send_all()), expected, atol=1e-12)
-    # Batched: the 96 rows went through the model in fewer vectorised calls than requests
-    # (counted by the replicas, exported every few seconds).
+    # Batched: the 96 rows went through the model in fewer vectorised calls than requests.
+    # The replicas count each call at once, and add up the rows to send them to Ray now and
+    # then (so an earlier test's last rows may arrive with these: at least 96, not exactly).
     scored = wait_for(lambda: model_calls()[1] - rows_before >= len(rows), timeout_s=60)
-    assert scored, "the model's batch metrics did not count the rows within 60 s"
-    calls, scored_rows = model_calls()
-    assert scored_rows - rows_before == len(rows)
-    assert calls - calls_before < len(rows)
+    assert scored, "the model's metrics did not count the rows within 60 s"
+    calls, _ = settled_model_calls()
+    assert 0 < calls - calls_before < len(rows)
 
 
 def test_openapi_and_docs_are_served_under_api_v1(client: httpx.Client) -> None:

@@ -1,5 +1,7 @@
 """`fraud-serve` runs `serve run` with the fast ingress, isolated from any other server."""
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -126,16 +128,26 @@ def test_apply_refuses_what_is_not_a_serve_config(tmp_path: Path) -> None:
 
 
 def test_the_test_setup_imports_no_ray_before_it_configures_ray_workers() -> None:
-    # Ray reads RAY_ENABLE_UV_RUN_RUNTIME_ENV when it is imported: a conftest that imports it
-    # before pytest_configure sets it makes every Ray worker start through `uv run`, and fail.
+    # Ray reads RAY_ENABLE_UV_RUN_RUNTIME_ENV when it is imported: imported first, every Ray
+    # worker starts through `uv run`, and fails. The root conftest sets it on import, since
+    # pytest loads a lower conftest (tests/serve's imports Ray) before any pytest_configure.
     import subprocess
     import sys
 
+    from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, tests.conftest; print('ray' in sys.modules)"],
+        [
+            sys.executable, "-c",
+            "import json, os, sys, tests.conftest; "
+            "print(json.dumps(['ray' in sys.modules, dict(os.environ)]))",
+        ],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        env={k: v for k, v in os.environ.items() if k not in THIS_VENV_FOR_RAY_WORKERS},
     )  # fmt: skip
-    assert probe.stdout.strip() == "False"
+    ray_imported, environment = json.loads(probe.stdout)
+    assert not ray_imported
+    assert THIS_VENV_FOR_RAY_WORKERS.items() <= environment.items()
 
 
 def test_the_servers_sockets_are_on_a_short_path_whatever_tmpdir_is(
