@@ -189,9 +189,8 @@ def grpc_answers(target: str) -> bool:
     import grpc
 
     with grpc.insecure_channel(target) as channel:
-        healthz = channel.unary_unary(GRPC_HEALTH_METHOD)
         try:
-            healthz(b"", timeout=2)
+            channel.unary_unary(GRPC_HEALTH_METHOD)(b"", timeout=2)
         except grpc.RpcError:
             return False
     return True
