@@ -189,8 +189,11 @@ def grpc_answers(target: str) -> bool:
     import grpc
 
     with grpc.insecure_channel(target) as channel:
+        healthz: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            GRPC_HEALTH_METHOD
+        )
         try:
-            channel.unary_unary(GRPC_HEALTH_METHOD)(b"", timeout=2)
+            healthz(b"", timeout=2)
         except grpc.RpcError:
             return False
     return True
