@@ -53,6 +53,8 @@ RAYSERVICE = ROOT / "k8s" / "rayservice.yaml"
 # as "any free port" can take one of them between their choice and their use.
 _PORTS = range(20000, 32000)
 SERVE_API = "/api/serve/applications/"
+# Seconds a stopping rehearsal node gets before it is killed.
+STOP_GRACE_S = 5
 
 logger = logging.getLogger("k8s.local_cluster")
 
@@ -353,7 +355,8 @@ class LocalRayCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.kill(signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        # A rehearsal's end needs no graceful drain: what is left after a few seconds is killed.
+        deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and any(node.pids() for node in self.nodes):
             time.sleep(0.5)
         for node in self.nodes:
@@ -499,9 +502,16 @@ class ContainerRayCluster(LocalRayCluster):
     image: str = ""
 
     def stop(self) -> None:
-        for node in reversed(self.nodes):
-            if isinstance(node, ContainerNode):
-                _podman("rm", "--force", "--time=10", node.container, check=False)
+        containers = [node.container for node in self.nodes if isinstance(node, ContainerNode)]
+        if containers:  # all at once: each gets the same grace, as the processes' nodes do
+            _podman(
+                "rm",
+                "--force",
+                "--ignore",
+                f"--time={STOP_GRACE_S}",
+                *reversed(containers),
+                check=False,
+            )
         for node in self.nodes:
             with suppress(subprocess.TimeoutExpired):
                 node.process.wait(timeout=30)

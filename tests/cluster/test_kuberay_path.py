@@ -33,6 +33,7 @@ import pytest
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.store import PublishedArtifact, publish_artifact
+from k8s.image import missing_tools
 from k8s.local_cluster import (
     LocalRayCluster,
     NodeSpec,
@@ -107,8 +108,29 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 @pytest.fixture(scope="module")
 def rehearsal(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Rehearsal]:
+    if not missing_tools():
+        # The same tests run on the containers' cluster (test_kuberay_containers), which is
+        # this one as the pods run it: rehearsed once, where it is closest to production.
+        pytest.skip("rehearsed in containers here (Podman is installed): test_kuberay_containers")
     with rehearsed(s3_endpoint, monkeypatch_module, in_processes, LEDGER) as started:
         yield started
+
+
+@pytest.fixture(scope="module")
+def processes_cluster(request: pytest.FixtureRequest) -> Iterator[LocalRayCluster]:
+    """The rendered RayService's nodes as processes, for what the serving image cannot run
+    (training): the rehearsal's cluster where it runs here, else one of its own."""
+    if missing_tools():
+        yield request.getfixturevalue("rehearsal").cluster
+        return
+    work_dir = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
+    cluster = in_processes(node_specs(rendered_rayservice(), new_api_keys()), work_dir, {}, {})
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 # (node specs, work directory, extra environment, the Secrets' values) -> a cluster to start
@@ -364,14 +386,14 @@ def run_training(env: dict[str, str], output: Path) -> dict:
 
 
 def test_training_against_the_cluster_builds_the_same_forest_on_both_workers(
-    rehearsal: Rehearsal, ray_cluster: str, tmp_path: Path
+    processes_cluster: LocalRayCluster, ray_cluster: str, tmp_path: Path
 ) -> None:
-    on_cluster = run_training(rehearsal.cluster.client_env(), tmp_path / "cluster")
+    on_cluster = run_training(processes_cluster.client_env(), tmp_path / "cluster")
     # The test session's own single-node cluster, with the token settings ray.init gave it.
     own_auth = {name: value for name, value in os.environ.items() if name.startswith("RAY_AUTH")}
     single_node = run_training(own_auth | {"RAY_ADDRESS": ray_cluster}, tmp_path / "single")
 
-    nodes = rehearsal.cluster.alive_node_ids()
+    nodes = processes_cluster.alive_node_ids()
     workers = {node for node, is_head in nodes.items() if not is_head}
     built = on_cluster["training_params"]["trees_by_ray_node"]
     assert set(built) == workers and sum(built.values()) == 8  # both workers, not the head
