@@ -8,13 +8,13 @@ probability would lose the small ones, which onnxruntime's float32 logistic roun
 6e-8).
 
 Why boosted trees are not converted by skl2onnx: its HistGradientBoostingClassifier converter
-(1.20.0, the newest release) fails on onnx 1.23 (it passes a leaf's missing-value flag as a Python
-bool, which onnx's attribute builder refuses), and where it does convert it compares float32
-inputs with HistGradientBoosting's float64 thresholds rounded to float32, which sends a row whose
-feature lies between the two down the other branch. The graph below casts the input to double
-and keeps the thresholds, leaf values and baseline as doubles: the comparisons are scikit-learn's
-own and the sum over trees is in float64 as scikit-learn's is; only the score that comes out is
-float32 (TreeEnsembleClassifier's output type), as the forest's probability is.
+(1.20.0, the newest release) fails on onnx 1.23: it passes a leaf's missing-value flag as a Python
+bool, which onnx's attribute builder refuses ("Expected an int, got a boolean"). The graph below is
+the one that converter means to build (TreeEnsembleClassifier, one score per leaf), but giving the
+log-odds instead of a probability (above), with the input cast to double and the thresholds, leaf
+values and baseline kept as doubles: the comparisons and the sum over the trees are in float64, as
+scikit-learn's are; only the score that comes out is float32 (TreeEnsembleClassifier's output
+type), as the forest's probability is.
 """
 
 from typing import Any
