@@ -75,7 +75,8 @@ def boosted_arrays(model: Any) -> dict[str, np.ndarray]:
         if nodes["is_categorical"].any():
             raise ValueError("categorical splits are not supported: every feature is numeric")
         # Children come after their parent (scikit-learn fills the nodes depth first): from the
-        # last node back, each inner node's value is the row-weighted mean of its children's.
+        # last node back, each inner node's value is the mean of its children's weighted by the
+        # training rows that reached them (counted, not weighted by any sample weight).
         values = np.where(leaf, nodes["value"], 0.0).astype(np.float64)
         counts = nodes["count"].astype(np.float64)
         for node in np.flatnonzero(~leaf)[::-1]:
@@ -103,7 +104,7 @@ def tree_arrays(model: Any, family: ModelFamily) -> dict[str, np.ndarray]:
     return forest_arrays(model) if family == "random_forest" else boosted_arrays(model)
 
 
-def save_trees(model: Any, path: Path, family: ModelFamily = "random_forest") -> None:
+def save_trees(model: Any, path: Path, family: ModelFamily) -> None:
     """Write tree_arrays() as an .npz of plain numeric arrays (loadable without pickle)."""
     np.savez(path, **tree_arrays(model, family))  # type: ignore[arg-type]  # numpy's stub: the first **kwarg is read as allow_pickle
 
