@@ -10,6 +10,11 @@ from fraud_model.families import ModelFamily
 
 # The first format that holds a model other than a forest (fraud_model.artifact).
 FIRST_FORMAT_WITH_FAMILIES = 5
+# The calibrations that read each family's raw score (fraud_model.calibration).
+CALIBRATIONS_OF_FAMILY: dict[ModelFamily, tuple[str, ...]] = {
+    "random_forest": ("platt", "prior_shift"),
+    "hist_gradient_boosting": ("platt_log_odds",),
+}
 
 
 class _Strict(BaseModel):
@@ -139,14 +144,21 @@ class ArtifactMetadata(_Strict):
         return self
 
     @model_validator(mode="after")
-    def family_needs_its_format(self) -> "ArtifactMetadata":
+    def family_needs_its_format_and_calibration(self) -> "ArtifactMetadata":
         """A reader of an older format takes every model for a forest: anything else must say
-        its format, so that such a reader refuses it instead of scoring it as one."""
+        its format, so that such a reader refuses it instead of scoring it as one. And each
+        family's raw score has its own calibrations: another would serve wrong probabilities."""
         other = self.model_family != "random_forest" or self.calibration.method == "platt_log_odds"
         if other and self.format_version < FIRST_FORMAT_WITH_FAMILIES:
             raise ValueError(
                 f"a {self.model_family} model with {self.calibration.method} calibration needs "
                 f"format_version {FIRST_FORMAT_WITH_FAMILIES} or later, not {self.format_version}"
+            )
+        if self.calibration.method not in CALIBRATIONS_OF_FAMILY[self.model_family]:
+            raise ValueError(
+                f"a {self.model_family} model is calibrated by "
+                f"{' or '.join(CALIBRATIONS_OF_FAMILY[self.model_family])}, not "
+                f"{self.calibration.method}"
             )
         return self
 

@@ -165,6 +165,14 @@ def test_boosted_trees_cannot_pass_for_format_4(boosted: Path) -> None:
         parse_metadata(json.dumps(raw).encode(), "edited")
 
 
+def test_a_family_with_another_family_s_calibration_is_refused(boosted: Path) -> None:
+    """The forest's calibration on boosted trees' log-odds would serve wrong probabilities."""
+    raw = json.loads((boosted / METADATA_FILE).read_text())
+    raw["calibration"] |= {"method": "platt", "trees": 40, "pseudo_count": 0.5}
+    with pytest.raises(ArtifactMetadataError, match="calibrated by platt_log_odds, not platt"):
+        parse_metadata(json.dumps(raw).encode(), "edited")
+
+
 def test_a_forest_is_still_written_as_format_4_without_a_family(pristine_artifact: Path) -> None:
     raw = json.loads((pristine_artifact / METADATA_FILE).read_text())
     assert raw["format_version"] == 4 and "model_family" not in raw
