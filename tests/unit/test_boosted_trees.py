@@ -54,6 +54,9 @@ def test_the_artifact_is_format_5_and_says_its_family(boosted: Path) -> None:
     assert metadata.training_params["boosting"]["max_iter"] == SMALL.max_iter
     assert "forest" not in metadata.training_params
     assert sklearn_model(boosted).n_iter_ == SMALL.max_iter
+    report = (boosted / "report.md").read_text()
+    assert "**Boosted trees:** learning_rate=0.05" in report
+    assert "expit(intercept + slope * log-odds), the log-odds the boosted trees give" in report
 
 
 def test_onnx_scores_are_sklearns_on_real_rows(boosted: Path, real_sample: Dataset) -> None:
