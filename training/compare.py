@@ -64,10 +64,11 @@ def shared_options(a: Any, b: Any) -> dict[str, Any]:
     if differing:
         detail = ", ".join(f"{key} {found[0][key]} against {found[1][key]}" for key in differing)
         raise ComparisonError(f"A and B were trained with different settings: {detail}")
-    if a.data.sha256 != b.data.sha256:
+    if (a.data.sha256, a.data.sampling) != (b.data.sha256, b.data.sampling):
         raise ComparisonError(
-            f"A was trained on {a.data.source} (sha256 {a.data.sha256}), B on {b.data.source} "
-            f"(sha256 {b.data.sha256})"
+            f"A was trained on {a.data.source} (sha256 {a.data.sha256}, weights: "
+            f"{a.data.sampling}), B on {b.data.source} (sha256 {b.data.sha256}, weights: "
+            f"{b.data.sampling})"
         )
     return found[0]
 
@@ -92,6 +93,11 @@ def compare_artifacts(a_path: Path, b_path: Path, options: CompareOptions) -> di
         raise ComparisonError(
             f"{options.data} (sha256 {dataset.fingerprint.sha256}) is not the data A and B were "
             f"trained on ({a.metadata.data.source}, sha256 {a.metadata.data.sha256})"
+        )
+    if dataset.fingerprint.sampling != a.metadata.data.sampling:
+        raise ComparisonError(
+            f"A and B were trained with the sampling weights of {a.metadata.data.sampling}; "
+            f"{options.data} gives {dataset.fingerprint.sampling}"
         )
     split_options = TrainingOptions(
         split="temporal",
