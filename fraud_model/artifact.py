@@ -1,4 +1,4 @@
-"""Model artifacts: a directory holding the forest as ONNX (what serving loads), the trees as
+"""Model artifacts: a directory holding the model as ONNX (what serving loads), the trees as
 plain arrays (reason codes), a parity probe, optionally the training report and `model.joblib`
 (the scikit-learn object, for notebooks), and `metadata.json` with every other file's sha256.
 
@@ -21,15 +21,23 @@ from fraud_model.calibration import calibrated_probability
 from fraud_model.decision import AlertCurve, read_alert_curve
 from fraud_model.engines import OnnxEngine
 from fraud_model.explain import ForestExplainer
+from fraud_model.families import ModelFamily
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
-from fraud_model.metadata import ArtifactMetadata
+from fraud_model.metadata import FIRST_FORMAT_WITH_FAMILIES, ArtifactMetadata
 
 logger = logging.getLogger(__name__)
 
-# 4: the platt calibration, a decision rule and the alert curve. Format 3 (prior shift, a fixed
-# threshold) still loads.
-ARTIFACT_FORMAT_VERSION = 4
-READABLE_FORMAT_VERSIONS = (3, 4)
+# 5: a model family (fraud_model.families) other than the forest: boosted trees, with their
+# platt_log_odds calibration and their own trees file. A forest's artifact did not change, so it
+# is still written as format 4, which code from before format 5 serves too. 4: the platt
+# calibration, a decision rule and the alert curve. Format 3 (prior shift, a fixed threshold)
+# still loads.
+ARTIFACT_FORMAT_VERSION = FIRST_FORMAT_WITH_FAMILIES
+FORMAT_VERSION_OF_FAMILY: dict[ModelFamily, int] = {
+    "random_forest": 4,
+    "hist_gradient_boosting": ARTIFACT_FORMAT_VERSION,
+}
+READABLE_FORMAT_VERSIONS = (3, 4, 5)
 METADATA_FILE = "metadata.json"
 SERVING_ENGINE: Literal["onnx"] = "onnx"
 
@@ -84,8 +92,19 @@ class LoadedArtifact:
         return calibrated_probability(raw, self.metadata.calibration)
 
     def load_explainer(self) -> ForestExplainer:
-        """The trees as arrays (hash-checked with the rest), for reason codes; no unpickling."""
-        return ForestExplainer.load(self.path / self.metadata.explainer_file)
+        """The trees as arrays (hash-checked with the rest), for reason codes; no unpickling.
+        Refuses a trees file of another family than the model's: its reason codes would not add
+        up to the served score."""
+        path = self.path / self.metadata.explainer_file
+        try:
+            explainer = ForestExplainer.load(path)
+        except (KeyError, ValueError, OSError) as error:
+            raise ArtifactMetadataError(f"{path} is not a trees file: {error}") from error
+        if explainer.family != self.metadata.model_family:
+            raise ArtifactMetadataError(
+                f"{path} holds {explainer.family} trees; the model is {self.metadata.model_family}"
+            )
+        return explainer
 
 
 def sha256_file(path: Path) -> str:

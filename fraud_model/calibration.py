@@ -1,6 +1,6 @@
-"""From the forest's raw score to the served fraud_probability, as the artifact's calibration says.
+"""From the model's raw score to the served fraud_probability, as the artifact's calibration says.
 
-Two methods, both numpy only (the serving side runs this next to onnxruntime):
+Three methods, all numpy only (the serving side runs this next to onnxruntime):
 
 - `platt` (what training writes): the forest's score s, the mean over its T trees of each leaf's
   fraud share, is smoothed as a vote share with `pseudo_count` a on each side,
@@ -8,6 +8,9 @@ Two methods, both numpy only (the serving side runs this next to onnxruntime):
   p = expit(intercept + slope * logit(s')). Fitted at the production fraud rate, on the
   out-of-bag scores of all training rows (training.calibrate). The linear predictor is bounded,
   so no served probability is exactly 0 or 1.
+- `platt_log_odds` (boosted trees, whose raw score is already the log-odds of fraud):
+  p = expit(intercept + slope * raw), fitted at the production fraud rate on the validation rows
+  (training.calibrate).
 - `prior_shift` (artifacts of earlier versions): fraud_model.prior's correction from the fitted
   training prior to the production prior; its probabilities can be exactly 0.
 """
@@ -41,7 +44,10 @@ def platt_probability(log_odds: np.ndarray, intercept: float, slope: float) -> n
 
 
 def calibrated_probability(raw: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """The served fraud_probability of raw forest scores."""
+    """The served fraud_probability of raw model scores."""
+    if calibration.method == "platt_log_odds":
+        intercept, slope = calibration.linear_parameters()
+        return platt_probability(np.asarray(raw, dtype=np.float64), intercept, slope)
     if calibration.method == "platt":
         intercept, slope, trees, pseudo_count = calibration.platt_parameters()
         return platt_probability(smoothed_log_odds(raw, trees, pseudo_count), intercept, slope)

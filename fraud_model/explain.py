@@ -1,10 +1,17 @@
-"""Reason codes: how much each feature moved a transaction's score, from the forest's own paths.
+"""Reason codes: how much each feature moved a transaction's score, from the trees' own paths.
 
 The Saabas / "treeinterpreter" decomposition: walking a tree from its root to the row's leaf,
-each split changes the node's fraud probability, and that change is credited to the split's
-feature. The root's value is the tree's bias. Averaged over the trees:
+each split changes the node's value, and that change is credited to the split's feature. The
+root's value is the tree's bias. Over the trees:
 
     raw score = base + sum(contributions)        (exactly, up to float rounding)
+
+for either family (fraud_model.families):
+
+- a forest: a node's value is its fraud share, the raw score the mean over the trees;
+- boosted trees: a node's value is the mean leaf value (log-odds) of the training rows that
+  reached it (a leaf's is its own), and the raw score is the baseline plus the sum over the
+  trees: the log-odds decision_function gives.
 
 Serving runs ONNX and never unpickles, so training saves the trees as plain arrays (`trees.npz`,
 hash-checked like every artifact file) and this module walks them with numpy, all trees and all
@@ -18,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fraud_model.calibration import calibrated_probability
+from fraud_model.families import ModelFamily
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 from fraud_model.metadata import Calibration
 
@@ -54,25 +62,77 @@ def forest_arrays(forest: Any) -> dict[str, np.ndarray]:
     }
 
 
-def save_trees(forest: Any, path: Path) -> None:
-    """Write forest_arrays() as an .npz of plain numeric arrays (loadable without pickle)."""
-    np.savez(path, **forest_arrays(forest))  # type: ignore[arg-type]  # numpy's stub: the first **kwarg is read as allow_pickle
+def boosted_arrays(model: Any) -> dict[str, np.ndarray]:
+    """All trees of a fitted binary HistGradientBoostingClassifier as flat arrays, with each
+    node's value (see the module's docstring) and the baseline (`offset`)."""
+    if list(model.classes_) != [0, 1] or model.n_trees_per_iteration_ != 1:
+        raise ValueError(f"Expected a binary model with classes [0, 1], got {model.classes_}")
+    left, right, feature, threshold, value, roots = [], [], [], [], [], []
+    offset = 0
+    for (predictor,) in model._predictors:
+        nodes = predictor.nodes
+        leaf = nodes["is_leaf"].astype(bool)
+        if nodes["is_categorical"].any():
+            raise ValueError("categorical splits are not supported: every feature is numeric")
+        # Children come after their parent (scikit-learn fills the nodes depth first): from the
+        # last node back, each inner node's value is the mean of its children's weighted by the
+        # training rows that reached them (counted, not weighted by any sample weight).
+        values = np.where(leaf, nodes["value"], 0.0).astype(np.float64)
+        counts = nodes["count"].astype(np.float64)
+        for node in np.flatnonzero(~leaf)[::-1]:
+            a, b = nodes["left"][node], nodes["right"][node]
+            values[node] = (counts[a] * values[a] + counts[b] * values[b]) / (counts[a] + counts[b])
+        roots.append(offset)
+        left.append(np.where(leaf, _LEAF, nodes["left"].astype(np.int64) + offset))
+        right.append(np.where(leaf, _LEAF, nodes["right"].astype(np.int64) + offset))
+        feature.append(np.where(leaf, 0, nodes["feature_idx"]))
+        threshold.append(nodes["num_threshold"])
+        value.append(values)
+        offset += len(nodes)
+    return {
+        "left": np.concatenate(left).astype(np.int64),
+        "right": np.concatenate(right).astype(np.int64),
+        "feature": np.concatenate(feature).astype(np.int64),
+        "threshold": np.concatenate(threshold).astype(np.float64),
+        "node_value": np.concatenate(value),
+        "roots": np.asarray(roots, dtype=np.int64),
+        "offset": np.asarray([float(np.asarray(model._baseline_prediction).ravel()[0])]),
+    }
+
+
+def tree_arrays(model: Any, family: ModelFamily) -> dict[str, np.ndarray]:
+    return forest_arrays(model) if family == "random_forest" else boosted_arrays(model)
+
+
+def save_trees(model: Any, path: Path, family: ModelFamily) -> None:
+    """Write tree_arrays() as an .npz of plain numeric arrays (loadable without pickle)."""
+    np.savez(path, **tree_arrays(model, family))  # type: ignore[arg-type]  # numpy's stub: the first **kwarg is read as allow_pickle
 
 
 @dataclass(frozen=True)
 class Explanation:
-    base: float  # the forest's mean score before any split
+    base: float  # the model's score before any split
     contributions: np.ndarray  # (rows, features); base + row sum = the score
 
 
 class ForestExplainer:
-    """Saabas contributions of a forest saved by save_trees(), for batches of (n, 29) rows."""
+    """Saabas contributions of the trees saved by save_trees() (a forest's, or boosted trees'),
+    for batches of (n, 29) rows."""
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.left, self.right = arrays["left"], arrays["right"]
         self.feature, self.threshold = arrays["feature"], arrays["threshold"]
-        self.fraud_fraction, self.roots = arrays["fraud_fraction"], arrays["roots"]
-        self.base = float(self.fraud_fraction[self.roots].mean())
+        self.roots = arrays["roots"]
+        self.family: ModelFamily
+        if "node_value" in arrays:  # boosted trees: the baseline plus the sum over the trees
+            self.family = "hist_gradient_boosting"
+            self.node_value, self.tree_weight = arrays["node_value"], 1.0
+            offset = float(arrays["offset"][0])
+        else:  # a forest: the mean over the trees
+            self.family = "random_forest"
+            self.node_value, self.tree_weight = arrays["fraud_fraction"], 1.0 / len(self.roots)
+            offset = 0.0
+        self.base = offset + self.tree_weight * float(self.node_value[self.roots].sum())
 
     @classmethod
     def load(cls, path: Path) -> "ForestExplainer":
@@ -81,7 +141,8 @@ class ForestExplainer:
             return cls({name: data[name] for name in data.files})
 
     def raw(self, features: np.ndarray) -> Explanation:
-        """Contributions to the forest's raw P(fraud) (mean of the trees' leaf values)."""
+        """Contributions to the model's raw score (the engine's: a forest's mean P(fraud),
+        boosted trees' log-odds)."""
         # sklearn compares float32 inputs (as doubles) with float64 thresholds: do the same.
         x = np.asarray(features, dtype=FEATURE_DTYPE).astype(np.float64)
         if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
@@ -101,10 +162,10 @@ class ForestExplainer:
             split = self.feature[node]
             goes_left = x[row, split] <= self.threshold[node]
             child = np.where(goes_left, self.left[node], self.right[node])
-            change = self.fraud_fraction[child] - self.fraud_fraction[node]
+            change = self.node_value[child] - self.node_value[node]
             totals += np.bincount(row * n_features + split, change, minlength=totals.size)
             node = child
-        return Explanation(self.base, totals.reshape(n_rows, n_features) / n_trees)
+        return Explanation(self.base, totals.reshape(n_rows, n_features) * self.tree_weight)
 
     def served(
         self, features: np.ndarray, calibration: Calibration

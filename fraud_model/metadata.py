@@ -6,6 +6,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraud_model.decision import DecisionRule
+from fraud_model.families import ModelFamily
+
+# The first format that holds a model other than a forest (fraud_model.artifact).
+FIRST_FORMAT_WITH_FAMILIES = 5
+# The calibrations that read each family's raw score (fraud_model.calibration).
+CALIBRATIONS_OF_FAMILY: dict[ModelFamily, tuple[str, ...]] = {
+    "random_forest": ("platt", "prior_shift"),
+    "hist_gradient_boosting": ("platt_log_odds",),
+}
 
 
 class _Strict(BaseModel):
@@ -25,13 +34,14 @@ class DataFingerprint(_Strict):
 
 
 class Calibration(_Strict):
-    """How raw forest scores become probabilities at the production fraud rate.
+    """How raw model scores become probabilities at the production fraud rate.
 
-    See fraud_model.calibration: `platt` (two parameters on the log-odds of the smoothed score),
-    or `prior_shift` (fraud_model.prior; artifacts of format 3).
+    See fraud_model.calibration: `platt` (a forest: two parameters on the log-odds of the smoothed
+    score), `platt_log_odds` (boosted trees: two parameters on their own log-odds; format 5), or
+    `prior_shift` (fraud_model.prior; artifacts of format 3).
     """
 
-    method: Literal["prior_shift", "platt"] = "prior_shift"
+    method: Literal["prior_shift", "platt", "platt_log_odds"] = "prior_shift"
     production_prior: float = Field(gt=0, lt=1, description="Fraud share of live traffic.")
     training_prior: float | None = Field(
         None, gt=0, lt=1, description="prior_shift: the weighted fraud share the trees saw."
@@ -45,11 +55,11 @@ class Calibration(_Strict):
 
     @model_validator(mode="after")
     def parameters_of_the_method(self) -> "Calibration":
-        needed = (
-            ("intercept", "slope", "trees", "pseudo_count")
-            if self.method == "platt"
-            else ("training_prior",)
-        )
+        needed = {
+            "platt": ("intercept", "slope", "trees", "pseudo_count"),
+            "platt_log_odds": ("intercept", "slope"),
+            "prior_shift": ("training_prior",),
+        }[self.method]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"calibration {self.method} needs {', '.join(missing)}")
@@ -60,6 +70,12 @@ class Calibration(_Strict):
         if self.intercept is None or self.slope is None or self.trees is None:
             raise ValueError(f"a {self.method} calibration has no Platt parameters")
         return self.intercept, self.slope, self.trees, self.pseudo_count or 0.0
+
+    def linear_parameters(self) -> tuple[float, float]:
+        """(intercept, slope) of a `platt_log_odds` calibration."""
+        if self.intercept is None or self.slope is None:
+            raise ValueError(f"a {self.method} calibration has no intercept and slope")
+        return self.intercept, self.slope
 
 
 class Parity(_Strict):
@@ -83,6 +99,11 @@ class ArtifactMetadata(_Strict):
     that decides (fraud_model.decision)."""
 
     format_version: int
+    model_family: ModelFamily = Field(
+        "random_forest",
+        description="What the model is (fraud_model.families); artifacts before format 5, which "
+        "do not say, hold forests.",
+    )
     model_version: str
     created_at: datetime
     engines: dict[Literal["onnx", "sklearn"], str] = Field(
@@ -120,6 +141,25 @@ class ArtifactMetadata(_Strict):
     def sizes_are_sizes(self) -> "ArtifactMetadata":
         if self.file_sizes is not None and any(size < 0 for size in self.file_sizes.values()):
             raise ValueError("a file size is negative")
+        return self
+
+    @model_validator(mode="after")
+    def family_needs_its_format_and_calibration(self) -> "ArtifactMetadata":
+        """A reader of an older format takes every model for a forest: anything else must say
+        its format, so that such a reader refuses it instead of scoring it as one. And each
+        family's raw score has its own calibrations: another would serve wrong probabilities."""
+        other = self.model_family != "random_forest" or self.calibration.method == "platt_log_odds"
+        if other and self.format_version < FIRST_FORMAT_WITH_FAMILIES:
+            raise ValueError(
+                f"a {self.model_family} model with {self.calibration.method} calibration needs "
+                f"format_version {FIRST_FORMAT_WITH_FAMILIES} or later, not {self.format_version}"
+            )
+        if self.calibration.method not in CALIBRATIONS_OF_FAMILY[self.model_family]:
+            raise ValueError(
+                f"a {self.model_family} model is calibrated by "
+                f"{' or '.join(CALIBRATIONS_OF_FAMILY[self.model_family])}, not "
+                f"{self.calibration.method}"
+            )
         return self
 
     @property

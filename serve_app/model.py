@@ -354,6 +354,7 @@ class FraudModel:
         metadata = serving.artifact.metadata
         return {
             "model_version": metadata.model_version,
+            "model_family": metadata.model_family,
             "created_at": metadata.created_at.isoformat(),
             "artifact_uri": serving.uri,
             "metadata_sha256": serving.artifact.metadata_sha256,

@@ -12,6 +12,10 @@ fraud rate), on every training row the forest did not learn from:
 
 That is about five times the frauds the validation rows hold alone. Without bootstrap there is no
 out-of-bag row and the validation rows are used alone.
+
+Boosted trees (training.boosting) score in log-odds already and have no out-of-bag rows: their
+calibration (`platt_log_odds`) is the same logistic regression on their own log-odds, fitted on the
+validation rows at production weights.
 """
 
 import logging
@@ -102,26 +106,61 @@ def fit_calibration(
     ])  # fmt: skip
     labels = np.concatenate([fit_labels[has_score], validation_labels])
     design = np.concatenate([fit_design[has_score], validation_design])
-    weights = production_weights(labels, production_rate, design)
-    fit = fit_logistic(log_odds, labels, weights)
     source = (
         f"out-of-bag scores of {int(has_score.sum())} fit rows and the {len(validation_labels)} "
         "validation rows"
         if has_score.any()
         else f"the {len(validation_labels)} validation rows (no out-of-bag rows: no bootstrap)"
     )
+    return _platt(
+        log_odds, labels, design, production_rate, source, trees=trees, pseudo_count=PSEUDO_COUNT
+    )
+
+
+def fit_log_odds_calibration(
+    *,
+    validation_scores: np.ndarray,
+    validation_labels: np.ndarray,
+    validation_design: np.ndarray,
+    production_rate: float,
+) -> CalibrationFit:
+    """Platt parameters on boosted trees' log-odds of the validation rows, at production
+    weights (`validation_design`: the rows' design weights)."""
+    return _platt(
+        np.asarray(validation_scores, dtype=np.float64),
+        validation_labels,
+        validation_design,
+        production_rate,
+        f"the {len(validation_labels)} validation rows (boosted trees have no out-of-bag rows)",
+    )
+
+
+def _platt(
+    log_odds: np.ndarray,
+    labels: np.ndarray,
+    design: np.ndarray,
+    production_rate: float,
+    source: str,
+    *,
+    trees: int | None = None,
+    pseudo_count: float | None = None,
+) -> CalibrationFit:
+    """A forest's `platt` calibration (with `trees` and `pseudo_count`), or boosted trees'
+    `platt_log_odds` (without)."""
+    weights = production_weights(labels, production_rate, design)
+    fit = fit_logistic(log_odds, labels, weights)
     if fit.slope <= 0:
         raise ValueError(
-            f"the calibration fit on {source} gives slope {fit.slope:.3g}: the forest's scores "
+            f"the calibration fit on {source} gives slope {fit.slope:.3g}: the model's scores "
             "do not rank frauds above legitimate rows there"
         )
     calibration = Calibration(
-        method="platt",
+        method="platt" if trees is not None else "platt_log_odds",
         production_prior=production_rate,
         intercept=fit.intercept,
         slope=fit.slope,
         trees=trees,
-        pseudo_count=PSEUDO_COUNT,
+        pseudo_count=pseudo_count,
     )
     logger.info(
         "Calibration: Platt intercept %.3f, slope %.3f, fitted on %s", fit.intercept, fit.slope,

@@ -1,5 +1,5 @@
-"""`python -m training`: train a RandomForest, in threads or on a Ray cluster, and write a
-versioned model artifact."""
+"""`python -m training`: train a RandomForest (in threads or on a Ray cluster) or gradient-boosted
+trees (`--model-family hist_gradient_boosting`), and write a versioned model artifact."""
 
 import argparse
 import logging
@@ -10,14 +10,15 @@ from typing import Any, Protocol, TextIO
 
 # Only the parameters at import time, so that `--help` answers at once; pandas, scikit-learn
 # and Ray are imported by main() when it runs.
-from training.options import PRODUCTION_FRAUD_RATE, ForestParams, TrainingOptions
+from fraud_model.families import MODEL_FAMILIES
+from training.options import PRODUCTION_FRAUD_RATE, BoostingParams, ForestParams, TrainingOptions
 
 SPLITS = ["random", "temporal"]
 RULE_CHOICES = ["auto", "fixed_threshold", "alert_budget", "expected_cost"]
 
 logger = logging.getLogger("training")
 
-FOREST, OPTIONS = ForestParams(), TrainingOptions()
+FOREST, BOOSTING, OPTIONS = ForestParams(), BoostingParams(), TrainingOptions()
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -43,6 +44,12 @@ def parse_max_features(value: str) -> str | float | int | None:
 
 def parse_optional_int(value: str) -> int | None:
     return None if value.lower() == "none" else int(value)
+
+
+def parse_boosting_class_weight(value: str) -> str | None:
+    if value not in ("none", "balanced"):
+        raise argparse.ArgumentTypeError("choose none or balanced")
+    return None if value == "none" else value
 
 
 def parse_class_weight(value: str) -> str | None:
@@ -75,9 +82,35 @@ FOREST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# Boosting options: BoostingParams field -> argparse settings (the default comes from
+# BoostingParams). Flags are --boost-NAME: some names are the forest's too, with other defaults.
+BOOSTING_OPTIONS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": float, "help": "shrinkage of each tree's leaf values"},
+    "max_iter": {"type": int, "help": "number of trees (no early stopping)"},
+    "max_leaf_nodes": {
+        "type": parse_optional_int,
+        "help": "maximum leaves per tree ('none' = unlimited)",
+    },
+    "max_depth": {"type": parse_optional_int, "help": "maximum tree depth ('none' = unlimited)"},
+    "min_samples_leaf": {"type": int, "help": "minimum rows in a leaf"},
+    "l2_regularization": {"type": float, "help": "L2 penalty on the leaf values"},
+    "max_features": {"type": float, "help": "share of the features tried at each split"},
+    "class_weight": {
+        "type": parse_boosting_class_weight,
+        "help": "class weighting: none or balanced",
+    },
+}
+
+
 # TrainingOptions field -> argparse settings (the default comes from TrainingOptions).
 TRAINING_OPTIONS: dict[str, dict[str, Any]] = {
-    "seed": {"type": int, "help": "the forest's seed (every tree's)"},
+    "model_family": {
+        "choices": MODEL_FAMILIES,
+        "help": "what to train: a random_forest (the champion's family, options under 'forest') "
+        "or hist_gradient_boosting (scikit-learn's HistGradientBoostingClassifier, options "
+        "under 'boosted trees'; grown in this process, not on Ray)",
+    },
+    "seed": {"type": int, "help": "the model's seed (a forest's: every tree's)"},
     "split_seed": {"type": int, "help": "the random split's seed, apart from the forest's"},
     "split": {
         "choices": SPLITS,
@@ -138,9 +171,9 @@ TRAINING_OPTIONS: dict[str, dict[str, Any]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
-        description="Train a fraud RandomForest with trees built in parallel Ray tasks, "
-        "evaluate it "
-        "on a held-out split and write a versioned artifact (model + metadata.json).",
+        description="Train a fraud RandomForest with trees built in parallel (threads or Ray "
+        "tasks), or gradient-boosted trees, evaluate it on a held-out split and write a "
+        "versioned artifact (model + metadata.json).",
         formatter_class=DefaultsHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -190,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="grow each tree on all rows instead of a bootstrap sample",
     )
 
+    boosting = parser.add_argument_group(
+        "boosted trees (--model-family hist_gradient_boosting; same meaning as sklearn's "
+        "HistGradientBoostingClassifier)"
+    )
+    for name, kwargs in BOOSTING_OPTIONS.items():
+        boosting.add_argument(
+            f"--boost-{name.replace('_', '-')}",
+            dest=f"boost_{name}",
+            default=getattr(BOOSTING, name),
+            **kwargs,
+        )
+
     run = parser.add_argument_group("split, decision rule and execution")
     for name, kwargs in TRAINING_OPTIONS.items():
         run.add_argument(f"--{name.replace('_', '-')}", default=getattr(OPTIONS, name), **kwargs)
@@ -216,6 +261,10 @@ def forest_params(args: argparse.Namespace) -> ForestParams:
     )
 
 
+def boosting_params(args: argparse.Namespace) -> BoostingParams:
+    return BoostingParams(**{name: getattr(args, f"boost_{name}") for name in BOOSTING_OPTIONS})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -225,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.threshold_strategy == "target_precision" and args.target_precision is None:
         logger.error("--threshold-strategy target_precision needs --target-precision")
+        return 2
+    boosted = args.model_family == "hist_gradient_boosting"
+    if boosted and args.ray_address:
+        logger.error(
+            "--model-family hist_gradient_boosting grows its trees in this process (each tree "
+            "depends on the ones before it); --ray-address builds a forest's trees only: leave "
+            "it out (and unset RAY_ADDRESS)"
+        )
         return 2
     if args.output.exists() and not args.overwrite:
         logger.error("%s already exists; choose a new --output or pass --overwrite", args.output)
@@ -261,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 
         ray.init(address=args.ray_address, logging_level=logging.WARNING)
         build_forest = train_forest_on_ray
-    progress = tree_progress_bar(params.n_estimators, disable=True if args.no_progress else None)
+    boosting = boosting_params(args)
+    total = boosting.max_iter if boosted else params.n_estimators
+    progress = tree_progress_bar(total, disable=True if args.no_progress else None)
     try:
         # Log lines go through tqdm.write, above the bar, instead of through it.
         with logging_redirect_tqdm():
@@ -273,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite,
                 on_progress=progress.update_to,
                 build_forest=build_forest,
+                boosting=boosting,
             )
     except SplitError as error:
         logger.error("Cannot split the training data: %s", error)

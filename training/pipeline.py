@@ -1,10 +1,11 @@
 """From a validated dataset to a saved artifact: split, grow, calibrate, set up the decision
 rules, measure, report.
 
-The served forest is grown on the fit rows of `options.split` (its headline figures are that
-split's test rows); `options.compare_split` grows a second forest the same way on the other split,
-measured beside it in the report only. Extra forest seeds (and, for the random split, extra split
-seeds) measure how much the threshold and the headline metric move with them.
+The served model (a forest, or boosted trees: `options.model_family`) is grown on the fit rows of
+`options.split` (its headline figures are that split's test rows); `options.compare_split` grows a
+second one the same way on the other split, measured beside it in the report only. Extra model
+seeds (and, for the random split, extra split seeds) measure how much the threshold and the
+headline metric move with them.
 """
 
 import logging
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.calibration import calibrated_probability
 from fraud_model.decision import DecisionRule, decide
@@ -24,10 +24,12 @@ from fraud_model.drift import reference_bins
 from fraud_model.engines import OnnxEngine
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ArtifactMetadata, ScoreBins
+from training.boosting import fit_boosted_trees, mean_absolute_contributions
 from training.calibrate import (
     CalibrationFit,
     calibration_check,
     fit_calibration,
+    fit_log_odds_calibration,
     out_of_bag_scores,
 )
 from training.data import Dataset
@@ -38,10 +40,10 @@ from training.evaluate import (
     ranking_metrics,
     small_test_warning,
 )
-from training.export import forest_to_onnx
+from training.export import boosted_trees_to_onnx, forest_to_onnx
 from training.forest import ForestBuilder, train_forest_in_threads
 from training.intervals import decision_intervals, rate_interval
-from training.options import ForestParams, SplitKind, TrainingOptions
+from training.options import BoostingParams, ForestParams, SplitKind, TrainingOptions
 from training.report import REPORT_FILE, build_report
 from training.rules import RuleSetup, Scored, budget_check, compare_rules, set_up_rules
 from training.save import save_artifact
@@ -52,12 +54,20 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """The parameters of both families; `options.model_family` says which one is grown."""
+
+    forest: ForestParams
+    boosting: BoostingParams
+
+
+@dataclass(frozen=True)
 class SplitRun:
-    """One forest grown on one split's fit rows, calibrated, and its held-out rows scored as
+    """One model grown on one split's fit rows, calibrated, and its held-out rows scored as
     serving scores them (the ONNX engine, then the calibration)."""
 
     split: RowSplit
-    forest: RandomForestClassifier
+    model: Any  # RandomForestClassifier or HistGradientBoostingClassifier
     onnx: bytes
     calibration: CalibrationFit
     validation: Scored
@@ -90,7 +100,7 @@ def grow_and_calibrate(
     dataset: Dataset,
     split: RowSplit,
     groups: DuplicateGroups,
-    params: ForestParams,
+    params: ModelParams,
     options: TrainingOptions,
     *,
     seed: int,
@@ -105,36 +115,51 @@ def grow_and_calibrate(
     live = production_weights(labels, options.production_fraud_rate, design)
     fit, validation, test = split.fit, split.validation, split.test
     started = time.perf_counter()
-    forest = build_forest(
-        features[fit],
-        labels[fit],
-        params,
-        seed=seed,
-        num_tasks=options.num_tasks,
-        on_progress=on_progress,
-        trees_by_node=trees_by_node,
-    )
+    model: Any
+    if options.model_family == "hist_gradient_boosting":
+        model = fit_boosted_trees(features[fit], labels[fit], params.boosting, seed=seed)
+        if on_progress is not None:
+            on_progress(model.n_iter_, model.n_iter_)
+        onnx = boosted_trees_to_onnx(model)
+    else:
+        model = build_forest(
+            features[fit],
+            labels[fit],
+            params.forest,
+            seed=seed,
+            num_tasks=options.num_tasks,
+            on_progress=on_progress,
+            trees_by_node=trees_by_node,
+        )
+        onnx = forest_to_onnx(model)
     train_seconds = time.perf_counter() - started
-    onnx = forest_to_onnx(forest)
     engine = OnnxEngine(onnx)
 
     def raw(rows: np.ndarray) -> np.ndarray:
         return engine.raw_fraud_scores(np.asarray(features[rows], dtype=FEATURE_DTYPE))
 
     validation_raw = raw(validation)
-    out_of_bag = out_of_bag_scores(
-        forest, features[fit], labels[fit], groups.ids[fit], seed=seed, params=params
-    )
-    calibration = fit_calibration(
-        out_of_bag=out_of_bag,
-        fit_labels=labels[fit],
-        fit_design=design[fit],
-        validation_scores=validation_raw,
-        validation_labels=labels[validation],
-        validation_design=design[validation],
-        trees=len(forest.estimators_),
-        production_rate=options.production_fraud_rate,
-    )
+    if options.model_family == "hist_gradient_boosting":
+        calibration = fit_log_odds_calibration(
+            validation_scores=validation_raw,
+            validation_labels=labels[validation],
+            validation_design=design[validation],
+            production_rate=options.production_fraud_rate,
+        )
+    else:
+        out_of_bag = out_of_bag_scores(
+            model, features[fit], labels[fit], groups.ids[fit], seed=seed, params=params.forest
+        )
+        calibration = fit_calibration(
+            out_of_bag=out_of_bag,
+            fit_labels=labels[fit],
+            fit_design=design[fit],
+            validation_scores=validation_raw,
+            validation_labels=labels[validation],
+            validation_design=design[validation],
+            trees=len(model.estimators_),
+            production_rate=options.production_fraud_rate,
+        )
 
     def scored(rows: np.ndarray, raw_scores: np.ndarray) -> Scored:
         probabilities = calibrated_probability(raw_scores, calibration.calibration)
@@ -142,7 +167,7 @@ def grow_and_calibrate(
 
     return SplitRun(
         split=split,
-        forest=forest,
+        model=model,
         onnx=onnx,
         calibration=calibration,
         validation=scored(validation, validation_raw),
@@ -249,12 +274,12 @@ def seed_spread(
     primary: SplitRun,
     random_run: SplitRun | None,
     groups: DuplicateGroups,
-    params: ForestParams,
+    params: ModelParams,
     options: TrainingOptions,
     build_forest: ForestBuilder,
 ) -> dict[str, Any]:
-    """How the rules' thresholds and the headline metric move with the forest's seed (the served
-    forest's split), and the headline metric with the split's seed (the random split, when one
+    """How the rules' thresholds and the headline metric move with the model's seed (the served
+    model's split), and the headline metric with the split's seed (the random split, when one
     was run: `random_run`)."""
     by_model_seed = []
     for offset in range(options.stability_runs + 1):
@@ -308,12 +333,17 @@ def train_and_export(
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     build_forest: ForestBuilder = train_forest_in_threads,
+    boosting: BoostingParams | None = None,
 ) -> ArtifactMetadata:
-    """Train on `dataset` and write a versioned artifact.
+    """Train on `dataset` and write a versioned artifact: a forest with `params`, or with
+    `options.model_family` hist_gradient_boosting boosted trees with `boosting` (None: the
+    defaults of BoostingParams).
 
-    The trees are built by `build_forest`: in this process's threads by default, or
+    A forest's trees are built by `build_forest`: in this process's threads by default, or
     `training.ray_forest.train_forest_on_ray` on the Ray cluster this process is connected to.
     """
+    boosted = options.model_family == "hist_gradient_boosting"
+    both = ModelParams(forest=params, boosting=boosting or BoostingParams())
     groups = duplicate_groups(dataset.features)
     logger.info("Duplicate rows: %d in %d groups, each kept in one split", groups.rows,
                 groups.groups)  # fmt: skip
@@ -322,7 +352,7 @@ def train_and_export(
         dataset,
         make_split(dataset, options.split, options, groups),
         groups,
-        params,
+        both,
         options,
         seed=options.seed,
         build_forest=build_forest,
@@ -335,7 +365,7 @@ def train_and_export(
     runs = {options.split: primary}
     if options.compare_split is not None and options.compare_split != options.split:
         other = grow_and_calibrate(
-            dataset, make_split(dataset, options.compare_split, options, groups), groups, params,
+            dataset, make_split(dataset, options.compare_split, options, groups), groups, both,
             options, seed=options.seed, build_forest=build_forest,
         )  # fmt: skip
         runs[options.compare_split] = other
@@ -343,7 +373,7 @@ def train_and_export(
             other, set_up_rules(other.validation, options), groups, options
         )
     stability = seed_spread(
-        dataset, primary, runs.get("random"), groups, params, options, build_forest
+        dataset, primary, runs.get("random"), groups, both, options, build_forest
     )
     headline = splits[options.split]
     rate = options.production_fraud_rate
@@ -366,28 +396,44 @@ def train_and_export(
     if warning is not None:
         logger.warning(warning)
         metrics["warnings"] = [warning]
+    if boosted:
+        importances = mean_absolute_contributions(primary.model, primary.validation.features)
+        importance_label = "mean |reason-code contribution| (log-odds), validation rows"
+        model_line = ("Boosted trees", ", ".join(
+            f"{key}={value}" for key, value in asdict(both.boosting).items()
+        ))  # fmt: skip
+        calibration_line = "Platt on the boosted trees' log-odds"
+        family_params: dict[str, Any] = {"boosting": asdict(both.boosting)}
+    else:
+        importances = primary.model.feature_importances_
+        importance_label = "mean decrease in impurity"
+        model_line = (
+            "Forest",
+            ", ".join(f"{key}={value}" for key, value in asdict(params).items()),
+        )
+        calibration_line = "Platt on the log-odds of the score smoothed as a share of tree votes"
+        family_params = {"forest": asdict(params)}
     report = build_report(
         validation=primary.validation,
         test=primary.test,
         setup=setup,
         options=options,
-        importances=primary.forest.feature_importances_,
+        importances=importances,
+        importance_label=importance_label,
         metrics=metrics,
         summary={
             "Data": f"{dataset.fingerprint.source} ({dataset.fingerprint.rows} rows, "
             f"{dataset.fingerprint.fraud_count} frauds), sha256 `{dataset.fingerprint.sha256}`",
             "Sampling weights": dataset.sampling.description,
-            "Forest": ", ".join(f"{key}={value}" for key, value in asdict(params).items())
-            + f", seed {options.seed}",
+            model_line[0]: f"{model_line[1]}, seed {options.seed}",
             "Split (headline figures)": primary.split.description,
-            "Calibration": f"Platt on the log-odds of the score smoothed as a share of tree "
-            f"votes, fitted at the production rate {rate:g} on "
+            "Calibration": f"{calibration_line}, fitted at the production rate {rate:g} on "
             f"{primary.calibration.source}",
         },
     )
     return save_artifact(
         output_dir,
-        primary.forest,
+        primary.model,
         primary.onnx,
         parity_probe(dataset.features[primary.split.test], primary.test.labels),
         threshold=setup.fixed_threshold,
@@ -396,7 +442,7 @@ def train_and_export(
         alert_curve=setup.curve,
         calibration=primary.calibration.calibration,
         training_params={
-            "forest": asdict(params),
+            **family_params,
             "options": asdict(options),
             # Provenance only: the forest is the same whichever nodes built it.
             "trees_by_ray_node": dict(trees_by_node),

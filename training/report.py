@@ -36,6 +36,7 @@ def build_report(
     importances: np.ndarray,
     metrics: TrainingMetrics,
     summary: dict[str, str],
+    importance_label: str,
 ) -> dict[str, bytes]:
     """File name -> content (report.md and its PNGs), for save_artifact(extra_files=...).
 
@@ -49,7 +50,7 @@ def build_report(
         PLOTS["scores"]: _score_distributions(test, setup.fixed_threshold, budget),
         PLOTS["threshold"]: _threshold_tradeoffs(validation, setup.fixed_threshold, options),
         PLOTS["reliability"]: _reliability(metrics.get("calibration", {})),
-        PLOTS["importances"]: _importances(importances),
+        PLOTS["importances"]: _importances(importances, importance_label),
     }
     markdown = report_markdown(setup, options, metrics, summary)
     return {REPORT_FILE: markdown.encode()} | plots
@@ -197,9 +198,9 @@ def _reliability(calibration: dict[str, Any]) -> bytes:
     return _png(figure)
 
 
-def _importances(importances: np.ndarray, top: int = 15) -> bytes:
+def _importances(importances: np.ndarray, label: str, top: int = 15) -> bytes:
     order = np.argsort(importances)[-top:]
     figure, axes = _figure()
     axes.barh([FEATURE_NAMES[i] for i in order], importances[order])
-    axes.set(xlabel="mean decrease in impurity", title=f"Top {top} feature importances")
+    axes.set(xlabel=label, title=f"Top {top} feature importances")
     return _png(figure)

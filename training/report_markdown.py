@@ -31,8 +31,8 @@ PLOT_CAPTIONS = {
                   "and the cheapest one"),
     "reliability": ("Reliability", "Reliability diagram: served probability against the "
                     "observed fraud share (test split, production weights)"),
-    "importances": ("Feature importances", "Top 15 feature importances (mean decrease in "
-                    "impurity)"),
+    "importances": ("Feature importances", "Top 15 feature importances (a forest: mean decrease "
+                    "in impurity; boosted trees: mean absolute reason-code contribution)"),
 }  # fmt: skip
 
 RULE_TITLES = {
@@ -78,7 +78,7 @@ def report_markdown(
         *_splits_section(splits),
         *_rules_section(splits, headline),
         *_validation_section(splits),
-        *_calibration_section(splits, headline),
+        *_calibration_section(splits, headline, options.model_family),
         *_stability_section(metrics.get("stability", {})),
         "## Plots",
         "",
@@ -241,15 +241,21 @@ def _validation_section(splits: dict[str, Any]) -> list[str]:
     return [*lines, "", *(flags or ["No measure disagrees beyond its intervals.", ""]), ""]
 
 
-def _calibration_section(splits: dict[str, Any], headline: str) -> list[str]:
+def _calibration_section(splits: dict[str, Any], headline: str, family: str) -> list[str]:
     if not splits:
         return []
+    served = (
+        "Served fraud_probability = expit(intercept + slope * log-odds), the log-odds the "
+        "boosted trees give, fitted at production weights"
+        if family == "hist_gradient_boosting"
+        else "Served fraud_probability = expit(intercept + slope * logit((T s + 0.5) / (T + 1))), "
+        "s the forest's score and T the trees it is a mean over, fitted at production weights"
+    )
     lines = [
         "## Calibration",
         "",
-        "Served fraud_probability = expit(intercept + slope * logit((T s + 0.5) / (T + 1))), s "
-        "the forest's score and T the trees it is a mean over, fitted at production weights "
-        "(no probability is exactly 0 or 1). Checked on the test rows at production weights: "
+        served
+        + " (no probability is exactly 0 or 1). Checked on the test rows at production weights: "
         "Brier score, log loss, calibration intercept (logistic regression of fraud on the "
         "served log-odds as an offset) and calibration slope (on the served log-odds), with "
         "95 % intervals from robust (sandwich) standard errors. A calibrated model has "
@@ -331,11 +337,11 @@ def _stability_section(stability: dict[str, Any]) -> list[str]:
     lines = [
         "## Stability across seeds",
         "",
-        f"The {stability['split']} split grown with {len(runs)} forest seeds, each calibrated "
+        f"The {stability['split']} split grown with {len(runs)} model seeds, each calibrated "
         "and its rules set up on its validation rows; PR-AUC and the calibration's check on its "
         "test rows at production weights:",
         "",
-        *_seed_table("seed", "forest seed", runs,
+        *_seed_table("seed", "model seed", runs,
                      ["fixed_threshold", "alert_budget_threshold", "decision_rule", *CHECKS]),
         "Fixed threshold: " + _spread([run["fixed_threshold"] for run in runs], 4)
         + "; alert budget's threshold: "
@@ -347,7 +353,7 @@ def _stability_section(stability: dict[str, Any]) -> list[str]:
     split_runs = stability.get("split_seeds", [])
     if len(split_runs) > 1:
         lines += [
-            f"The random split drawn with {len(split_runs)} split seeds (forest seed fixed), on "
+            f"The random split drawn with {len(split_runs)} split seeds (model seed fixed), on "
             "each one's test rows at production weights:",
             "",
             *_seed_table("split_seed", "split seed", split_runs, CHECKS),

@@ -2,7 +2,8 @@
 
 Writing is atomic: the artifact is built in a hidden sibling directory, fsynced, then renamed
 into place, so a reader never sees a half-written one. The ONNX export must score the parity
-probe like the scikit-learn forest it came from, or nothing is written.
+probe like the scikit-learn model it came from (a forest or boosted trees, training.families), or
+nothing is written.
 """
 
 import importlib.metadata
@@ -20,7 +21,7 @@ import joblib
 import numpy as np
 
 from fraud_model.artifact import (
-    ARTIFACT_FORMAT_VERSION,
+    FORMAT_VERSION_OF_FAMILY,
     METADATA_FILE,
     ArtifactParityError,
     FeatureMismatchError,
@@ -37,6 +38,7 @@ from fraud_model.metadata import (
     Parity,
     ScoreBins,
 )
+from training.families import family_of, sklearn_raw_scores
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,9 @@ def save_artifact(
     alert_curve: AlertCurve | None = None,
     overwrite: bool = False,
 ) -> ArtifactMetadata:
-    """Write the forest (sklearn, ONNX and plain arrays), the parity probe, any extra files
-    (the training report), the alert curve and the metadata, atomically.
+    """Write the model (sklearn, ONNX and its trees as plain arrays), the parity probe, any
+    extra files (the training report), the alert curve and the metadata, atomically. The format
+    version is the model family's (fraud_model.artifact.FORMAT_VERSION_OF_FAMILY).
 
     `score_bins`: the drift reference (training.pipeline.live_score_bins). `decision`: the rule
     the model ships with (None: fixed_threshold at `threshold`).
@@ -95,8 +98,9 @@ def save_artifact(
         raise FeatureMismatchError(
             f"The model expects {n_features} features; the contract has {len(FEATURE_NAMES)}"
         )
+    family = family_of(model)
     probe = np.asarray(probe, dtype=FEATURE_DTYPE)
-    sklearn_scores = model.predict_proba(probe)[:, 1]
+    sklearn_scores = sklearn_raw_scores(model, probe)
     max_diff = _max_abs_diff(OnnxEngine(onnx_model).raw_fraud_scores(probe), sklearn_scores)
     if max_diff > PARITY_TOLERANCE:
         raise ArtifactParityError(
@@ -111,7 +115,7 @@ def save_artifact(
         (staging / MODEL_FILES["onnx"]).write_bytes(onnx_model)
         joblib.dump(model, staging / MODEL_FILES["sklearn"], compress=3)
         np.savez(staging / PROBE_FILE, features=probe, sklearn_scores=sklearn_scores)
-        save_trees(model, staging / TREES_FILE)
+        save_trees(model, staging / TREES_FILE, family)
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         if alert_curve is not None:
@@ -121,7 +125,8 @@ def save_artifact(
         created_at = datetime.now(UTC).replace(microsecond=0)
         onnx_sha = files[MODEL_FILES["onnx"]]
         metadata = ArtifactMetadata(
-            format_version=ARTIFACT_FORMAT_VERSION,
+            format_version=FORMAT_VERSION_OF_FAMILY[family],
+            model_family=family,
             model_version=f"{created_at:%Y%m%dT%H%M%SZ}-{onnx_sha[:8]}",
             created_at=created_at,
             engines=MODEL_FILES,
@@ -147,7 +152,11 @@ def save_artifact(
             data=data,
             metrics=dict(metrics),
         )
-        (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n")
+        # A forest's metadata is format 4's, which has no model_family (and means a forest).
+        unsaid = {"model_family"} if family == "random_forest" else None
+        (staging / METADATA_FILE).write_text(
+            metadata.model_dump_json(indent=2, exclude=unsaid) + "\n"
+        )
         for file in staging.iterdir():
             _fsync(file)
         _replace_dir(staging, final)

@@ -33,6 +33,8 @@ from tests.serve.serving import (
     shipped_app_args,
 )
 from training.data import Dataset
+from training.options import BoostingParams, ForestParams, TrainingOptions
+from training.pipeline import train_and_export
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
@@ -307,3 +309,54 @@ def test_in_canary_mode_a_share_is_answered_by_the_challenger(
     assert calls["sent"] == sum(calls[outcome] for outcome in OUTCOMES)
     (pair,), (pair_before,) = info["comparisons"], before["comparisons"]
     assert pair["transactions"] - pair_before["transactions"] == by_challenger
+
+
+@pytest.fixture(scope="module")
+def boosted_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Dataset) -> Path:
+    """Gradient-boosted trees trained by the pipeline on the session's data: the other family."""
+    path = tmp_path_factory.mktemp("boosted") / "model"
+    options = TrainingOptions(model_family="hist_gradient_boosting", stability_runs=0)
+    train_and_export(
+        tiny_dataset, ForestParams(), options, path, boosting=BoostingParams(max_iter=30)
+    )
+    return path
+
+
+def test_boosted_trees_are_served_as_the_challenger_beside_the_forest(
+    shadow_app: str, session_artifact: Path, boosted_artifact: Path, serve_ledger: Path
+) -> None:
+    """The same app, its Challenger switched in place to the boosted trees, answering every
+    request (canary at 1.0) beside the forest champion; reason codes stay the champion's."""
+    deploy_with_challenger(
+        SHADOW, session_artifact, boosted_artifact, serve_ledger, mode="canary", share=1.0
+    )
+    boosted = load_artifact(boosted_artifact)
+    version = boosted.metadata.model_version
+
+    def ready() -> dict:
+        info = challenger_info(shadow_app)
+        return (
+            info if info["model"]["model_version"] == version and info["state"] == "ready" else {}
+        )
+
+    info = wait_for(ready, timeout_s=60, every_s=0.5)
+    assert info, challenger_info(shadow_app)
+    assert info["model"]["model_family"] == "hist_gradient_boosting"
+    assert info["model"]["calibration"]["method"] == "platt_log_odds"
+    champion = httpx.get(f"{shadow_app}/api/v1/model", timeout=30).json()
+    assert champion["model_family"] == "random_forest"
+
+    bodies = [("/api/v1/predict", as_json(row)) for row in ROWS]
+    responses = asyncio.run(post_all(shadow_app, bodies, concurrency=8))
+    expected = boosted.fraud_probability(ROWS)
+    for index, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["model_version"] == version
+        assert answer["fraud_probability"] == pytest.approx(expected[index], abs=1e-12)
+
+    explained = httpx.post(
+        f"{shadow_app}/api/v1/predict?explain=true", json=as_json(ROWS[0]), timeout=30
+    )
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["model_version"] == champion["model_version"]

@@ -26,7 +26,7 @@ def deep_forest(tiny_dataset: Dataset) -> RandomForestClassifier:
 
 @pytest.fixture
 def explainer(deep_forest: RandomForestClassifier, tmp_path: Path) -> ForestExplainer:
-    save_trees(deep_forest, tmp_path / "trees.npz")
+    save_trees(deep_forest, tmp_path / "trees.npz", "random_forest")
     return ForestExplainer.load(tmp_path / "trees.npz")
 
 
@@ -203,6 +203,6 @@ def test_only_binary_forests_of_the_feature_contract_are_explained(
         tiny_dataset.features[:30], np.arange(30) % 3
     )
     with pytest.raises(ValueError, match="binary forest"):
-        save_trees(three_classes, tmp_path / "trees.npz")
+        save_trees(three_classes, tmp_path / "trees.npz", "random_forest")
     with pytest.raises(ValueError, match=r"Expected \(n, 29\) features"):
         explainer.raw(np.zeros((2, 10)))
