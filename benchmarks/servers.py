@@ -90,9 +90,14 @@ def serve_server(mode: str, application: dict | None = None) -> Iterator[Server]
         config_path = Path(workdir) / "serve_config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         env = os.environ | SERVER_VARIANTS[mode] | {"RAY_ADDRESS": "local"}
-        with running(["uv", "run", "fraud-serve", str(config_path)], env,
+        with running([*FRAUD_SERVE, str(config_path)], env,
                       f"http://127.0.0.1:{port}") as server:  # fmt: skip
             yield server._replace(grpc_port=config["grpc_options"]["port"])
+
+
+# This environment's own fraud-serve (the harness runs under `uv run`, wherever uv is: the quick
+# start puts it in .uv/bin, not on PATH).
+FRAUD_SERVE = [str(Path(sys.executable).with_name("fraud-serve"))]
 
 
 def on_free_ports(config: dict) -> int:

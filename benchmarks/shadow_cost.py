@@ -34,7 +34,7 @@ import yaml
 
 from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import drive, real_rows
-from benchmarks.servers import PROJECT_ROOT, SERVER_VARIANTS, Server, running
+from benchmarks.servers import FRAUD_SERVE, PROJECT_ROOT, SERVER_VARIANTS, Server, running
 from serve_app.config import CHALLENGER, INGRESS
 from serve_app.local_service import free_port
 from serve_app.routes import PREDICT_PATH
@@ -72,7 +72,7 @@ def challenger_server(workdir: Path) -> Iterator[tuple[Server, int]]:
     path = workdir / "start.yaml"
     path.write_text(yaml.safe_dump(config(port, None)))
     env = os.environ | SERVER_VARIANTS[MODE] | {"RAY_ADDRESS": "local"}
-    with running(["uv", "run", "fraud-serve", str(path)], env,
+    with running([*FRAUD_SERVE, str(path)], env,
                  f"http://127.0.0.1:{port}") as server:  # fmt: skip
         yield server, port
 
@@ -82,7 +82,7 @@ def apply(workdir: Path, port: int, share: float | None) -> None:
     path = workdir / "apply.yaml"
     path.write_text(yaml.safe_dump(config(port, share)))
     subprocess.run(
-        ["uv", "run", "fraud-serve", "apply", str(path)],
+        [*FRAUD_SERVE, "apply", str(path)],
         check=True, capture_output=True, cwd=PROJECT_ROOT,
     )  # fmt: skip
 

@@ -67,7 +67,11 @@ def ensure_venv(
 
 
 def _run_uv(arguments: list[str]) -> None:
-    uv = shutil.which("uv")
+    # `uv run` names itself in UV: the quick start's uv is in .uv/bin, not on PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
-        raise RuntimeError("the peers' environments are made with uv, which is not on PATH")
+        raise RuntimeError(
+            "the peers' environments are made with uv: run the harness with `uv run`, or put uv "
+            "on PATH"
+        )
     subprocess.run([uv, *arguments], check=True)
