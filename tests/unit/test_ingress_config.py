@@ -3,6 +3,7 @@ handles are fakes and Ray's metrics are replaced by recorders)."""
 
 import asyncio
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ class Recorder:
 
 
 @pytest.fixture
-def ingress(monkeypatch: pytest.MonkeyPatch) -> Any:
+def ingress(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An Ingress replica's user object as Serve builds it: __init__, then the app, then
     reconfigure() (called by the tests)."""
     from ray.serve import metrics
@@ -48,7 +49,13 @@ def ingress(monkeypatch: pytest.MonkeyPatch) -> Any:
     args = AppArgs(allow_anonymous=True, ledger=None)
     cls.__init__(replica, fake_handle("champ"), args, fake_handle("chall"))
     replica.__serve_build_asgi_app__()
-    return replica
+    yield replica
+    asyncio.run(replica.__del__())  # as Serve stops a replica
+
+
+# Serve awaits the Ingress's async __del__ when it stops a replica (above, as it does); Python's
+# collector calls it again when the object goes, and drops the coroutine that call makes.
+pytestmark = pytest.mark.filterwarnings("ignore:coroutine 'Ingress.__del__' was never awaited")
 
 
 def challenger_of(replica: Any) -> dict | None:
