@@ -20,8 +20,6 @@ def ray_environment_for_the_tests() -> None:
     # to each test: the test cluster runs Serve's own proxy, not HAProxy.
     name = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
     os.environ.setdefault(name, SERVE_ENVIRONMENT[name])
-    # Counts reach Ray's metrics endpoint sooner than Ray's default 10 s, so that tests wait less.
-    os.environ["RAY_metrics_report_interval_ms"] = str(int(METRICS_EXPORT_S * 1000))  # noqa: SIM112 (Ray's spelling)
 
 
 # Here, before any test module or lower conftest imports Ray: pytest loads the conftest files of
@@ -76,13 +74,17 @@ def ray_cluster() -> Iterator[str]:
     """A private local Ray cluster; never attaches to (or stops) one the user is running."""
     import ray
 
-    context = ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        logging_level="WARNING",
-        namespace="fraud-tests",
-    )
+    # Counts reach Ray's metrics endpoint sooner than by Ray's default, so that tests wait less:
+    # for this cluster's processes only (not the services and clusters the tests start).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_metrics_report_interval_ms", str(int(METRICS_EXPORT_S * 1000)))
+        context = ray.init(
+            address="local",
+            num_cpus=4,
+            include_dashboard=False,
+            logging_level="WARNING",
+            namespace="fraud-tests",
+        )
     yield context.address_info["gcs_address"]
     ray.shutdown()
 

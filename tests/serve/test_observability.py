@@ -128,16 +128,15 @@ def test_metrics_appear_on_ray_s_metrics_endpoint(client: httpx.Client) -> None:
         "ray_serve_num_http_requests",  # Ray's own, on the same endpoint
     ]
 
-    def all_there() -> bool:
+    def all_there() -> str:
         text = metrics_text()
-        return all(name in text for name in expected)
+        return text if all(name in text for name in expected) else ""
 
-    assert wait_for(all_there, timeout_s=90, every_s=3), [
-        name for name in expected if name not in metrics_text()
-    ]
+    text = wait_for(all_there, timeout_s=90, every_s=3)
+    assert text, [name for name in expected if name not in metrics_text()]
     psi_values = [
         float(line.rsplit(" ", 1)[1])
-        for line in metrics_text().splitlines()
+        for line in text.splitlines()
         if line.startswith("ray_fraud_score_psi{")
     ]
     assert psi_values and all(value >= 0 for value in psi_values)
