@@ -21,7 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -38,6 +38,9 @@ RUNNING_DIR = Path.home() / ".cache" / "fraud-serving" / "running"
 # Ray prints. The one place this project reads Ray's output.
 _DASHBOARD_LINE = re.compile(r"View the dashboard at \S*?(http://[\w.:-]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Serve's controller ends its own graceful shutdown with ray.kill on itself, and Ray's raylet
+# then reports the task as failed, on every stop: not a warning to show after a Ctrl-C.
+_CONTROLLER_STOPPED = re.compile(r"Task ServeController\.graceful_shutdown failed")
 # Unix socket paths are short: HAProxy refuses one over 97 characters (and Ray derives names
 # from the paths it is given), Ray one over 107, and Ray's own sit about 75 characters below its
 # temporary directory (ray/session_<date>_<time>_<pid>/sockets/plasma_store). So the server's
@@ -102,6 +105,7 @@ def serve(config: Path, with_keys: bool = False) -> int:
         [str(Path(sys.executable).with_name("serve")), "run", str(config)],
         cwd=PROJECT_ROOT,  # serve run resolves import_path from the working directory
         env=env,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
@@ -116,9 +120,12 @@ def serve(config: Path, with_keys: bool = False) -> int:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
+    stopping = threading.Event()
+
     def stop(*_: object) -> None:
         # The Ctrl-C `serve run` handles: it stops Serve gracefully, then its Ray. (SIGTERM
         # itself would make Ray print a stack dump.)
+        stopping.set()
         child.send_signal(signal.SIGINT)
 
     signal.signal(signal.SIGINT, stop)
@@ -127,9 +134,15 @@ def serve(config: Path, with_keys: bool = False) -> int:
         target=announce_when_ready, args=(endpoints, keys, child), daemon=True
     )
     announcer.start()
+    assert child.stdout is not None and child.stderr is not None
+    # Ray prints its processes' lines on stdout.
+    threading.Thread(
+        target=pass_through, args=(child.stdout, sys.stdout, stopping), daemon=True
+    ).start()
     try:
-        assert child.stderr is not None
         for line in child.stderr:
+            if stopping.is_set() and _CONTROLLER_STOPPED.search(line):
+                continue
             sys.stderr.write(line)
             found = _DASHBOARD_LINE.search(_ANSI.sub("", line))
             if found:
@@ -144,6 +157,14 @@ def serve(config: Path, with_keys: bool = False) -> int:
         shutil.rmtree(state_dir, ignore_errors=True)
     # Stopped by Ctrl-C or SIGTERM is a normal end.
     return 0 if code in (0, -signal.SIGINT, 130) else code
+
+
+def pass_through(lines: IO[str], out: IO[str], stopping: threading.Event) -> None:
+    """`lines` to `out` as they come, but for Ray's report of Serve's own stop."""
+    for line in lines:
+        if not (stopping.is_set() and _CONTROLLER_STOPPED.search(line)):
+            out.write(line)
+            out.flush()
 
 
 def announce_when_ready(
