@@ -99,7 +99,9 @@ def download_data(uri: str, directory: Path) -> Path:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey"):
             raise RetrainError(f"s3://{bucket}/{strata_key}: cannot be read: {error}") from error
-        logger.info("No s3://%s/%s: the rows weigh 1 unless --weight-column says", bucket, strata_key)
+        logger.info(
+            "No s3://%s/%s: the rows weigh 1 unless --weight-column says", bucket, strata_key
+        )
     return local
 
 
@@ -118,7 +120,9 @@ def challenger_entry(uri: str, metadata_sha256: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args, training_args = build_parser().parse_known_args(argv)
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     own = [a for a in training_args if a.split("=", 1)[0] in OWN_TRAINING_OPTIONS]
     try:
