@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def s3_object(uri: str, what: str) -> tuple[str, str]:
     """(bucket, key) of an `s3://bucket/key` URI, or RetrainError naming `what`."""
-    from fraud_model.store import S3Location, parse_location
+    from fraud_model.store import InvalidArtifactUriError, S3Location, parse_location
 
-    location = parse_location(uri) if uri.startswith("s3://") else None
+    try:
+        location = parse_location(uri) if uri.startswith("s3://") else None
+    except InvalidArtifactUriError as error:
+        raise RetrainError(f"{what}: {error}") from error
     if not isinstance(location, S3Location) or not location.prefix:
         raise RetrainError(f"{what} must be an s3://bucket/key URI, got {uri!r}")
     return location.bucket, location.prefix
@@ -143,23 +146,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_and_publish(data: Path, output: Path, models: str, training_args: list[str]) -> int:
-    from fraud_model.artifact import ArtifactError
-    from fraud_model.store import publish_artifact
     from training.cli import main as train
-    from training.publish import pin_lines
 
     # $RAY_ADDRESS: the trees are Ray tasks on this job's cluster.
     trained = train([*training_args, "--data", str(data), "--output", str(output), "--no-progress"])
-    if trained != 0:
-        return trained
+    return trained if trained != 0 else publish_and_print(output, models)
+
+
+def publish_and_print(artifact: Path, models: str) -> int:
+    """Publish `artifact` under `models`, then print its pin and its Challenger entry; 1 if it
+    cannot be published (a version is never replaced)."""
+    from fraud_model.artifact import ArtifactError
+    from fraud_model.store import publish_artifact
+    from training.publish import pin_lines
+
     try:
-        published = publish_artifact(output, models)
+        published = publish_artifact(artifact, models)
     except ArtifactError as error:
         logger.error("Trained, but not published: %s", error)
         return 1
     sys.stdout.write(
         f"Pin it in FraudModel's user_config:\n{pin_lines(published)}"
-        f"or try it as the challenger, in the Serve config's deployments:\n"
+        "or try it as the challenger, in the Serve config's deployments:\n"
         f"{challenger_entry(published.uri, published.metadata_sha256)}"
     )
     return 0
