@@ -121,9 +121,15 @@ def challenger_entry(uri: str, metadata_sha256: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.cli import build_parser as training_parser
+
     args, training_args = build_parser().parse_known_args(argv)
+    # Training's --log-level, for this module's lines too (its basicConfig comes after this one).
+    level = training_parser().get_default("log_level")
+    if "--log-level" in training_args[:-1]:
+        level = training_args[training_args.index("--log-level") + 1]
     logging.basicConfig(
-        level=logging.INFO,
+        level=level.upper(),
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
