@@ -35,8 +35,13 @@ RUN apt-get update \
 USER ray
 WORKDIR /home/ray/app
 
-# Dependencies first (a layer that only changes with uv.lock): the serving set and the ledger
-# report's (its RayJob runs this image; no training packages), exactly as locked, every file
+# The locked extras installed beside the serving set: the ledger report's (its RayJob runs this
+# image). The retraining RayJob runs the variant built with
+# `--build-arg EXTRAS="--extra report --extra training"`, tagged <tag>-training (docs/DEPLOY.md).
+ARG EXTRAS="--extra report"
+
+# Dependencies first (a layer that only changes with uv.lock): the serving set and EXTRAS'
+# packages (no training packages by default), exactly as locked, every file
 # checked against the lock's sha256, compiled to bytecode here (the root filesystem is read-only
 # in the pods: without it every Ray process would compile Ray again at each start).
 COPY --chown=ray:users pyproject.toml uv.lock ./
@@ -48,7 +53,7 @@ RUN --mount=type=bind,from=host-ca,target=/run/host-ca \
     && printf 'uv==%s --hash=sha256:%s --hash=sha256:%s\n' \
         "${UV_VERSION}" "${UV_SHA256_X86_64}" "${UV_SHA256_AARCH64}" >/tmp/uv.txt \
     && pip install --no-cache-dir --only-binary=:all: --require-hashes -r /tmp/uv.txt \
-    && uv export --frozen --no-dev --extra report --no-emit-project -o /tmp/requirements.txt \
+    && uv export --frozen --no-dev ${EXTRAS} --no-emit-project -o /tmp/requirements.txt \
     && uv pip install --python "$(command -v python)" --no-cache --compile-bytecode --require-hashes \
         -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt /tmp/uv.txt \
@@ -58,6 +63,7 @@ RUN --mount=type=bind,from=host-ca,target=/run/host-ca \
 COPY --chown=ray:users fraud_model/ fraud_model/
 COPY --chown=ray:users serve_app/ serve_app/
 COPY --chown=ray:users ledger/ ledger/
+COPY --chown=ray:users training/ training/
 COPY --chown=ray:users configs/ configs/
 COPY --chown=ray:users artifacts/default/ artifacts/default/
 COPY --chown=ray:users README.md ./
@@ -66,7 +72,7 @@ RUN --mount=type=bind,from=host-ca,target=/run/host-ca \
         export SSL_CERT_FILE=/run/host-ca/ca-certificates.crt; \
     fi \
     && uv pip install --python "$(command -v python)" --no-cache --no-deps -e . \
-    && python -m compileall -q fraud_model serve_app ledger
+    && python -m compileall -q fraud_model serve_app ledger training
 
 ENV PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8000

@@ -6,9 +6,11 @@ from a real S3 API (moto's server) by a pinned `s3://` version.
 The tests run in file order on one cluster, and the last one loses a node.
 """
 
+import gzip
 import json
 import os
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -29,6 +31,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
@@ -47,7 +50,7 @@ from k8s.local_cluster import (
 from ledger.settings import LedgerSettings
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_api.fraud_scoring_pb2_grpc import FraudScoringStub
-from tests.helpers import PROJECT_ROOT, ledger_rows, write_other_artifact
+from tests.helpers import PROJECT_ROOT, S3_TEST_ENV, ledger_rows, write_other_artifact
 from tests.polling import wait_for
 from training.data import Dataset
 
@@ -406,6 +409,118 @@ def test_training_against_the_cluster_builds_the_same_forest_on_both_workers(
             np.testing.assert_array_equal(cluster_trees[name], single_trees[name], err_msg=name)
     assert on_cluster["files"]["model.onnx"] == single_node["files"]["model.onnx"]
     print(f"\ntraining: trees per worker node {sorted(built.values())}; forests identical")
+
+
+def retraining_sample(rows: int = 3_000) -> tuple[bytes, bytes]:
+    """Real rows for a short retraining (gzipped CSV) and their sampling design: every fraud of
+    the data set and legitimate rows drawn from both of its legitimate strata, the strata file
+    saying how many of each stratum's population rows each stands for."""
+    frame = pd.read_csv(PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz")
+    design = json.loads((PROJECT_ROOT / "data" / "creditcard_real_subset.strata.json").read_text())
+    frauds = frame[frame["Class"] == 1]
+    legitimate = frame[frame["Class"] == 0]
+    (fraud_stratum, early, late) = design["strata"]
+    head = legitimate[legitimate["Time"] <= early["time_through"]]
+    tail = legitimate[legitimate["Time"] > late["time_after"]]
+    share = (rows - len(frauds)) // 2
+    picked = [
+        head.sample(share, random_state=1),
+        tail.sample(rows - len(frauds) - share, random_state=2),
+    ]
+    for stratum, part in zip((early, late), picked, strict=True):
+        stratum["sample_rows"] = len(part)
+    fraud_stratum["sample_rows"] = len(frauds)
+    sample = pd.concat([frauds, *picked]).sort_values("Time")
+    return gzip.compress(sample.to_csv(index=False).encode()), json.dumps(design).encode()
+
+
+def test_the_retraining_rayjob_s_entrypoint_trains_on_the_cluster_and_publishes_a_pinned_version(
+    processes_cluster: LocalRayCluster, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """The rendered RayJob's entrypoint, submitted as the operator submits it (the head's Jobs
+    API, with the token), on the RayService's cluster shape (the RayJob's own is the same:
+    tests/unit/test_retrain_manifests.py)."""
+    from fraud_model.artifact import sha256_bytes
+    from fraud_model.store import fetch_artifact
+    from k8s.render import RETRAIN_RAYJOB
+
+    entrypoint = yaml.safe_load(RETRAIN_RAYJOB.read_text())["spec"]["entrypoint"]
+    words = shlex.split(entrypoint)
+    data, models = words[words.index("--data") + 1], words[words.index("--models") + 1]
+    s3_env = S3_TEST_ENV | {"AWS_ENDPOINT_URL_S3": s3_endpoint}
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, **boto_credentials())
+    data_bucket, data_key = data.removeprefix("s3://").split("/", 1)
+    models_bucket = models.removeprefix("s3://").split("/", 1)[0]
+    for bucket in (data_bucket, models_bucket):
+        with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+    csv, design = retraining_sample()
+    s3.put_object(Bucket=data_bucket, Key=data_key, Body=csv)
+    strata_key = data_key.removesuffix(".gz").removesuffix(".csv") + ".strata.json"
+    s3.put_object(Bucket=data_bucket, Key=strata_key, Body=design)
+
+    # A short forest: the options after the manifest's go to `python -m training`.
+    short = " --n-estimators 8 --max-depth 8 --num-tasks 4 --stability-runs 0 --seed 11"
+    jobs = f"{processes_cluster.dashboard_url}/api/jobs/"
+    headers = processes_cluster.auth_headers()
+    started = time.monotonic()
+    submitted = httpx.post(
+        jobs,
+        json={"entrypoint": entrypoint + short, "runtime_env": {"env_vars": s3_env}},
+        headers=headers,
+        timeout=30,
+    )
+    assert submitted.is_success, submitted.text
+    job = submitted.json()["submission_id"]
+    finished = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+    def status() -> str | None:
+        state = httpx.get(jobs + job, headers=headers, timeout=10).json()["status"]
+        return state if state in finished else None
+
+    final = wait_for(status, timeout_s=240, every_s=1)
+    took = time.monotonic() - started
+    logs = httpx.get(f"{jobs}{job}/logs", headers=headers, timeout=10).json()["logs"]
+    assert final == "SUCCEEDED", logs[-3000:]
+
+    pins = dict(
+        line.split(": ", 1)
+        for line in logs.splitlines()
+        if line.startswith(("artifact_uri: ", "metadata_sha256: "))
+    )
+    uri, pin = pins["artifact_uri"], pins["metadata_sha256"]
+    assert uri.startswith(models + "/")
+    challenger = yaml.safe_load(logs[logs.index("  - name: Challenger") :])
+    assert challenger == [{"name": "Challenger", "user_config": pins}]
+    version = uri.rsplit("/", 1)[1]
+    metadata = s3.get_object(Bucket=models_bucket, Key=f"{uri.split('/', 3)[3]}/metadata.json")
+    assert sha256_bytes(metadata["Body"].read()) == pin
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3_env.items():
+            patch.setenv(name, value)
+        local = fetch_artifact(uri, pin, cache_dir=tmp_path / "cache")
+    loaded = load_artifact(local, metadata_sha256=pin)
+    assert loaded.metadata.model_version == version
+    trained = loaded.metadata.data
+    assert (trained.rows, trained.fraud_count) == (3_000, 492)
+    assert "strata file" in trained.sampling
+    built = loaded.metadata.training_params["trees_by_ray_node"]
+    workers = {node for node, is_head in processes_cluster.alive_node_ids().items() if not is_head}
+    assert set(built) <= workers and sum(built.values()) == 8
+    scores = loaded.fraud_probability(real_rows(16))
+    assert scores[:8].mean() > scores[8:].mean()  # the frauds score above the rest
+    print(
+        f"\nretraining RayJob entrypoint: SUCCEEDED {took:.1f} s after submission, {version} "
+        f"published and loaded by its pin; trees per worker {sorted(built.values())}"
+    )
+
+
+def boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_TEST_ENV["AWS_DEFAULT_REGION"],
+    }
 
 
 @contextmanager
