@@ -38,21 +38,30 @@ def test_the_rayjob_matches_the_kuberay_crd(validator: Draft7Validator) -> None:
     assert any("shutdownAfterJobFinish" in e.message for e in validator.iter_errors(typo))
 
 
-def test_it_runs_the_serving_image_and_ray_hardened_like_the_rayservice() -> None:
-    cluster, serving = RAYJOB["spec"]["rayClusterSpec"], RAYSERVICE["spec"]["rayClusterConfig"]
+def assert_hardened_like_the_rayservice(
+    rayjob: dict, service_account: str, image_suffix: str = ""
+) -> None:
+    """A RayJob's cluster runs the RayService's Ray and image (or its `image_suffix` variant)
+    as the RayService's pods do: token auth, the same security contexts, fixed resources,
+    only emptyDir volumes, and its own service account."""
+    cluster, serving = rayjob["spec"]["rayClusterSpec"], RAYSERVICE["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == serving["rayVersion"]
     assert cluster["authOptions"] == {"mode": "token"}
     (serving_pod, *_) = pods(serving)
     (serving_container,) = serving_pod["spec"]["containers"]
     for pod in pods(cluster):
-        assert pod["spec"]["serviceAccountName"] == "fraud-ledger-report"
+        assert pod["spec"]["serviceAccountName"] == service_account
         assert pod["spec"]["securityContext"] == serving_pod["spec"]["securityContext"]
         (container,) = pod["spec"]["containers"]
-        assert container["image"] == serving_container["image"]
+        assert container["image"] == serving_container["image"] + image_suffix
         assert container["securityContext"] == serving_container["securityContext"]
         assert container["resources"]["requests"] == container["resources"]["limits"]
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert all("emptyDir" in volumes[m["name"]] for m in container["volumeMounts"])
+
+
+def test_it_runs_the_serving_image_and_ray_hardened_like_the_rayservice() -> None:
+    assert_hardened_like_the_rayservice(RAYJOB, "fraud-ledger-report")
     # The image holds the package and the report's dependencies.
     assert "COPY --chown=ray:users ledger/ ledger/" in DOCKERFILE
     assert "--extra report" in DOCKERFILE

@@ -17,7 +17,7 @@ from tests.unit.test_deploy_manifests import (
     restricted_violations,
     strict,
 )
-from tests.unit.test_ledger_manifests import CRD, pods
+from tests.unit.test_ledger_manifests import CRD, assert_hardened_like_the_rayservice, pods
 from training.cli import build_parser as training_parser
 from training.retrain_job import OWN_TRAINING_OPTIONS, build_parser
 
@@ -47,20 +47,8 @@ def test_its_pods_meet_restricted_in_the_namespace() -> None:
 
 
 def test_it_runs_the_training_variant_of_the_serving_image_hardened_like_the_rayservice() -> None:
+    assert_hardened_like_the_rayservice(RAYJOB, "fraud-retrain", render.TRAINING_TAG_SUFFIX)
     cluster, serving = RAYJOB["spec"]["rayClusterSpec"], RAYSERVICE["spec"]["rayClusterConfig"]
-    assert cluster["rayVersion"] == serving["rayVersion"]
-    assert cluster["authOptions"] == {"mode": "token"}
-    (serving_pod, *_) = pods(serving)
-    (serving_container,) = serving_pod["spec"]["containers"]
-    for pod in pods(cluster):
-        assert pod["spec"]["serviceAccountName"] == "fraud-retrain"
-        assert pod["spec"]["securityContext"] == serving_pod["spec"]["securityContext"]
-        (container,) = pod["spec"]["containers"]
-        assert container["image"] == serving_container["image"] + render.TRAINING_TAG_SUFFIX
-        assert container["securityContext"] == serving_container["securityContext"]
-        assert container["resources"]["requests"] == container["resources"]["limits"]
-        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-        assert all("emptyDir" in volumes[m["name"]] for m in container["volumeMounts"])
     # The same shape as the RayService's cluster, on which the rehearsal runs it: a head without
     # CPUs (the trees go to the workers) and workers of the same size.
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
