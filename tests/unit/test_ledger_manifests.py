@@ -82,16 +82,23 @@ def test_the_companions_match_the_kubernetes_schemas(doc: dict) -> None:
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_network_policies_select_the_report_s_pods() -> None:
-    kinds = [doc for doc in COMPANIONS if doc["kind"] == "NetworkPolicy"]
-    labels = [pod["metadata"]["labels"] for pod in pods(RAYJOB["spec"]["rayClusterSpec"])]
-    cluster, operator, egress = kinds
+def assert_companions_select_the_job_s_pods(
+    rayjob: dict, companions: list[dict], service_account: str
+) -> None:
+    """The companions' NetworkPolicies (the cluster's, the operator's, egress) select the
+    RayJob's pods, and its service account has an IRSA role."""
+    labels = [pod["metadata"]["labels"] for pod in pods(rayjob["spec"]["rayClusterSpec"])]
+    cluster, operator, egress = [doc for doc in companions if doc["kind"] == "NetworkPolicy"]
     assert egress["spec"]["podSelector"] == cluster["spec"]["podSelector"]
     assert all(
         cluster["spec"]["podSelector"]["matchLabels"].items() <= pod.items() for pod in labels
     )
     head = labels[0] | {"ray.io/node-type": "head"}
     assert operator["spec"]["podSelector"]["matchLabels"].items() <= head.items()
-    (account,) = [doc for doc in COMPANIONS if doc["kind"] == "ServiceAccount"]
-    assert account["metadata"]["name"] == "fraud-ledger-report"
+    (account,) = [doc for doc in companions if doc["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] == service_account
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_the_network_policies_select_the_report_s_pods() -> None:
+    assert_companions_select_the_job_s_pods(RAYJOB, COMPANIONS, "fraud-ledger-report")

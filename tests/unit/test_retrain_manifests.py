@@ -17,7 +17,12 @@ from tests.unit.test_deploy_manifests import (
     restricted_violations,
     strict,
 )
-from tests.unit.test_ledger_manifests import CRD, assert_hardened_like_the_rayservice, pods
+from tests.unit.test_ledger_manifests import (
+    CRD,
+    assert_companions_select_the_job_s_pods,
+    assert_hardened_like_the_rayservice,
+    pods,
+)
 from training.cli import build_parser as training_parser
 from training.retrain_job import OWN_TRAINING_OPTIONS, build_parser
 
@@ -94,14 +99,4 @@ def test_the_companions_match_the_kubernetes_schemas(doc: dict) -> None:
 
 
 def test_the_network_policies_select_the_job_s_pods() -> None:
-    labels = [pod["metadata"]["labels"] for pod in pods(RAYJOB["spec"]["rayClusterSpec"])]
-    cluster, operator, egress = [doc for doc in COMPANIONS if doc["kind"] == "NetworkPolicy"]
-    assert egress["spec"]["podSelector"] == cluster["spec"]["podSelector"]
-    assert all(
-        cluster["spec"]["podSelector"]["matchLabels"].items() <= pod.items() for pod in labels
-    )
-    head = labels[0] | {"ray.io/node-type": "head"}
-    assert operator["spec"]["podSelector"]["matchLabels"].items() <= head.items()
-    (account,) = [doc for doc in COMPANIONS if doc["kind"] == "ServiceAccount"]
-    assert account["metadata"]["name"] == "fraud-retrain"
-    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    assert_companions_select_the_job_s_pods(RAYJOB, COMPANIONS, "fraud-retrain")
