@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from fraud_model.ray_env import use_this_venv_for_ray_workers
 from ledger.counts import PAIR_KEYS, VERSION_KEYS, labels, merge, partial_counts
 from ledger.files import LedgerFiles, open_files, table_dataset
 from ledger.schema import DECISIONS, OUTCOMES
@@ -410,6 +411,10 @@ def arguments() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments().parse_args(argv)
+    if args.ray:
+        # Before Ray is imported: run under `uv run`, Ray would otherwise start every worker of
+        # the cluster through uv, which the cluster's nodes do not have where this project is.
+        use_this_venv_for_ray_workers()
     settings = ReportSettings(maturity_days=args.maturity_days, review_cost=args.review_cost)
     report = realized_report(args.ledger, settings, as_of=args.as_of, use_ray=args.ray)
     names = write_report(report, args.out)

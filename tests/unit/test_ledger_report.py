@@ -139,3 +139,27 @@ def report_week() -> str:
 def test_an_empty_ledger_gives_an_empty_report(tmp_path: Path) -> None:
     report = realized_report(str(tmp_path), SETTINGS, as_of=AS_OF)
     assert (report.versions, report.pairs, report.immature_weeks) == ([], [], [])
+
+
+def test_with_ray_the_command_keeps_ray_s_workers_off_uv_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run under `uv run` (as the README's commands are), Ray would start every worker of the
+    # cluster through uv, which fails on a cluster's nodes: the command sets the workers'
+    # environment before the Ray counting imports Ray.
+    import os
+
+    from fraud_model.ray_env import THIS_VENV_FOR_RAY_WORKERS
+    from ledger import report as report_module
+
+    for name in THIS_VENV_FOR_RAY_WORKERS:
+        monkeypatch.delenv(name, raising=False)
+    seen: dict[str, str | None] = {}
+
+    def counted(*args: object, use_ray: bool, **kwargs: object) -> RealizedReport:
+        seen.update({name: os.environ.get(name) for name in THIS_VENV_FOR_RAY_WORKERS})
+        return realized_report(str(tmp_path / "empty"), SETTINGS, as_of=AS_OF)
+
+    monkeypatch.setattr(report_module, "realized_report", counted)
+    assert main(["--ledger", str(tmp_path), "--out", str(tmp_path / "out"), "--ray"]) == 0
+    assert seen == THIS_VENV_FOR_RAY_WORKERS
