@@ -32,7 +32,15 @@ SERVE_ENVIRONMENT = {
 }
 
 # What every Ray process of the service starts with, locally and in the image alike.
-RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT
+LOG_ROTATION = {
+    # Each Ray log file (a worker's .out and .err among them) rotates at this size, keeping this
+    # many old ones: at most 64 MiB x 4 = 256 MiB a file. Ray's default, 512 MiB x 6 = 3 GiB a
+    # file, would let one chatty process fill a pod's 4 GiB /tmp alone.
+    "RAY_ROTATION_MAX_BYTES": str(64 * 1024 * 1024),
+    "RAY_ROTATION_BACKUP_COUNT": "3",
+}
+
+RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT | LOG_ROTATION
 
 
 def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
