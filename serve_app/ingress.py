@@ -17,7 +17,7 @@ from ledger.writer import LedgerWriter
 from serve_app.api import create_api, resolved_location
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
-from serve_app.config import AppArgs, IngressConfig
+from serve_app.config import STOP_CHECK_INTERVAL_S, AppArgs, IngressConfig
 from serve_app.data_plane import ModelHandle
 from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S
@@ -108,9 +108,7 @@ class ChallengerModelHandle(CoalescingModelHandle):
     max_ongoing_requests=256,
     # Beyond this the proxy sheds load with 503 and Retry-After instead of queueing without end.
     max_queued_requests=512,
-    # A stopping replica checks every half second, not Serve's 2 s, whether its requests are
-    # done: scoring takes milliseconds, and every stop (a scale-down, Ctrl-C) waits for it.
-    graceful_shutdown_wait_loop_s=0.5,
+    graceful_shutdown_wait_loop_s=STOP_CHECK_INTERVAL_S,
     backpressure_config={"retry_after_s": RETRY_AFTER_S},
 )
 @serve.ingress()

@@ -7,6 +7,7 @@ is the note that tells `fraud-serve apply` where the service's Ray dashboard is 
 """
 
 import json
+import math
 import os
 import re
 import secrets
@@ -50,6 +51,8 @@ MAX_STATE_DIR = 40
 STATE_PREFIX = "fraud-serve-"
 READY_TIMEOUT_S = 600
 GRPC_HEALTH_METHOD = "/ray.serve.RayServeAPIService/Healthz"
+# Signals closer together than this are one Ctrl-C, delivered twice (see `stop`).
+SAME_SIGNAL_S = 1.0
 
 
 class StatePathError(RuntimeError):
@@ -121,8 +124,16 @@ def serve(config: Path, with_keys: bool = False) -> int:
     )
 
     stopping = threading.Event()
+    last_signal = [-math.inf]
 
     def stop(*_: object) -> None:
+        # A terminal's Ctrl-C reaches this process twice, from the terminal and from `uv run`,
+        # which passes it on. Both passed to `serve run` would abort its graceful stop, the one
+        # that writes the ledger: one Ctrl-C, one stop. A second Ctrl-C later still aborts.
+        now = time.monotonic()
+        if now - last_signal[0] < SAME_SIGNAL_S:
+            return
+        last_signal[0] = now
         # The Ctrl-C `serve run` handles: it stops Serve gracefully, then its Ray. (SIGTERM
         # itself would make Ray print a stack dump.)
         stopping.set()
@@ -243,9 +254,10 @@ def ray_environment(state_dir: str) -> dict[str, str]:
         **private_haproxy(state_dir, {name: free_port() for name in HAPROXY_PORTS}),
         # A stopping Ingress replica stays reachable this long so that a load balancer can
         # deregister it (30 s by default, which made every Ctrl-C take 35 s). Here HAProxy is
-        # the only one, and it replays a refused connection on another replica
-        # (RAY_SERVE_HAPROXY_RETRY_ON): a second is enough. The pods keep Serve's default.
-        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # the only one, it is told of a stopping replica at once, and it replays a refused
+        # connection on another replica (RAY_SERVE_HAPROXY_RETRY_ON): a fifth of a second is
+        # enough, and Ctrl-C waits for it. The pods keep Serve's default.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0.2",
     }
 
 

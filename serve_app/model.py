@@ -26,7 +26,7 @@ from fraud_model.explain import DEFAULT_TOP_K, ForestExplainer, top_reasons
 from fraud_model.features import FEATURE_DTYPE
 from fraud_model.metadata import ScoreBins
 from fraud_model.store import S3_SCHEME
-from serve_app.config import ModelAutoscaling, ModelRole
+from serve_app.config import STOP_CHECK_INTERVAL_S, ModelAutoscaling, ModelRole
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
@@ -173,9 +173,7 @@ class ScoreDrift:
     max_ongoing_requests=MAX_ONGOING_PER_BATCH * DEFAULT_MAX_BATCH_SIZE,
     # Beyond this, callers get 503 and Retry-After instead of waiting in a growing queue.
     max_queued_requests=128,
-    # A stopping replica checks every half second, not Serve's 2 s, whether its requests are
-    # done: scoring takes milliseconds, and every stop (a scale-down, Ctrl-C) waits for it.
-    graceful_shutdown_wait_loop_s=0.5,
+    graceful_shutdown_wait_loop_s=STOP_CHECK_INTERVAL_S,
     autoscaling_config=ModelAutoscaling().model_dump(),
 )
 class FraudModel:
