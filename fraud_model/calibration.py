@@ -5,9 +5,9 @@ Three methods, all numpy only (the serving side runs this next to onnxruntime):
 - `platt` (what training writes): the forest's score s, the mean over its T trees of each leaf's
   fraud share, is smoothed as a vote share with `pseudo_count` a on each side,
   s' = (T s + a) / (T + 2 a), and mapped by two fitted parameters,
-  p = expit(intercept + slope * logit(s')). Fitted at the production fraud rate, on the
-  out-of-bag scores of all training rows (training.calibrate). The linear predictor is bounded,
-  so no served probability is exactly 0 or 1.
+  p = expit(intercept + slope * logit(s')). Fitted at the production fraud rate on held-out
+  scores of training rows, scored as the test rows will be (training.calibrate). The linear
+  predictor is bounded, so no served probability is exactly 0 or 1.
 - `platt_log_odds` (boosted trees, whose raw score is already the log-odds of fraud):
   p = expit(intercept + slope * raw), fitted at the production fraud rate on the validation rows
   (training.calibrate).

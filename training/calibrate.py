@@ -4,14 +4,21 @@ A forest of small leaves grown with balanced class weights ranks well but its sc
 probability at the live fraud rate. The calibration (fraud_model.calibration, `platt`) maps the
 log-odds of the score, smoothed as a share of tree votes, through two parameters fitted by weighted
 logistic regression at production weights (design weights, legitimate rows scaled to the production
-fraud rate), on every training row the forest did not learn from:
+fraud rate), on training rows the forest did not learn from, scored as the test rows will be:
 
-- the fit rows, each scored by the trees whose bootstrap bag held neither it nor any row identical
-  to it (out-of-bag), so smoothed as a share of that many votes;
-- the validation rows, scored by the whole forest.
+- a random split's test rows are drawn from the same days as the fit rows, so the fit rows'
+  out-of-bag scores stand for them: each fit row scored by the trees whose bootstrap bag held
+  neither it nor any row identical to it (smoothed as a share of that many votes), with the
+  validation rows scored by the whole forest. That is about five times the frauds the validation
+  rows hold alone;
+- an out-of-time (temporal) split's test rows come after everything the forest saw. The fit
+  rows' out-of-bag scores do not stand for them: trees that never saw a fit fraud still score it
+  far more confidently than the whole forest scores a fraud of a later period (docs/MODEL.md has
+  the figures), so a calibration fitted on them is too cautious later on. The validation rows,
+  the latest before the test period and scored by the whole forest as serving scores them, are
+  used alone.
 
-That is about five times the frauds the validation rows hold alone. Without bootstrap there is no
-out-of-bag row and the validation rows are used alone.
+Without bootstrap there is no out-of-bag row and the validation rows are used alone.
 
 Boosted trees (training.boosting) score in log-odds already and have no out-of-bag rows: their
 calibration (`platt_log_odds`) is the same logistic regression on their own log-odds, fitted on the
@@ -29,7 +36,7 @@ from fraud_model.metadata import Calibration
 from training.forest import bootstrap_counts, tree_seeds
 from training.intervals import clopper_pearson, effective_size
 from training.logistic import fit_logistic
-from training.options import ForestParams
+from training.options import ForestParams, SplitKind
 from training.weights import production_weights
 
 logger = logging.getLogger(__name__)
@@ -76,6 +83,12 @@ def out_of_bag_scores(
     return OutOfBag(scores, trees)
 
 
+def calibrates_on_out_of_bag(split: SplitKind) -> bool:
+    """Whether the fit rows' out-of-bag scores stand for the test rows of this kind of split (see
+    the module's docstring): for a random split they do, for an out-of-time split they do not."""
+    return split == "random"
+
+
 @dataclass(frozen=True)
 class CalibrationFit:
     calibration: Calibration
@@ -88,7 +101,7 @@ class CalibrationFit:
 
 def fit_calibration(
     *,
-    out_of_bag: OutOfBag,
+    out_of_bag: OutOfBag | None,
     fit_labels: np.ndarray,
     fit_design: np.ndarray,
     validation_scores: np.ndarray,
@@ -98,7 +111,13 @@ def fit_calibration(
     production_rate: float,
 ) -> CalibrationFit:
     """Platt parameters on the out-of-bag fit rows and the validation rows, at production
-    weights (`*_design`: the rows' design weights)."""
+    weights (`*_design`: the rows' design weights); `out_of_bag` None: on the validation rows
+    alone (an out-of-time split, calibrates_on_out_of_bag)."""
+    if out_of_bag is None:
+        out_of_bag = OutOfBag(np.zeros(len(fit_labels)), np.zeros(len(fit_labels), dtype=np.int64))
+        alone = "out-of-time split: the fit rows' out-of-bag scores are of earlier days"
+    else:
+        alone = "no out-of-bag rows: no bootstrap"
     has_score = out_of_bag.trees > 0
     log_odds = np.concatenate([
         smoothed_log_odds(out_of_bag.scores[has_score], out_of_bag.trees[has_score], PSEUDO_COUNT),
@@ -110,7 +129,7 @@ def fit_calibration(
         f"out-of-bag scores of {int(has_score.sum())} fit rows and the {len(validation_labels)} "
         "validation rows"
         if has_score.any()
-        else f"the {len(validation_labels)} validation rows (no out-of-bag rows: no bootstrap)"
+        else f"the {len(validation_labels)} validation rows alone ({alone})"
     )
     return _platt(
         log_odds, labels, design, production_rate, source, trees=trees, pseudo_count=PSEUDO_COUNT

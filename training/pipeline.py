@@ -27,6 +27,7 @@ from fraud_model.metadata import ArtifactMetadata, ScoreBins
 from training.boosting import fit_boosted_trees, mean_absolute_contributions
 from training.calibrate import (
     CalibrationFit,
+    calibrates_on_out_of_bag,
     calibration_check,
     fit_calibration,
     fit_log_odds_calibration,
@@ -147,8 +148,12 @@ def grow_and_calibrate(
             production_rate=options.production_fraud_rate,
         )
     else:
-        out_of_bag = out_of_bag_scores(
-            model, features[fit], labels[fit], groups.ids[fit], seed=seed, params=params.forest
+        out_of_bag = (
+            out_of_bag_scores(
+                model, features[fit], labels[fit], groups.ids[fit], seed=seed, params=params.forest
+            )
+            if calibrates_on_out_of_bag(split.kind)
+            else None
         )
         calibration = fit_calibration(
             out_of_bag=out_of_bag,

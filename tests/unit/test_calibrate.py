@@ -1,5 +1,6 @@
 """The calibration: the fit recovers known parameters, out-of-bag scores use only trees that never
-saw the row or its twins, and no served probability is 0 or 1."""
+saw the row or its twins and calibrate a random split only, and no served probability is 0 or
+1."""
 
 import numpy as np
 import pytest
@@ -14,10 +15,18 @@ from training.calibrate import (
     fit_calibration,
     out_of_bag_scores,
 )
-from training.data import Dataset
-from training.forest import bootstrap_counts, fit_trees, tree_sample_weight, tree_seeds
+from training.data import Dataset, synthetic_dataset
+from training.forest import (
+    bootstrap_counts,
+    fit_trees,
+    train_forest_in_threads,
+    tree_sample_weight,
+    tree_seeds,
+)
 from training.logistic import fit_logistic
-from training.options import ForestParams
+from training.options import BoostingParams, ForestParams, SplitKind, TrainingOptions
+from training.pipeline import ModelParams, grow_and_calibrate, make_split
+from training.split import duplicate_groups
 from training.weights import production_weights
 
 TREES = 100
@@ -145,3 +154,47 @@ def test_production_weights_give_the_production_rate_and_keep_the_design() -> No
     assert weights[labels == 1].sum() / weights.sum() == pytest.approx(0.01)
     assert weights[3] / weights[2] == pytest.approx(10.0)
     np.testing.assert_array_equal(weights[:2], design[:2])
+
+
+def test_an_out_of_time_calibration_follows_the_validation_rows_alone() -> None:
+    """Out-of-bag scores of the fit period separate the classes more than the later validation
+    rows' scores do (drawn here from a flatter relation): the fit without them recovers the
+    validation rows' parameters, the fit with them does not."""
+    later_intercept, later_slope = -2.0, 2.0
+    scores, labels, design, population = drawn_from(later_intercept, later_slope, 200_000, seed=3)
+    earlier, earlier_labels, earlier_design, _ = drawn_from(-3.0, 1.0, 400_000, seed=4)
+    common = {
+        "fit_labels": earlier_labels,
+        "fit_design": earlier_design,
+        "validation_scores": scores,
+        "validation_labels": labels,
+        "validation_design": design,
+        "trees": TREES,
+        "production_rate": float(population.mean()),
+    }
+    alone = fit_calibration(out_of_bag=None, **common)
+    assert alone.rows == len(labels) and "validation rows alone" in alone.source
+    assert alone.intercept_ci95[0] < later_intercept < alone.intercept_ci95[1]
+    assert alone.slope_ci95[0] < later_slope < alone.slope_ci95[1]
+    pooled = fit_calibration(out_of_bag=OutOfBag(earlier, np.full(len(earlier), TREES)), **common)
+    assert not pooled.slope_ci95[0] < later_slope < pooled.slope_ci95[1]
+
+
+@pytest.mark.parametrize("kind", ["random", "temporal"])
+def test_the_split_decides_which_rows_the_forest_is_calibrated_on(kind: SplitKind) -> None:
+    """A random split's test rows come from the fit rows' days: their out-of-bag scores join the
+    validation rows. An out-of-time split's do not: the validation rows are used alone."""
+    dataset = synthetic_dataset(4_000, fraud_rate=0.05, seed=9)
+    options = TrainingOptions(split=kind, stability_runs=0)
+    groups = duplicate_groups(dataset.features)
+    split = make_split(dataset, kind, options, groups)
+    params = ModelParams(ForestParams(n_estimators=10, max_depth=6), BoostingParams())
+    run = grow_and_calibrate(
+        dataset, split, groups, params, options, seed=1, build_forest=train_forest_in_threads
+    )
+    validation_rows = len(split.validation)
+    if kind == "temporal":
+        assert run.calibration.rows == validation_rows
+    else:
+        # Every fit row out of the bag of some of the 10 trees, or nearly.
+        assert run.calibration.rows > validation_rows + 0.9 * len(split.fit)
