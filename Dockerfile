@@ -82,8 +82,8 @@ ENV RAY_ENABLE_UV_RUN_RUNTIME_ENV="0" \
     RAY_SERVE_THROUGHPUT_OPTIMIZED="1" \
     RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response" \
     RAY_SERVE_GRPC_MAX_MESSAGE_SIZE="4194304" \
-    RAY_ROTATION_MAX_BYTES="67108864" \
-    RAY_ROTATION_BACKUP_COUNT="3"
+    RAY_ROTATION_MAX_BYTES="8388608" \
+    RAY_ROTATION_BACKUP_COUNT="1"
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD wget -q -O /dev/null http://localhost:8000/api/v1/utils/health-check/ || exit 1
 # END rendered

@@ -33,11 +33,13 @@ SERVE_ENVIRONMENT = {
 
 # What every Ray process of the service starts with, locally and in the image alike.
 LOG_ROTATION = {
-    # Each Ray log file (a worker's .out and .err among them) rotates at this size, keeping this
-    # many old ones: at most 64 MiB x 4 = 256 MiB a file. Ray's default, 512 MiB x 6 = 3 GiB a
-    # file, would let one chatty process fill a pod's 4 GiB /tmp alone.
-    "RAY_ROTATION_MAX_BYTES": str(64 * 1024 * 1024),
-    "RAY_ROTATION_BACKUP_COUNT": "3",
+    # Each Ray log (a worker's .out and .err among them) rotates at this size, keeping this many
+    # old ones: at most 8 MiB x 2 = 16 MiB a log. A pod has one log per Ray process it has run,
+    # about 90 on the head (docs/DEPLOY.md, "The pods' disks"), and all of them at this bound
+    # must fit its 4 GiB /tmp with room to spare. Ray's default, 512 MiB x 6 = 3 GiB a log,
+    # would let one chatty process fill the volume alone.
+    "RAY_ROTATION_MAX_BYTES": str(8 * 1024 * 1024),
+    "RAY_ROTATION_BACKUP_COUNT": "1",
 }
 
 RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT | LOG_ROTATION

@@ -9,13 +9,15 @@ Under CI a machine without Podman fails these tests: they never skip there.
 """
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fraud_model.ray_env import LOG_ROTATION
 from k8s.image import build_image, missing_tools, stand_in_base
-from k8s.local_cluster import ContainerRayCluster, LocalRayCluster, NodeSpec
+from k8s.local_cluster import ContainerRayCluster, LocalRayCluster, NodeSpec, _bytes
 from tests.cluster import test_kuberay_path as in_processes
 from tests.cluster.test_kuberay_path import Rehearsal, rehearsed
 
@@ -81,3 +83,63 @@ test_a_model_rollout_under_load_loses_nothing_and_reaches_every_replica = (
 test_a_worker_node_lost_under_load_costs_at_most_the_requests_in_flight_on_it = (
     in_processes.test_a_worker_node_lost_under_load_costs_at_most_the_requests_in_flight_on_it
 )
+
+
+# A rotated copy of a log: raylet.1.out (Ray's C++ processes) or serve/replica_x.log.1 (Python's).
+_ROTATED_COPY = re.compile(r"\.\d+(?=\.\w+$)|\.\d+$")
+
+
+def ray_log_streams(volume: Path) -> dict[str, int]:
+    """Ray's logs on one pod's volume, a log and its rotated copies as one: {name: bytes}."""
+    streams: dict[str, int] = {}
+    # /tmp/ray/session_* on /tmp; session_* at the top of KubeRay's volume for /tmp/ray.
+    found = [*volume.glob("ray/session_2*"), *volume.glob("session_2*")]
+    sessions = {path.resolve() for path in found if path.is_dir()}
+    for session in sessions:
+        for path in (session / "logs").rglob("*"):
+            if path.is_file():
+                name = _ROTATED_COPY.sub("", str(path.relative_to(volume)))
+                streams[name] = streams.get(name, 0) + path.stat().st_size
+    return streams
+
+
+def test_ray_logs_at_their_rotation_bound_fit_every_pod_s_tmp_volume(rehearsal: Rehearsal) -> None:
+    """After everything above (start, keys, a rollout and a node lost under load), every log of
+    every pod, grown to its rotation bound, still fits the pod's /tmp volume twice over: the
+    processes that replace these later bring logs of their own."""
+    per_log = int(LOG_ROTATION["RAY_ROTATION_MAX_BYTES"]) * (
+        int(LOG_ROTATION["RAY_ROTATION_BACKUP_COUNT"]) + 1
+    )
+    groups = rehearsal.rayservice["spec"]["rayClusterConfig"]
+    counted = {}
+    for node in rehearsal.cluster.nodes:
+        group = (
+            groups["headGroupSpec"]
+            if node.spec.head
+            else next(
+                group
+                for group in groups["workerGroupSpecs"]
+                if node.spec.name.rsplit("-", 1)[0] == group["groupName"]
+            )
+        )
+        (tmp,) = [v for v in group["template"]["spec"]["volumes"] if v["name"] == "tmp"]
+        # The head's Ray logs are on the volume KubeRay adds for its autoscaler, where it runs
+        # one: on the node's disk, with no size limit of its own; held to the same bound here.
+        volumes = [node.log.parent / "volume-tmp", node.log.parent / "volume-ray-logs"]
+        streams = {
+            name: size
+            for volume in volumes
+            if volume.is_dir()
+            for name, size in ray_log_streams(volume).items()
+        }
+        counted[node.spec.name] = (streams, _bytes(tmp["emptyDir"]["sizeLimit"]))
+        print(
+            f"\n{node.spec.name}: {len(streams)} Ray logs, "
+            f"{sum(streams.values()) / 2**20:.1f} MiB now, "
+            f"{len(streams) * per_log / 2**30:.2f} GiB at {per_log / 2**20:.0f} MiB each, "
+            f"/tmp {tmp['emptyDir']['sizeLimit']}"
+        )
+    for name, (streams, size_limit) in counted.items():
+        assert streams, f"{name}: no Ray logs found"
+        assert all(size <= per_log for size in streams.values()), name
+        assert 2 * len(streams) * per_log <= size_limit, (name, len(streams), sorted(streams))
