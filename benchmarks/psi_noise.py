@@ -8,7 +8,8 @@ the recording rule compute it (fraud_model.drift). Any PSI within these quantile
 is noise, not drift.
 
 Then what PSI sees of fraud: the bundled rows (data/, real transactions with every fraud of the
-public data set) scored by the model give each class's share of the drift bins; live traffic at
+public data set) scored by the model, at their design weights, give each class's share of the
+drift bins; live traffic at
 1x, 2x and 5x the production fraud rate is their mixture, and its PSI against the reference is
 computed at an unlimited volume. The model was trained on part of these rows, which flatters
 how well its scores separate the classes: these PSIs are upper bounds.
@@ -54,14 +55,24 @@ def main() -> int:
 
 def fraud_psi(artifact: Path, metadata: dict) -> None:
     from fraud_model.artifact import load_artifact
-    from fraud_model.drift import bin_counts
     from training.data import load_transactions
     from training.options import PRODUCTION_FRAUD_RATE
 
     data = load_transactions(Path("data/creditcard_real_subset.csv.gz"))
     scores = load_artifact(artifact).fraud_probability(data.features)
     edges, reference = metadata["score_bins"]["edges"], metadata["score_bins"]["shares"]
-    by_class = [bin_counts(edges, scores[data.labels == label]) for label in (0, 1)]
+    # Each class's bin shares as live traffic has them: a row counts as the live transactions it
+    # stands for (its design weight), as in the reference. Unweighted, the legitimate rows of the
+    # first hours (weight 1) would count as much as the later sample's (weight 28.9).
+    bins = np.searchsorted(np.asarray(edges), scores, side="right")
+    by_class = [
+        np.bincount(
+            bins[data.labels == label],
+            weights=data.sampling.weights[data.labels == label],
+            minlength=len(edges) + 1,
+        )
+        for label in (0, 1)
+    ]
     shares = [counts / counts.sum() for counts in by_class]
     sys.stdout.write(
         "\n| fraud rate | PSI against the reference (unlimited volume) |\n| --- | --- |\n"
