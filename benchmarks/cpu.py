@@ -92,3 +92,13 @@ def per_request_ms(before: Counter[str], after: Counter[str], requests: int) -> 
         for name, ms in sorted(spent.items(), key=lambda kv: -kv[1])
         if ms >= 0.01
     }
+
+
+def per_second_ms(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
+    """CPU ms per second of wall time of each process name, largest first (under 0.01 left out)."""
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / seconds for name in after}
+    return {
+        name: round(ms, 2)
+        for name, ms in sorted(spent.items(), key=lambda kv: -kv[1])
+        if ms >= 0.01
+    }

@@ -2,12 +2,15 @@
 
     uv run python -m benchmarks.layers                       # single transactions, 32 clients
     uv run python -m benchmarks.layers --path /api/v1/predict/columns --concurrency 2
+    uv run python -m benchmarks.layers --concurrency 1 --idle 20  # what light load costs
 
 Starts this service as the README does (benchmarks/servers.py), drives it with the load
 generator, and meanwhile samples each Serve replica with py-spy (`--gil`: only the thread that
 holds the GIL, i.e. Python's own CPU). The process figures are CPU ms per request from /proc
 (benchmarks/cpu.py); the layer figures split each replica's share by the innermost frame that
-belongs to a known layer (LAYERS, first match wins).
+belongs to a known layer (LAYERS, first match wins). With `--idle`, first the CPU each process
+spends per second with no request at all: at light load that background work, not the
+requests, is most of what the service costs.
 """
 
 # ruff: noqa: E402  (the environment is set before the imports that bring Ray)
@@ -27,7 +30,7 @@ from fraud_model.ray_env import use_this_venv_for_ray_workers
 
 use_this_venv_for_ray_workers()
 
-from benchmarks.cpu import per_request_ms, session_cpu_seconds
+from benchmarks.cpu import per_request_ms, per_second_ms, session_cpu_seconds
 from benchmarks.run import real_rows
 from benchmarks.servers import PROJECT_ROOT, serve_server
 from serve_app.routes import PREDICT_PATH
@@ -49,6 +52,7 @@ LAYERS = [
     ("uvicorn and httptools", r"uvicorn|httptools|h11"),
     ("asyncio", r"asyncio/"),
 ]  # fmt: skip
+IDLE_SETTLE_S = 10
 PY_SPY = Path(sys.executable).with_name("py-spy")  # installed with ray[serve]
 _COMPILED = [(name, re.compile(pattern)) for name, pattern in LAYERS]
 
@@ -88,6 +92,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=25.0, help="seconds of load")
     parser.add_argument("--sample", type=float, default=15.0, help="seconds py-spy samples")
     parser.add_argument("--mode", default="haproxy+throughput")
+    parser.add_argument(
+        "--idle", type=float, default=0.0, help="seconds to measure with no load first"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -101,6 +108,14 @@ def main() -> int:
         else:
             body.write_text(json.dumps(real_rows(256)))
         replicas = replica_pids(server.session_id)
+        if args.idle:
+            time.sleep(IDLE_SETTLE_S)  # past the start's own work (imports, first exports)
+            before = session_cpu_seconds(server.session_id)
+            time.sleep(args.idle)
+            idle = per_second_ms(before, session_cpu_seconds(server.session_id), args.idle)
+            logger.info("No load, CPU ms per second, %.1f in all:", sum(idle.values()))
+            for process, ms in idle.items():
+                logger.info("  %-40s %6.2f", process, ms)
         before = session_cpu_seconds(server.session_id)
         load = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.load", "--url", server.url + args.path, "--body",

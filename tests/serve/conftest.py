@@ -39,7 +39,11 @@ def fraud_app(
         ),
         name="fraud",
         route_prefix="/",
-        logging_config=shipped_config()["logging_config"] | {"logs_dir": str(serve_logs)},
+        # Serve's line per request on, which the shipped config turns off: a user may turn it
+        # on, and test_observability checks that nothing logged, that line included, holds a
+        # transaction's values (the lines of the requests sent are its proof they were written).
+        logging_config=shipped_config()["logging_config"]
+        | {"logs_dir": str(serve_logs), "enable_access_log": True},
     )
     yield serve_url
     serve.delete("fraud")

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.cpu import (
     per_request_ms,
+    per_second_ms,
     process_name,
     process_table,
     session_cpu_seconds,
@@ -37,6 +38,12 @@ def test_cpu_per_request_is_the_difference_spread_over_the_requests() -> None:
     before = Counter({"a": 1.0, "b": 2.0})
     after = Counter({"a": 1.5, "b": 2.000001, "c": 0.2})
     assert per_request_ms(before, after, requests=100) == {"a": 5.0, "c": 2.0}
+
+
+def test_cpu_at_rest_is_the_difference_spread_over_the_seconds() -> None:
+    before = Counter({"a": 1.0, "b": 2.0})
+    after = Counter({"a": 1.5, "b": 2.000001, "c": 0.2})
+    assert per_second_ms(before, after, seconds=10) == {"a": 50.0, "c": 20.0}
 
 
 def test_a_session_s_cpu_is_counted_and_no_other_s() -> None:
