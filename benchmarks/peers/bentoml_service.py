@@ -3,7 +3,7 @@
 
 Runs in the BentoML environment the harness makes, never in the project's: it imports nothing of
 the project. FRAUD_PEER_CONFIG names a JSON file with the model path, the feature order, the
-threshold and the priors of the artifact's calibration.
+threshold and the parameters of the artifact's calibration.
 
     POST /predict        {"transactions": [{V1..V28, Amount}]}    (batchable: its input is a list)
     POST /predict/batch  {"transactions": [... 1,000 rows ...]}   (not batchable, see below)
@@ -24,6 +24,20 @@ from pydantic import BaseModel, create_model
 FEATURES = (*(f"V{i}" for i in range(1, 29)), "Amount")
 MAX_BATCH_SIZE = 32
 
+
+def platt(raw: np.ndarray, calibration: dict[str, float]) -> np.ndarray:
+    """The artifact's Platt calibration, as the service applies it (fraud_model.calibration):
+    the forest's score smoothed as a share of tree votes, its log-odds mapped by two parameters,
+    bounded to +-30."""
+    trees, pseudo = calibration["trees"], calibration["pseudo_count"]
+    smoothed = (trees * raw.astype(np.float64) + pseudo) / (trees + 2 * pseudo)
+    linear = calibration["intercept"] + calibration["slope"] * (
+        np.log(smoothed) - np.log1p(-smoothed)
+    )
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(linear, -30.0, 30.0)))
+    return result
+
+
 Transaction = create_model("Transaction", **{name: (float, ...) for name in FEATURES})
 
 
@@ -41,14 +55,11 @@ class FraudService:
             raise ValueError(f"the artifact's features {config['features']} are not {FEATURES}")
         self.model = joblib.load(config["model"])
         self.threshold = config["threshold"]
-        training, production = config["training_prior"], config["production_prior"]
-        # Prior shift: the odds scale by the ratio of the production to the training prior odds.
-        self.odds_ratio = (production / (1 - production)) / (training / (1 - training))
+        self.calibration = config["calibration"]
 
     def score(self, rows: list[BaseModel]) -> list[Answer]:
         matrix = np.array([[getattr(row, name) for name in FEATURES] for row in rows], np.float32)
-        raw = self.model.predict_proba(matrix)[:, 1]
-        calibrated = raw * self.odds_ratio / (raw * self.odds_ratio + (1 - raw))
+        calibrated = platt(self.model.predict_proba(matrix)[:, 1], self.calibration)
         return [Answer(fraud_probability=p, is_fraud=p >= self.threshold) for p in calibrated]
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE)

@@ -37,7 +37,7 @@ class Peer:
     batch_body: Callable[[list[Row]], dict[str, Any]]
     read_single: Callable[[Any], list[Reading]]
     read_batch: Callable[[Any], list[Reading]]
-    calibrated: bool  # answers at the production prior; else the forest's raw P(fraud)
+    calibrated: bool  # answers the served fraud_probability; else the forest's raw P(fraud)
     batching: str  # as configured, for the record
 
     def requirements(self) -> list[str]:

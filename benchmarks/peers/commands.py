@@ -1,7 +1,7 @@
 """How each peer is started: its configuration files in a work directory, and its command line.
 
 Every peer reads the same `peer.json` (written by benchmarks.peers.launch): the model file, the
-feature order, the artifact's threshold and priors, the worker count and the batch window.
+feature order, the artifact's threshold and calibration, the worker count and the batch window.
 """
 
 import json

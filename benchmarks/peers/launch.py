@@ -12,6 +12,7 @@ from benchmarks.peers.catalog import BATCH_WINDOW_S, MAX_BATCH_SIZE, Peer
 from benchmarks.peers.venvs import ensure_venv
 from benchmarks.servers import Server, running
 from fraud_model.artifact import read_metadata
+from fraud_model.metadata import ArtifactMetadata
 from serve_app.local_service import free_port
 
 # The project's own environment must not leak into a peer's.
@@ -29,12 +30,22 @@ def peer_config(peer: Peer, artifact: Path) -> dict[str, Any]:
         "model": str((artifact / metadata.engines[peer.engine]).resolve()),
         "features": metadata.features,
         "threshold": metadata.threshold,
-        "training_prior": metadata.calibration.training_prior,
-        "production_prior": metadata.calibration.production_prior,
+        "calibration": peer_calibration(metadata),
         "workers": workers(),
         "max_batch_size": MAX_BATCH_SIZE,
         "batch_timeout_s": BATCH_WINDOW_S,
     }
+
+
+def peer_calibration(metadata: ArtifactMetadata) -> dict[str, float]:
+    """The forest's Platt parameters, which the peers apply as the service does; a model
+    calibrated otherwise is refused, not scored on another scale."""
+    if metadata.calibration.method != "platt":
+        raise ValueError(
+            f"the peers apply a forest's `platt` calibration, not {metadata.calibration.method!r}"
+        )
+    intercept, slope, trees, pseudo_count = metadata.calibration.platt_parameters()
+    return {"intercept": intercept, "slope": slope, "trees": trees, "pseudo_count": pseudo_count}
 
 
 def peer_environment(venv: Path, workdir: Path, config_path: Path) -> dict[str, str]:

@@ -3,7 +3,7 @@ LitServe's inference workers, batching up to 32 requests, one worker per core.
 
 Runs in the LitServe environment the harness makes, never in the project's: it imports nothing of
 the project. FRAUD_PEER_CONFIG names a JSON file with the model path, the feature order, the
-threshold, the priors of the artifact's calibration, the worker count and the batch timeout.
+threshold, the parameters of the artifact's calibration, the worker count and the batch timeout.
 
     python litserve_server.py PORT
     POST /predict        {V1..V28, Amount}                        (batched by LitServe)
@@ -27,8 +27,21 @@ FEATURES = (*(f"V{i}" for i in range(1, 29)), "Amount")
 MAX_BATCH_SIZE = 32
 
 
+def platt(raw: np.ndarray, calibration: dict[str, float]) -> np.ndarray:
+    """The artifact's Platt calibration, as the service applies it (fraud_model.calibration):
+    the forest's score smoothed as a share of tree votes, its log-odds mapped by two parameters,
+    bounded to +-30."""
+    trees, pseudo = calibration["trees"], calibration["pseudo_count"]
+    smoothed = (trees * raw.astype(np.float64) + pseudo) / (trees + 2 * pseudo)
+    linear = calibration["intercept"] + calibration["slope"] * (
+        np.log(smoothed) - np.log1p(-smoothed)
+    )
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(linear, -30.0, 30.0)))
+    return result
+
+
 class Scorer:
-    """The ONNX forest, then the artifact's prior-shift calibration and threshold."""
+    """The ONNX forest, then the artifact's calibration and threshold."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         if tuple(config["features"]) != FEATURES:
@@ -42,14 +55,11 @@ class Scorer:
         )
         self.input = self.session.get_inputs()[0].name
         self.threshold = config["threshold"]
-        training, production = config["training_prior"], config["production_prior"]
-        self.odds_ratio = (production / (1 - production)) / (training / (1 - training))
+        self.calibration = config["calibration"]
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         (scores,) = self.session.run(["probabilities"], {self.input: matrix})
-        raw = scores[:, 1].astype(np.float64)
-        calibrated: np.ndarray = raw * self.odds_ratio / (raw * self.odds_ratio + (1 - raw))
-        return calibrated
+        return platt(scores[:, 1], self.calibration)
 
     def answer(self, probability: float) -> dict[str, Any]:
         return {"fraud_probability": probability, "is_fraud": probability >= self.threshold}
