@@ -105,7 +105,7 @@ def serve(config: Path, with_keys: bool = False) -> int:
         | {"TMPDIR": str(base)}
     )
     child = subprocess.Popen(
-        [str(Path(sys.executable).with_name("serve")), "run", str(config)],
+        [sys.executable, "-m", "serve_app.serve_run", str(config)],
         cwd=PROJECT_ROOT,  # serve run resolves import_path from the working directory
         env=env,
         stdout=subprocess.PIPE,
