@@ -45,10 +45,12 @@ def mlserver(venv: Path, workdir: Path, port: int, config: dict[str, Any]) -> li
 
 def bentoml(venv: Path, workdir: Path, port: int, config: dict[str, Any]) -> list[str]:
     shutil.copy(APPS / "bentoml_service.py", workdir)
+    shutil.copy(APPS / "peer_calibration.py", workdir)
     return [str(venv / "bin" / "bentoml"), "serve", "bentoml_service:FraudService",
             "--working-dir", str(workdir), "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
 
 
 def litserve(venv: Path, workdir: Path, port: int, config: dict[str, Any]) -> list[str]:
     shutil.copy(APPS / "litserve_server.py", workdir)
+    shutil.copy(APPS / "peer_calibration.py", workdir)
     return [str(venv / "bin" / "python"), str(workdir / "litserve_server.py"), str(port)]

@@ -22,22 +22,10 @@ from typing import Any
 import litserve as ls
 import numpy as np
 import onnxruntime
+from peer_calibration import platt  # copied beside this file by the harness
 
 FEATURES = (*(f"V{i}" for i in range(1, 29)), "Amount")
 MAX_BATCH_SIZE = 32
-
-
-def platt(raw: np.ndarray, calibration: dict[str, float]) -> np.ndarray:
-    """The artifact's Platt calibration, as the service applies it (fraud_model.calibration):
-    the forest's score smoothed as a share of tree votes, its log-odds mapped by two parameters,
-    bounded to +-30."""
-    trees, pseudo = calibration["trees"], calibration["pseudo_count"]
-    smoothed = (trees * raw.astype(np.float64) + pseudo) / (trees + 2 * pseudo)
-    linear = calibration["intercept"] + calibration["slope"] * (
-        np.log(smoothed) - np.log1p(-smoothed)
-    )
-    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(linear, -30.0, 30.0)))
-    return result
 
 
 class Scorer:

@@ -1,7 +1,6 @@
 """The peers' harness logic that needs no peer: request bodies, answer readers, environment reuse
 and the comparison with the best peer."""
 
-import ast
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from benchmarks.peers.bodies import read_v2_probabilities, v2_request
 from benchmarks.peers.catalog import PEERS, parse_peers
 from benchmarks.peers.launch import peer_calibration
+from benchmarks.peers.peer_calibration import platt
 from benchmarks.peers.summary import ratios_to_best_peer
 from benchmarks.peers.venvs import MARKER, ensure_venv
 from fraud_model.artifact import load_artifact, read_metadata
@@ -19,7 +19,6 @@ from fraud_model.features import FEATURE_NAMES
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "creditcard_real_subset.csv.gz"
 BUNDLED = ROOT / "artifacts" / "default"
-PEERS_DIR = ROOT / "benchmarks" / "peers"
 
 
 @pytest.fixture(scope="module")
@@ -119,24 +118,14 @@ def test_ours_is_divided_by_the_best_peer_of_each_figure() -> None:
     }
 
 
-@pytest.mark.parametrize("peer_file", ["litserve_server.py", "bentoml_service.py"])
-def test_a_peer_s_copy_of_the_calibration_gives_the_service_s_probabilities(
-    peer_file: str, real_rows: list[dict[str, float]]
+def test_the_peers_calibration_gives_the_service_s_probabilities(
+    real_rows: list[dict[str, float]],
 ) -> None:
-    # The peers run in environments of their own and cannot import the project: each holds its
-    # own copy of the formula, taken here from its source alone and checked on the bundled model.
-    source = (PEERS_DIR / peer_file).read_text()
-    (function,) = [
-        node
-        for node in ast.parse(source).body
-        if isinstance(node, ast.FunctionDef) and node.name == "platt"
-    ]
-    namespace: dict = {"np": np}
-    exec(compile(ast.Module([function], []), peer_file, "exec"), namespace)
     artifact = load_artifact(BUNDLED)
     matrix = np.array([[row[name] for name in FEATURE_NAMES] for row in real_rows], np.float32)
-    raw = artifact.engine.raw_fraud_scores(matrix)
     calibration = peer_calibration(read_metadata(BUNDLED))
     np.testing.assert_allclose(
-        namespace["platt"](raw, calibration), artifact.fraud_probability(matrix), rtol=1e-12
+        platt(artifact.engine.raw_fraud_scores(matrix), calibration),
+        artifact.fraud_probability(matrix),
+        rtol=1e-12,
     )
