@@ -84,21 +84,21 @@ def process_name(command: str, stat: str) -> str:
 
 def per_request_ms(before: Counter[str], after: Counter[str], requests: int) -> dict[str, float]:
     """CPU ms per request of each process name, largest first (processes under 0.01 ms left out)."""
-    spent = {
-        name: (after[name] - before.get(name, 0.0)) * 1000 / max(requests, 1) for name in after
-    }
-    return {
-        name: round(ms, 3)
-        for name, ms in sorted(spent.items(), key=lambda kv: -kv[1])
-        if ms >= 0.01
-    }
+    return _spread(before, after, max(requests, 1), digits=3)
 
 
 def per_second_ms(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
     """CPU ms per second of wall time of each process name, largest first (under 0.01 left out)."""
-    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / seconds for name in after}
+    return _spread(before, after, seconds, digits=2)
+
+
+def _spread(
+    before: Counter[str], after: Counter[str], over: float, digits: int
+) -> dict[str, float]:
+    """CPU ms spent by each process name between the two readings, divided by `over`."""
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / over for name in after}
     return {
-        name: round(ms, 2)
+        name: round(ms, digits)
         for name, ms in sorted(spent.items(), key=lambda kv: -kv[1])
         if ms >= 0.01
     }

@@ -55,6 +55,7 @@ def main() -> int:
 
 def fraud_psi(artifact: Path, metadata: dict) -> None:
     from fraud_model.artifact import load_artifact
+    from fraud_model.drift import bin_counts
     from training.data import load_transactions
     from training.options import PRODUCTION_FRAUD_RATE
 
@@ -64,13 +65,8 @@ def fraud_psi(artifact: Path, metadata: dict) -> None:
     # Each class's bin shares as live traffic has them: a row counts as the live transactions it
     # stands for (its design weight), as in the reference. Unweighted, the legitimate rows of the
     # first hours (weight 1) would count as much as the later sample's (weight 28.9).
-    bins = np.searchsorted(np.asarray(edges), scores, side="right")
     by_class = [
-        np.bincount(
-            bins[data.labels == label],
-            weights=data.sampling.weights[data.labels == label],
-            minlength=len(edges) + 1,
-        )
+        bin_counts(edges, scores[data.labels == label], data.sampling.weights[data.labels == label])
         for label in (0, 1)
     ]
     shares = [counts / counts.sum() for counts in by_class]

@@ -33,10 +33,15 @@ def reference_bins(
     return edges.tolist(), shares.tolist()
 
 
-def bin_counts(edges: list[float], scores: np.ndarray) -> np.ndarray:
-    """How many of `scores` fall in each bin (len(edges) + 1 bins)."""
+def bin_counts(
+    edges: list[float], scores: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """How many of `scores` fall in each bin (len(edges) + 1 bins), each counted as its weight
+    where `weights` are given."""
     return np.bincount(
-        np.searchsorted(np.asarray(edges), scores, side="right"), minlength=len(edges) + 1
+        np.searchsorted(np.asarray(edges), scores, side="right"),
+        weights=weights,
+        minlength=len(edges) + 1,
     )
 
 

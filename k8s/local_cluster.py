@@ -107,7 +107,7 @@ def _spec(
     params = {key: str(value) for key, value in group.get("rayStartParams", {}).items()}
     # KubeRay derives these from the container's limits unless rayStartParams sets them.
     params.setdefault("num-cpus", str(int(float(limits["cpu"]))))
-    params.setdefault("memory", str(_bytes(limits["memory"])))
+    params.setdefault("memory", str(quantity_bytes(limits["memory"])))
     env = {}
     for item in container.get("env", []):
         if "value" in item:
@@ -195,7 +195,7 @@ def pod_settings(group: dict, head: bool, autoscaler: bool) -> PodSettings:
         drop_capabilities=tuple(security.get("capabilities", {}).get("drop", [])),
         no_new_privileges=security.get("allowPrivilegeEscalation") is False,
         cpus=str(limits["cpu"]),
-        memory_bytes=_bytes(limits["memory"]),
+        memory_bytes=quantity_bytes(limits["memory"]),
         mounts=tuple(mounts),
     )
 
@@ -214,7 +214,7 @@ def kuberay_start_command(spec: NodeSpec, params: Mapping[str, str]) -> list[str
     return ["/bin/bash", "-c", "--", f"ulimit -n ${{RAY_START_ULIMIT_OPEN_FILES:-65536}}; {start}"]
 
 
-def _bytes(quantity: str) -> int:
+def quantity_bytes(quantity: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
     for suffix, factor in units.items():
         if quantity.endswith(suffix):

@@ -124,16 +124,17 @@ def serve(config: Path, with_keys: bool = False) -> int:
     )
 
     stopping = threading.Event()
-    last_signal = [-math.inf]
+    last_signal = -math.inf
 
     def stop(*_: object) -> None:
         # A terminal's Ctrl-C reaches this process twice, from the terminal and from `uv run`,
         # which passes it on. Both passed to `serve run` would abort its graceful stop, the one
         # that writes the ledger: one Ctrl-C, one stop. A second Ctrl-C later still aborts.
+        nonlocal last_signal
         now = time.monotonic()
-        if now - last_signal[0] < SAME_SIGNAL_S:
+        if now - last_signal < SAME_SIGNAL_S:
             return
-        last_signal[0] = now
+        last_signal = now
         # The Ctrl-C `serve run` handles: it stops Serve gracefully, then its Ray. (SIGTERM
         # itself would make Ray print a stack dump.)
         stopping.set()

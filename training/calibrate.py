@@ -114,14 +114,17 @@ def fit_calibration(
     weights (`*_design`: the rows' design weights); `out_of_bag` None: on the validation rows
     alone (an out-of-time split, calibrates_on_out_of_bag)."""
     if out_of_bag is None:
-        out_of_bag = OutOfBag(np.zeros(len(fit_labels)), np.zeros(len(fit_labels), dtype=np.int64))
+        has_score = np.zeros(len(fit_labels), dtype=bool)
+        fit_log_odds = np.empty(0)
         alone = "out-of-time split: the fit rows' out-of-bag scores are of earlier days"
     else:
+        has_score = out_of_bag.trees > 0
+        fit_log_odds = smoothed_log_odds(
+            out_of_bag.scores[has_score], out_of_bag.trees[has_score], PSEUDO_COUNT
+        )
         alone = "no out-of-bag rows: no bootstrap"
-    has_score = out_of_bag.trees > 0
     log_odds = np.concatenate([
-        smoothed_log_odds(out_of_bag.scores[has_score], out_of_bag.trees[has_score], PSEUDO_COUNT),
-        smoothed_log_odds(validation_scores, trees, PSEUDO_COUNT),
+        fit_log_odds, smoothed_log_odds(validation_scores, trees, PSEUDO_COUNT)
     ])  # fmt: skip
     labels = np.concatenate([fit_labels[has_score], validation_labels])
     design = np.concatenate([fit_design[has_score], validation_design])

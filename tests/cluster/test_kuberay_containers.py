@@ -17,7 +17,7 @@ import pytest
 
 from fraud_model.ray_env import LOG_ROTATION
 from k8s.image import build_image, missing_tools, stand_in_base
-from k8s.local_cluster import ContainerRayCluster, LocalRayCluster, NodeSpec, _bytes
+from k8s.local_cluster import ContainerRayCluster, LocalRayCluster, NodeSpec, quantity_bytes
 from tests.cluster import test_kuberay_path as in_processes
 from tests.cluster.test_kuberay_path import Rehearsal, rehearsed
 
@@ -132,7 +132,7 @@ def test_ray_logs_at_their_rotation_bound_fit_every_pod_s_tmp_volume(rehearsal: 
             if volume.is_dir()
             for name, size in ray_log_streams(volume).items()
         }
-        counted[node.spec.name] = (streams, _bytes(tmp["emptyDir"]["sizeLimit"]))
+        counted[node.spec.name] = (streams, quantity_bytes(tmp["emptyDir"]["sizeLimit"]))
         print(
             f"\n{node.spec.name}: {len(streams)} Ray logs, "
             f"{sum(streams.values()) / 2**20:.1f} MiB now, "
