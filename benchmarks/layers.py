@@ -30,7 +30,13 @@ from fraud_model.ray_env import use_this_venv_for_ray_workers
 
 use_this_venv_for_ray_workers()
 
-from benchmarks.cpu import per_request_ms, per_second_ms, session_cpu_seconds
+from benchmarks.cpu import (
+    per_request_ms,
+    per_second_ms,
+    process_table,
+    session_cpu_seconds,
+    session_processes,
+)
 from benchmarks.run import real_rows
 from benchmarks.servers import PROJECT_ROOT, serve_server
 from serve_app.routes import PREDICT_PATH
@@ -76,13 +82,13 @@ def layer_shares(raw: Path) -> dict[str, float]:
 
 
 def replica_pids(session_id: int) -> dict[int, str]:
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True).stdout
-    found = {}
-    for line in out.splitlines():
-        pid, sid, command = line.split(None, 2)
-        if int(sid) == session_id and command.startswith("ray::ServeReplica"):
-            found[int(pid)] = command.split("::", 1)[1].split(".", 1)[0]  # less its current task
-    return found
+    """The Serve replicas among the session's processes and their descendants (`serve run`
+    starts a session of its own under fraud-serve)."""
+    return {
+        process.pid: process.name.split("::", 1)[1]
+        for process in session_processes(session_id, process_table())
+        if process.name.startswith("ray::ServeReplica")
+    }
 
 
 def main() -> int:

@@ -25,6 +25,11 @@ SERVE_ENVIRONMENT = {
     # (it died): scoring has no side effects, so a replay is safe, and the client gets its
     # answer instead of a 500.
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+    # Serve's request metrics (ray_serve_num_http_requests and the rest) come from the Ingress
+    # replicas, which count them in memory and export them in batches, and not from HAProxy,
+    # which would send Serve's HAProxy manager one log line per request to parse: that parsing
+    # was 6 % of the service's CPU per request at 32 clients (docs/BENCHMARKS.md).
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
     # Serve's gRPC servers take messages of up to 2 GiB unless told otherwise: bound them, as the
     # HTTP API bounds its bodies, at gRPC's own default of 4 MiB (a call of 1,000 transactions
     # as columns is about 232 KB). Read by every Ray process at its start.

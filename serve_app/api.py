@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from fraud_model.store import LocalLocation, parse_location
 from ledger.settings import LedgerSettings
@@ -60,15 +61,22 @@ def create_api(
     check_routes(api.routes, table)
     if args.openapi_docs:
         declare_security(api, table)
-    api.add_middleware(RequestGate, table=table, keys=keys, plane=plane, refusals=refusals)
+    # The gate goes in front of the wrappers FastAPI puts around every app (its error, telemetry
+    # and body-limit middleware): a request the lean path answers skips them, which is a few
+    # per cent of the Ingress's CPU per request (docs/BENCHMARKS.md); anything else passes
+    # through all of them. Built last: FastAPI's stack takes its exception handlers as it is built.
+    gate: ASGIApp = RequestGate(
+        api.build_middleware_stack(), table=table, keys=keys, plane=plane, refusals=refusals
+    )
     if settings.cors_origins:
         # Outermost: a browser's preflight carries no key.
-        api.add_middleware(
-            CORSMiddleware,
+        gate = CORSMiddleware(
+            gate,
             allow_origins=settings.cors_origins,
             allow_methods=sorted({endpoint.method for endpoint in table}),
             allow_headers=ALLOWED_HEADERS,
         )
+    api.middleware_stack = gate
     # For the gRPC methods of the Ingress (serve_app.grpc_scoring): the same table, keys, plane.
     api.state.table, api.state.keys, api.state.plane = table, keys, plane
     return api

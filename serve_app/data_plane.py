@@ -18,7 +18,7 @@ from ray.serve.exceptions import BackPressureError
 
 from fraud_model.explain import DEFAULT_TOP_K
 from serve_app.decision_log import DecisionLog
-from serve_app.errors import RETRY_AFTER_S, ApiError
+from serve_app.errors import RETRY_AFTER_S, ApiError, internal_error
 from serve_app.request_context import Decided, Request, deciding
 from serve_app.schemas import (
     Answer,
@@ -155,7 +155,7 @@ class DataPlane:
             # Answered here, in the API's error shape: an exception escaping to Serve would
             # become a plain-text 500.
             logger.exception("The model call failed")
-            raise ApiError(500, "internal", "Internal error; it has been logged") from None
+            raise internal_error() from None
 
 
 def elapsed_ms(started: float) -> float:

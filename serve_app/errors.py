@@ -101,3 +101,8 @@ def capped(detail: list[dict[str, Any]]) -> list[dict[str, Any]]:
         *detail[:MAX_ERRORS],
         {"type": "too_many_errors", "loc": ["body"], "msg": f"{more} more errors not shown"},
     ]
+
+
+def internal_error() -> ApiError:
+    """The answer to an unexpected error, wherever it is caught: logged there, no detail sent."""
+    return ApiError(500, "internal", "Internal error; it has been logged")

@@ -15,6 +15,7 @@ Everything else goes on to the FastAPI app with the body replayed: an invalid bo
 FastAPI words), `explain=true`, the operator endpoints, the docs.
 """
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.access import AccessRefused, KeyRing, authorize
 from serve_app.data_plane import DataPlane
-from serve_app.errors import ApiError
+from serve_app.errors import ApiError, internal_error
 from serve_app.refusals import Refusals, Refused, Unadmitted
 from serve_app.request_context import SCOPE_KEY, Request, new_request_id
 from serve_app.request_headers import RequestHeaders
@@ -40,6 +41,7 @@ from serve_app.routes import (
     route_path,
 )
 
+logger = logging.getLogger(f"ray.serve.{__name__}")
 # The values FastAPI (pydantic) reads as true for a bool query parameter.
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _JSON_HEADERS = [(b"content-type", JSON.encode())]
@@ -137,6 +139,12 @@ class RequestGate:
             content = to_json(await answering)
         except ApiError as error:
             await self._refuse(error, refused, scope, send)
+            return
+        except Exception:
+            # The gate runs outside FastAPI's error middleware: answer in the API's error shape
+            # here, as FastAPI's handler would (serve_app.refusals).
+            logger.exception("Unexpected error on %s", refused.route)
+            await self._refuse(internal_error(), refused, scope, send)
             return
         headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

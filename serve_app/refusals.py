@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from serve_app.decision_log import DecisionLog
-from serve_app.errors import ApiError, ItemsError, capped, error_items
+from serve_app.errors import ApiError, ItemsError, capped, error_items, internal_error
 from serve_app.metrics import RequestMetrics
 from serve_app.request_context import request_of
 from serve_app.routes import route_path
@@ -108,7 +108,7 @@ def install_error_handlers(api: FastAPI, refusals: Refusals | None = None) -> No
 
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("Unexpected error on %s %s", request.method, request.url.path)
-        return answered(request, ApiError(500, "internal", "Internal error; it has been logged"))
+        return answered(request, internal_error())
 
     api.add_exception_handler(ApiError, api_error)
     api.add_exception_handler(RequestValidationError, validation_error)

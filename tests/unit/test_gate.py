@@ -160,3 +160,30 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_all_read(
     assert status == 413
     assert json.loads(body)["detail"][0]["type"] == "too_large"
     assert app.bodies == []
+
+
+class FailingDecisions:
+    """A decision log that fails: an error the lean path does not expect."""
+
+    def decided(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the ledger's secret path /srv/x")
+
+
+async def test_an_unexpected_error_is_answered_in_the_api_s_shape_without_detail(
+    artifact_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The gate runs in front of FastAPI's error middleware, so it answers such errors itself.
+    settings = ServiceSettings(api_keys=[SecretStr(KEY)])
+    plane = DataPlane(InProcessModel(artifact_dir), 2.0, decisions=None)
+    plane.decisions = FailingDecisions()  # type: ignore[assignment]
+    gate = RequestGate(
+        App(),
+        table=endpoint_table(AppArgs()),
+        keys=KeyRing.from_settings(settings, allow_anonymous=False),
+        plane=plane,
+    )
+    status, body = await call(gate, json.dumps(TRANSACTION).encode())
+    assert status == 500
+    assert json.loads(body)["detail"][0]["type"] == "internal"
+    assert b"secret" not in body
+    assert "Unexpected error on /api/v1/predict" in caplog.text
