@@ -30,6 +30,10 @@ SERVE_ENVIRONMENT = {
     # which would send Serve's HAProxy manager one log line per request to parse: that parsing
     # was 6 % of the service's CPU per request at 32 clients (docs/BENCHMARKS.md).
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # One HAProxy thread per node, not Ray's 4: on 2 cores the extra threads cost 4 % of the
+    # CPU per request at 32 clients (docs/BENCHMARKS.md). One thread relays far more requests
+    # a second than a node's Ingress replicas answer.
+    "RAY_SERVE_HAPROXY_NBTHREAD": "1",
     # Serve's gRPC servers take messages of up to 2 GiB unless told otherwise: bound them, as the
     # HTTP API bounds its bodies, at gRPC's own default of 4 MiB (a call of 1,000 transactions
     # as columns is about 232 KB). Read by every Ray process at its start.
