@@ -2,6 +2,7 @@
 Fixtures live in the conftest files; tests import helpers from here, never from a conftest."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def endpoint_calls(
     batch = {"transactions": [transaction, transaction | {"V14": -9.0}]}
     columns = {name: [value, value] for name, value in transaction.items()}
     outcome = {"request_id": "r-1", "is_fraud": True, "source": "chargeback"}
-    outcomes = {"outcomes": [outcome | {"reported_at": "2026-12-01T10:00:00Z"}]}
+    outcomes = {"outcomes": [outcome | {"reported_at": datetime.now(UTC).isoformat()}]}
     calls = [
         ("POST", "/api/v1/predict", transaction, 1),
         ("POST", "/api/v1/predict?explain=false", transaction, 1),

@@ -4,6 +4,7 @@ the request id, the position, the model version, the score, the threshold, the A
 id. Read back from the Parquet files the ledger writer wrote in tmp_path."""
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,8 @@ def test_outcomes_of_recorded_decisions_are_kept_and_unknown_ones_reported_back(
     headers = {"X-Request-ID": "order-7", **bearer(SCORING)}
     assert api.post("/api/v1/predict/batch", json=rows, headers=headers).status_code == 200
     assert log.writer.flush(timeout_s=10)
-    reported = "2026-12-01T10:00:00Z"
+    # After the decisions, as in life: the lookup scans the days before reported_at.
+    reported = datetime.now(UTC).isoformat()
     outcomes = [
         {"request_id": "order-7", "position": 1, "is_fraud": True, "source": "chargeback"},
         {"request_id": "order-7", "position": 0, "is_fraud": False, "source": "review"},
