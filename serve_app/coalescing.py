@@ -23,7 +23,10 @@ class CoalescingLimits:
     """
 
     max_rows_per_call: int = 64
-    max_calls_in_flight: int = 2
+    # One call out per Ingress replica: the model replica still has a call from each Ingress
+    # replica to score, and a second call out from the same replica only splits the rows that
+    # would have shared the next call (more CPU per row in both replicas; docs/BENCHMARKS.md).
+    max_calls_in_flight: int = 1
 
 
 class RowCoalescer(Generic[Row, Result]):
