@@ -27,6 +27,10 @@ class CoalescingLimits:
     # replica to score, and a second call out from the same replica only splits the rows that
     # would have shared the next call (more CPU per row in both replicas; docs/BENCHMARKS.md).
     max_calls_in_flight: int = 1
+    # A call out for longer than this stops holding its slot, and the rows behind it go in a
+    # new call: one stalled call (its replica lost mid-call) then delays the Ingress's rows by
+    # this much, not by the request timeout. Far above a call's time under load.
+    stall_s: float = 0.05
 
 
 class RowCoalescer(Generic[Row, Result]):
@@ -63,11 +67,24 @@ class RowCoalescer(Generic[Row, Result]):
         if not rows:
             return
         self._in_flight += 1
-        call = asyncio.get_running_loop().create_task(self._call(rows, futures))
+        loop = asyncio.get_running_loop()
+        slot = _Slot()
+        slot.timer = loop.call_later(self._limits.stall_s, self._free, slot)
+        call = loop.create_task(self._call(rows, futures, slot))
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
 
-    async def _call(self, rows: list[Row], futures: list[asyncio.Future[Result]]) -> None:
+    def _free(self, slot: "_Slot") -> None:
+        """The call's slot given back, once: when it returns, or when it stalls."""
+        if slot.held:
+            slot.held = False
+            self._in_flight -= 1
+            if self._waiting:
+                self._start_call()
+
+    async def _call(
+        self, rows: list[Row], futures: list[asyncio.Future[Result]], slot: "_Slot"
+    ) -> None:
         try:
             results = await self._send(rows)
             if len(results) != len(rows):
@@ -83,9 +100,19 @@ class RowCoalescer(Generic[Row, Result]):
                 if not future.done():
                     future.set_result(result)
         finally:
-            self._in_flight -= 1
-            if self._waiting:
-                self._start_call()
+            if slot.timer is not None:
+                slot.timer.cancel()
+            self._free(slot)
+
+
+class _Slot:
+    """One call's hold on a place among the calls in flight."""
+
+    __slots__ = ("held", "timer")
+
+    def __init__(self) -> None:
+        self.held = True
+        self.timer: asyncio.TimerHandle | None = None
 
 
 def _copy(error: BaseException) -> BaseException:

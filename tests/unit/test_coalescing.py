@@ -8,6 +8,8 @@ from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.ingress import ChallengerModelHandle, CoalescingModelHandle
 
 pytestmark = pytest.mark.anyio
+# Calls held open by a test's gates never count as stalled, however slow the machine.
+NEVER = 3600.0
 
 
 @pytest.fixture
@@ -38,9 +40,14 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def calls_reach(model: GatedModel, count: int) -> None:
+    while len(model.calls) < count:
+        await asyncio.sleep(0.001)
+
+
 async def test_a_lone_row_is_sent_at_once() -> None:
     model = GatedModel()
-    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1, stall_s=NEVER))
     pending = asyncio.ensure_future(coalescer.submit(7))
     await settle()
     assert model.calls == [[7]]
@@ -50,7 +57,7 @@ async def test_a_lone_row_is_sent_at_once() -> None:
 
 async def test_rows_that_arrive_while_the_calls_are_out_leave_together_in_order() -> None:
     model = GatedModel()
-    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=2))
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=2, stall_s=NEVER))
     first = [asyncio.ensure_future(coalescer.submit(row)) for row in (1, 2)]
     await settle()
     assert model.calls == [[1], [2]]  # two calls may be out: both went at once
@@ -67,7 +74,7 @@ async def test_rows_that_arrive_while_the_calls_are_out_leave_together_in_order(
 
 async def test_a_call_takes_at_most_max_rows_per_call() -> None:
     model = GatedModel()
-    limits = CoalescingLimits(max_rows_per_call=4, max_calls_in_flight=1)
+    limits = CoalescingLimits(max_rows_per_call=4, max_calls_in_flight=1, stall_s=NEVER)
     coalescer = RowCoalescer(model.send, limits)
     pending = [asyncio.ensure_future(coalescer.submit(row)) for row in range(9)]
     for _ in range(4):
@@ -80,7 +87,7 @@ async def test_a_call_takes_at_most_max_rows_per_call() -> None:
 
 async def test_a_failed_call_fails_only_its_own_rows() -> None:
     model = GatedModel(fail_on=3)
-    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1, stall_s=NEVER))
     lone = asyncio.ensure_future(coalescer.submit(1))
     await settle()
     together = [asyncio.ensure_future(coalescer.submit(row)) for row in (2, 3)]
@@ -102,7 +109,7 @@ async def test_a_failed_call_fails_only_its_own_rows() -> None:
 
 async def test_a_row_whose_request_gave_up_is_not_sent() -> None:
     model = GatedModel()
-    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1))
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1, stall_s=NEVER))
     first = asyncio.ensure_future(coalescer.submit(1))
     await settle()
     abandoned = asyncio.ensure_future(coalescer.submit(2))
@@ -114,6 +121,28 @@ async def test_a_row_whose_request_gave_up_is_not_sent() -> None:
     assert model.calls == [[1], [3]]
     model.gates[1].set()
     assert await asyncio.gather(first, kept) == [2, 6]
+
+
+async def test_a_stalled_call_stops_holding_back_the_rows_behind_it() -> None:
+    model = GatedModel()
+    coalescer = RowCoalescer(model.send, CoalescingLimits(max_calls_in_flight=1, stall_s=0.2))
+    stalled = asyncio.ensure_future(coalescer.submit(1))
+    await settle()
+    behind = asyncio.ensure_future(coalescer.submit(2))
+    await asyncio.wait_for(calls_reach(model, 2), timeout=10)
+    assert model.calls == [[1], [2]]
+    # The stalled call returning gives nothing back twice: the second call still holds the one
+    # slot, so a new row waits for it.
+    model.gates[0].set()
+    assert await stalled == 2
+    later = asyncio.ensure_future(coalescer.submit(3))
+    await settle()
+    assert model.calls == [[1], [2]]
+    model.gates[1].set()
+    await asyncio.wait_for(calls_reach(model, 3), timeout=10)
+    assert model.calls[2] == [3]
+    model.gates[2].set()
+    assert await asyncio.gather(behind, later) == [4, 6]
 
 
 async def test_a_wrong_number_of_results_fails_the_call_loudly() -> None:
