@@ -60,6 +60,15 @@ APP = "fraud"
 SECRET = "fraud-scoring-api-keys"  # the API keys' Secret, mounted as files
 LEDGER = "s3://cluster-ledger/ledger"  # on the moto server, as the bucket is in production
 BUNDLED = PROJECT_ROOT / "artifacts" / "default"
+# The scoring key the tests' clients use gets a rate far above what they send: once a node is
+# lost, one Ingress replica takes all of their requests, and the default per-key rate of a
+# replica would then answer some with 429, which is not what a test here looks at.
+LOAD_KEY_RATE_PER_S = 1_000_000
+
+
+def load_key(key: str) -> dict:
+    """The scoring key's entry in the Secret: the key, with LOAD_KEY_RATE_PER_S."""
+    return {"key": key, "rate_per_s": LOAD_KEY_RATE_PER_S}
 
 
 def real_rows(count: int = 64) -> np.ndarray:
@@ -175,6 +184,8 @@ def rehearsed(
 
     rayservice = rendered_rayservice()
     keys = new_api_keys()
+    scoring_key = json.loads(keys[(SECRET, "scoring")])[0]
+    keys[(SECRET, "scoring")] = json.dumps([load_key(scoring_key)])
     # Short, not under pytest's tmp_path: Ray's socket paths must fit in 107 characters.
     work_dir = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
     cluster = make_cluster(node_specs(rayservice, keys), work_dir, s3_env, keys)
@@ -196,8 +207,8 @@ def rehearsed(
             operator,
             f"http://127.0.0.1:{port}",
             grpc_port,
-            json.loads(keys[("fraud-scoring-api-keys", "scoring")])[0],
-            json.loads(keys[("fraud-scoring-api-keys", "operator")])[0],
+            scoring_key,
+            json.loads(keys[(SECRET, "operator")])[0],
             first,
             rayservice,
             ledger,
@@ -352,12 +363,14 @@ def test_a_key_added_to_the_secret_works_and_once_revoked_is_refused_without_a_r
         }
 
     assert answered(added) == {401}
-    with_added = [rehearsal.scoring_key, {"id": "rotation-check", "key": added}]
+    with_added = [load_key(rehearsal.scoring_key), {"id": "rotation-check", "key": added}]
     rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps(with_added)})
     changed = time.monotonic()
     assert wait_for(lambda: answered(added) == {200}, timeout_s=90), answered(added)
     added_s = time.monotonic() - changed
-    rehearsal.cluster.update_secret(SECRET, {"scoring": json.dumps([rehearsal.scoring_key])})
+    rehearsal.cluster.update_secret(
+        SECRET, {"scoring": json.dumps([load_key(rehearsal.scoring_key)])}
+    )
     changed = time.monotonic()
     assert wait_for(lambda: answered(added) == {401}, timeout_s=90), answered(added)
     revoked_s = time.monotonic() - changed
