@@ -289,9 +289,15 @@ class LedgerWriter:
 
     def _build(self, records: Sequence[Record]) -> list[_File]:
         groups: dict[tuple[str, date], list[Any]] = {}
-        for record in records:
-            table = DECISIONS if isinstance(record, Decision) else REFUSALS
-            groups.setdefault((table, day_of(record.received_at)), []).append(record)
+        received = [record.received_at for record in records]
+        first, last = day_of(min(received)), day_of(max(received))
+        if first == last and all(isinstance(record, Decision) for record in records):
+            # The usual flush, grouped without a date per record: decisions only, of one day.
+            groups[(DECISIONS, first)] = list(records)
+        else:
+            for record in records:
+                table = DECISIONS if isinstance(record, Decision) else REFUSALS
+                groups.setdefault((table, day_of(record.received_at)), []).append(record)
         built = []
         for (table, day), members in sorted(groups.items()):
             if table == DECISIONS:

@@ -73,6 +73,31 @@ def decision(request_id: str, received_at: float | None = None, rows: int = 1) -
     )
 
 
+def test_single_transactions_are_written_to_the_day_each_arrived_on(tmp_path: Path) -> None:
+    # Records are appended as answers complete, not as requests arrive: a slow request from
+    # before midnight can sit between two from after it, and still belongs to its own day.
+    writer = LedgerWriter(LedgerSettings(location=str(tmp_path), **IDLE))
+    midnight = 1_780_012_800.0  # 2026-05-29 00:00:00 UTC
+    late = decision("late", midnight - 0.01)
+    late.latency_ms = float("nan")
+    unknown = decision("unknown", midnight + 1)
+    unknown.latency_ms = None
+    for record in (decision("first", midnight + 0.5), late, unknown):
+        writer.append(record)
+    assert writer.close().written == 3
+    files = table_files(open_files(str(tmp_path)), DECISIONS)
+    assert [str(day) for day in files] == ["2026-05-28", "2026-05-29"]
+    rows = table_dataset(open_files(str(tmp_path)), DECISIONS).to_table().to_pylist()
+    by_id = {row["request_id"]: row for row in rows}
+    assert [str(by_id[name]["date"]) for name in ("late", "first", "unknown")] == [
+        "2026-05-28", "2026-05-29", "2026-05-29"
+    ]  # fmt: skip
+    assert by_id["first"]["latency_ms"] == 3.2
+    assert by_id["late"]["latency_ms"] is None and by_id["unknown"]["latency_ms"] is None
+    assert by_id["first"]["time"].timestamp() == midnight + 0.5
+    assert all((row["position"], row["transactions"]) == (0, 1) for row in rows)
+
+
 def stored_ids(uri: str) -> list[str]:
     table = table_dataset(open_files(uri), DECISIONS).to_table(columns=["request_id"])
     ids: list[str] = table.column("request_id").to_pylist()
