@@ -171,6 +171,11 @@ def decisions_table(records: Sequence[Decision], with_features: bool) -> pa.Tabl
     else:
         scores, flags, amounts = [], [], []
         for record in records:
+            if len(record.scores) == 1:  # no numpy call for the single ones among batches
+                scores.append(record.scores[0])
+                flags.append(record.decisions[0])
+                amounts.append(record.amounts[0])
+                continue
             scores.extend(np.asarray(record.scores, dtype=np.float64).tolist())
             flags.extend(np.asarray(record.decisions, dtype=bool).tolist())
             amounts.extend(np.asarray(record.amounts, dtype=np.float64).tolist())
