@@ -7,10 +7,21 @@ one before Ray is imported.
 """
 
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 
-# The ports each server or node takes for HAProxy and Serve's fallback proxy (private_haproxy).
-HAPROXY_PORTS = ("haproxy_stats", "haproxy_metrics", "fallback_http", "fallback_grpc")
+# The ports each server or node takes for HAProxy and Serve's fallback proxy, and the first of
+# its Ingress replicas' gRPC ports (private_haproxy).
+HAPROXY_PORTS = (
+    "haproxy_stats",
+    "haproxy_metrics",
+    "fallback_http",
+    "fallback_grpc",
+    "replica_grpc",
+)
+# Room for a server's Ingress replicas' gRPC ports: those of a rollout's old and new replicas,
+# and those Serve holds back for a while after a replica stops.
+REPLICA_GRPC_PORTS = 64
 
 # Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a
 # copy of the working directory; the project's own environment is already the right one.
@@ -56,9 +67,11 @@ RAY_ENVIRONMENT = THIS_VENV_FOR_RAY_WORKERS | SERVE_ENVIRONMENT | LOG_ROTATION
 
 def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
     """HAProxy's files and ports for one server (or one node), and those of Serve's fallback
-    proxy behind it: by default they are fixed paths in /tmp and fixed ports (8404, 9101, 8500,
-    9500), which a second server on the machine (the tests', while the user's is running) or a
-    second node of a local cluster would take over. `ports` has one for each of HAPROXY_PORTS."""
+    proxy and Ingress replicas behind it: by default they are fixed paths in /tmp and fixed
+    ports (8404, 9101, 8500, 9500, and 40000 on for the replicas' gRPC), which a second server on
+    the machine (the tests', while the user's is running) or a second node of a local cluster
+    would take over. `ports` has one for each of HAPROXY_PORTS."""
+    first = min(ports["replica_grpc"], 65_535 - REPLICA_GRPC_PORTS + 1)
     return {
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"]),
@@ -69,7 +82,43 @@ def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{state_dir}/metrics.sock",
         "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
+        # Serve 2.60 starts each Ingress replica's gRPC server with SO_REUSEPORT still on (it
+        # passes gRPC the option to turn it off as a string, which gRPC ignores). So a replica
+        # of a second server on the machine binds the port a first server's replica holds, both
+        # taken from Serve's one default range, and the kernel splits the gRPC calls between
+        # the two services: the tests' calls were answered, without a key, by the user's
+        # server. Each server takes a range of its own. Serve's controller hands out the ports,
+        # so the head's range is the one used.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first + REPLICA_GRPC_PORTS - 1),
     }
+
+
+def private_ports(free_port: Callable[[], int]) -> dict[str, int]:
+    """A port for each of HAPROXY_PORTS that nothing holds now; for the replicas' gRPC, the first
+    of REPLICA_GRPC_PORTS in a row, so that no range starts under a running server's replicas."""
+    ports = {name: free_port() for name in HAPROXY_PORTS if name != "replica_grpc"}
+    return ports | {"replica_grpc": free_range(free_port, REPLICA_GRPC_PORTS)}
+
+
+def free_range(free_port: Callable[[], int], count: int, attempts: int = 100) -> int:
+    """The first of `count` ports in a row that nothing holds now, starting at a free_port()."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + count <= 65_536 and all(map(unheld, range(first + 1, first + count))):
+            return first
+    raise RuntimeError(f"found no {count} free ports in a row in {attempts} tries")
+
+
+def unheld(port: int) -> bool:
+    """Whether a socket could bind `port` on every IPv4 address now (it cannot where any
+    socket, an IPv6 one on all addresses included, holds the port)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def use_this_venv_for_ray_workers() -> None:

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import yaml
 
-from fraud_model.ray_env import HAPROXY_PORTS, private_haproxy
+from fraud_model.ray_env import private_haproxy, private_ports
 from serve_app.config import MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -458,8 +458,8 @@ class LocalRayCluster:
 def node_ports() -> dict[str, int]:
     """The ports a node takes besides the head's own: each its own, as each pod has its own
     address."""
-    names = ("metrics", "agent", "client", *HAPROXY_PORTS)
-    return {name: free_port() for name in names}
+    own = {name: free_port() for name in ("metrics", "agent", "client")}
+    return own | private_ports(free_port)
 
 
 @dataclass

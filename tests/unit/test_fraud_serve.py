@@ -2,11 +2,13 @@
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
+from fraud_model.ray_env import REPLICA_GRPC_PORTS, free_range
 from serve_app import apply_config, cli, local_service
 from serve_app.loading import PROJECT_ROOT
 
@@ -29,6 +31,25 @@ def test_fast_ingress_is_on_and_haproxy_state_is_private() -> None:
     ):
         assert first[name] not in fixed
     assert first["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] != second["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
+
+
+def test_a_server_s_replicas_take_grpc_ports_from_a_range_of_its_own() -> None:
+    """Serve's replicas bind their gRPC ports with SO_REUSEPORT on: two servers drawing from one
+    range would each get calls meant for the other."""
+    env = local_service.ray_environment("/tmp/a")
+    first = int(env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"])
+    last = int(env["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"])
+    assert last - first + 1 == REPLICA_GRPC_PORTS and last <= 65_535
+    assert first != 40_000  # where Serve's one range starts
+
+
+def test_a_range_with_a_port_something_holds_is_passed_over() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        starts = iter([taken - 3, taken + 1])  # the first range has the held port inside
+        assert free_range(lambda: next(starts), 8) == taken + 1
 
 
 def test_the_caller_environment_wins() -> None:
