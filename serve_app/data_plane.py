@@ -17,6 +17,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
 from fraud_model.explain import DEFAULT_TOP_K
+from serve_app.columnar_body import ColumnarRows
 from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S, ApiError, internal_error
 from serve_app.request_context import Decided, Request, deciding
@@ -104,7 +105,9 @@ class DataPlane:
         self._record(decided, as_columns(answers), started)
         return {"predictions": answers}
 
-    async def predict_columns(self, body: ColumnarBatchBody, request: Request) -> ColumnarAnswer:
+    async def predict_columns(
+        self, body: ColumnarBatchBody | ColumnarRows, request: Request
+    ) -> ColumnarAnswer:
         started = time.perf_counter()
         rows = body.feature_matrix()
         decided = self._deciding(request, rows)

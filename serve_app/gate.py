@@ -10,9 +10,10 @@ endpoint's limit. So a request without a valid key learns nothing about the limi
 The lean path: routing, dependency resolution and response handling in FastAPI cost more CPU per
 request than everything else the Ingress does for a transaction (docs/BENCHMARKS.md), so a
 scoring request without query parameters whose body validates (parsed and validated in one pass
-by pydantic-core) is answered here, by the same DataPlane method that the FastAPI route calls.
-Everything else goes on to the FastAPI app with the body replayed: an invalid body (whose error
-FastAPI words), `explain=true`, the operator endpoints, the docs.
+by pydantic-core, or a columnar body read straight into the model's matrix where it is plainly
+valid: serve_app.columnar_body) is answered here, by the same DataPlane method that the FastAPI
+route calls. Everything else goes on to the FastAPI app with the body replayed: an invalid body
+(whose error FastAPI words), `explain=true`, the operator endpoints, the docs.
 """
 
 import logging
@@ -96,7 +97,7 @@ class RequestGate:
                 await self._refuse(too_large, refused, scope, send)
             return
         if endpoint.lean and not scope.get("query_string"):
-            parsed = validated(endpoint.body, body)
+            parsed = read_valid(endpoint.body, endpoint.fast_reader, body)
             if parsed is not None:
                 answering = self._lean[endpoint.handler](parsed, request)
                 await self._answer(answering, refused, scope, send)
@@ -178,6 +179,16 @@ def check_media_type(headers: RequestHeaders, expected: str) -> None:
             f"Send the body as {expected} (got {shown})",
             loc=["header", "content-type"],
         )
+
+
+def read_valid(
+    model: type[BaseModel], fast_reader: Callable[[bytes], Any] | None, body: bytes
+) -> Any:
+    """The body as the endpoint's handler takes it: read by the endpoint's fast reader where it
+    has one and the body is plainly valid, else validated by its model; None when invalid."""
+    if fast_reader is not None and (rows := fast_reader(body)) is not None:
+        return rows
+    return validated(model, body)
 
 
 def validated(model: type[BaseModel], body: bytes) -> BaseModel | None:

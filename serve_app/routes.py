@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.types import Scope
 
 from ledger.outcomes import MAX_OUTCOMES_PER_CALL, OutcomeBatch
+from serve_app.columnar_body import ColumnarBodyReader
 from serve_app.config import AppArgs
 from serve_app.schemas import Transaction, batch_request_model, columnar_request_model
 
@@ -73,6 +74,9 @@ class Endpoint:
     explain: bool = False  # takes ?explain=true, which needs an operator key
     grpc_method: str | None = None  # the same endpoint over gRPC (fraud_scoring.proto)
     prefix_match: bool = False  # the docs' static files: every path below `path`
+    # Reads a plainly valid body without the body model, or gives None to leave it to the model
+    # (serve_app.columnar_body); the lean path tries it first.
+    fast_reader: Callable[[bytes], Any] | None = None
 
     @property
     def media_type(self) -> str | None:
@@ -157,6 +161,7 @@ def endpoint_table(args: AppArgs) -> EndpointTable:
             body=columnar_request_model(most),
             body_limit=batch_limit,
             grpc_method="PredictColumns",
+            fast_reader=ColumnarBodyReader(most),
         ),
         Endpoint(
             MODEL_PATH,

@@ -63,14 +63,18 @@ class TransactionBody(BaseModel):
         return list(_features_in_order(self))  # one C-level call (operator.attrgetter)
 
 
-def _feature_field(name: str) -> Any:
+def feature_bounds(name: str) -> tuple[float, float]:
+    """The lowest and the highest value the API takes for a feature."""
     if name == "Amount":
-        return float, Field(ge=0, le=MAX_AMOUNT, description="Transaction amount")
-    return float, Field(
-        ge=-MAX_ABS_COMPONENT,
-        le=MAX_ABS_COMPONENT,
-        description="PCA component of the card transaction",
-    )
+        return 0, MAX_AMOUNT
+    return -MAX_ABS_COMPONENT, MAX_ABS_COMPONENT
+
+
+def _feature_field(name: str) -> Any:
+    low, high = feature_bounds(name)
+    if name == "Amount":
+        return float, Field(ge=low, le=high, description="Transaction amount")
+    return float, Field(ge=low, le=high, description="PCA component of the card transaction")
 
 
 def _feature_column(name: str, max_transactions: int) -> Any:
