@@ -166,7 +166,7 @@ def columnar_bodies(draw: st.DrawFn) -> bytes:
     return ("{" + ",".join(fields) + "}").encode()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(columnar_bodies())
 def test_whatever_it_reads_the_model_reads_to_the_same_matrix(body: bytes) -> None:
     read, expected = READ(body), model_matrix(body)
@@ -175,7 +175,7 @@ def test_whatever_it_reads_the_model_reads_to_the_same_matrix(body: bytes) -> No
         np.testing.assert_array_equal(read.feature_matrix(), expected)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.integers(1, MOST).flatmap(
         lambda n: st.lists(
