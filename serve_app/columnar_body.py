@@ -57,29 +57,28 @@ class ColumnarBodyReader:
             columns = read_columns(body)
         except _NOT_READ:
             return None
-        if columns is None:
+        lengths = {len(column) for column in columns}
+        if len(lengths) != 1 or not 1 <= lengths.pop() <= self.max_transactions:
             return None
-        stacked = np.stack(columns) if len({len(c) for c in columns}) == 1 else None
-        if stacked is None or not 1 <= stacked.shape[1] <= self.max_transactions:
-            return None
+        stacked = np.stack(columns)
         if not ((stacked >= self._lows) & (stacked <= self._highs)).all():
             return None
         return ColumnarRows(np.ascontiguousarray(stacked.T, dtype=FEATURE_DTYPE))
 
 
-def read_columns(body: bytes) -> list[np.ndarray] | None:
-    """Each feature's values as float64, in the model's order; None unless the body is an
+def read_columns(body: bytes) -> list[np.ndarray]:
+    """Each feature's values as float64, in the model's order; none unless the body is an
     object of exactly the feature columns, each an array. A new parser each time: a parser may
     not parse again while anything of its last document is still referenced, and a new one
     costs nothing measurable beside the parse."""
     document = simdjson.Parser().parse(body)
     # len() counts a repeated key again, where pydantic keeps the last one's values.
     if not isinstance(document, simdjson.Object) or len(document) != len(FEATURE_NAMES):
-        return None
+        return []
     columns = []
     for name in FEATURE_NAMES:
         column = document[name]
         if not isinstance(column, simdjson.Array):
-            return None
+            return []
         columns.append(np.frombuffer(column.as_buffer(of_type="d"), dtype=np.float64))
     return columns
