@@ -5,9 +5,12 @@
     uv run python -m benchmarks.run --training       # also: Ray-parallel vs sklearn n_jobs=-1
     uv run python -m benchmarks.run --peers none     # without MLServer, BentoML and LitServe
 
-Every figure is the median of --repeats runs of --duration seconds each; ratios are of medians
-taken in this one run, since the machine may be shared and noisy. Each figure also carries the
-server's CPU time per request, by process (benchmarks/cpu.py), which noise moves far less.
+The servers take turns in --rounds rounds: in each, every server is started, given --repeats
+load runs of --duration seconds per figure and stopped, and each round starts one server further
+along the list. Every figure is the median of all its runs, and its CPU time per request (by
+process, benchmarks/cpu.py) is over all of them. This machine may be shared and noisy, and its
+noise drifts over minutes: taking turns spreads each server's runs over the whole run, so the
+ratios of medians taken in one run do not depend on which server ran in a quiet minute.
 
 The peers (benchmarks/peers/) run in the same run, each from a virtual environment the harness
 makes on first use, and are asked in their own request formats at the same load levels.
@@ -25,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from fraud_model.ray_env import use_this_venv_for_ray_workers
 
@@ -52,6 +57,8 @@ from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
 from serve_app.routes import BATCH_PATH, COLUMNS_PATH, PREDICT_PATH
 
 logger = logging.getLogger("benchmarks")
+
+T = TypeVar("T")
 ARTIFACT = PROJECT_ROOT / "artifacts" / "default"
 DATA = PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz"
 NOOP_APP = {
@@ -92,6 +99,11 @@ def drive(
     cpu_ms = per_request_ms(
         cpu_before, session_cpu_seconds(server.session_id), sum(run["requests"] for run in runs)
     )
+    return figures(runs, cpu_ms)
+
+
+def figures(runs: list[dict], cpu_ms: dict[str, float]) -> dict:
+    """The medians of `runs`, their CPU ms per request (`cpu_ms`, by process) and the runs."""
     median = {
         key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms")
     }
@@ -100,7 +112,39 @@ def drive(
         "client": runs[0]["client"],
         "cpu_ms_per_request": round(sum(cpu_ms.values()), 3),
         "cpu_ms_by_process": cpu_ms,
+        "runs": runs,
     }
+
+
+def merged(rounds: list[dict]) -> dict:
+    """One figure from its rounds' (drive's results): the medians of all their runs, and the CPU
+    per request over all their requests."""
+    runs = [run for figure in rounds for run in figure["runs"]]
+    requests = [sum(run["requests"] for run in figure["runs"]) for figure in rounds]
+    spent: dict[str, float] = {}
+    for figure, count in zip(rounds, requests, strict=True):
+        for name, ms in figure["cpu_ms_by_process"].items():
+            spent[name] = spent.get(name, 0.0) + ms * count
+    total = max(sum(requests), 1)
+    cpu_ms = {
+        name: round(ms / total, 3) for name, ms in sorted(spent.items(), key=lambda kv: -kv[1])
+    }
+    return figures(runs, cpu_ms)
+
+
+def merged_suites(rounds: list[dict]) -> dict:
+    """A server's suite from its rounds: each figure merged; transactions/s kept per batch."""
+    suite = {key: merged([one[key] for one in rounds]) for key in rounds[0]}
+    for key, figure in suite.items():
+        if key.endswith("1000_c2"):
+            figure["tx_per_s"] = figure["rps"] * 1000
+    return suite
+
+
+def in_turn(servers: list[T], turn: int) -> list[T]:
+    """The servers in the order of round `turn` (from 0): each round starts one further along."""
+    start = turn % len(servers)
+    return servers[start:] + servers[:start]
 
 
 def http_suite(
@@ -184,7 +228,10 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", default="1,8,32", help="client concurrency levels")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
-    parser.add_argument("--repeats", type=int, default=3, help="load runs per figure (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="turns each server takes (module docstring)"
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="load runs per figure in each round")
     parser.add_argument("--no-noop", action="store_true", help="skip the no-op model runs")
     parser.add_argument("--training", action="store_true", help="also time training")
     parser.add_argument("--training-rows", type=int, default=284_807)
@@ -194,6 +241,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    # A mode named twice is one server: the rounds already alternate the servers.
+    modes = list(dict.fromkeys(args.modes.split(";")))
     try:
         peers = parse_peers(args.peers)
     except ValueError as error:
@@ -216,33 +265,50 @@ def main() -> int:
         columns = Path(tmp) / "columns.json"
         columns.write_text(json.dumps([{name: [row[name] for row in batch] for name in batch[0]}]))
 
-        logger.info("== plain FastAPI app (uvicorn, 2 workers, sklearn per request)")
-        with seed_server(ARTIFACT) as server:
-            results["seed"] = http_suite(server, files, args, batch_path=None)
-        log_suite("seed", results["seed"])
-        for mode in args.modes.split(";"):
-            logger.info("== this service, Serve mode %s", mode)
+        def seed() -> dict:
+            with seed_server(ARTIFACT) as server:
+                return http_suite(server, files, args, batch_path=None)
+
+        def service(mode: str) -> dict:
             with serve_server(mode) as server:
-                results[mode] = http_suite(server, files | {"columns": columns}, args)
-            log_suite(mode, results[mode])
+                return http_suite(server, files | {"columns": columns}, args)
+
+        def noop(mode: str) -> dict:
+            with serve_server(mode, application=NOOP_APP) as server:
+                return {"c32": drive(server, PREDICT_PATH, files["single"], 32, args.duration,
+                                     args.repeats)}  # fmt: skip
+
+        def peer(one: Peer) -> dict:
+            return peer_suite(one, Path(tmp), args)
+
+        servers = [("seed", "plain FastAPI app (uvicorn, 2 workers, sklearn per request)", seed)]
+        for mode in modes:
+            servers.append((mode, f"this service, Serve mode {mode}", partial(service, mode)))
             if not args.no_noop:
-                with serve_server(mode, application=NOOP_APP) as server:
-                    noop = {"c32": drive(server, PREDICT_PATH, files["single"], 32,
-                                         args.duration, args.repeats)}  # fmt: skip
-                results[f"{mode}/noop"] = noop
-                log_suite(f"{mode}/noop", noop)
+                servers.append((f"{mode}/noop", f"no-op model, Serve mode {mode}",
+                                partial(noop, mode)))  # fmt: skip
+        for one in peers:
+            servers.append((one.name, f"peer {one.name}", partial(peer, one)))
+        rounds: dict[str, list[dict]] = {name: [] for name, _, _ in servers}
+        for turn in range(args.rounds):
+            for name, title, suite in in_turn(servers, turn):
+                logger.info("== round %d of %d: %s", turn + 1, args.rounds, title)
+                rounds[name].append(suite())
+                log_suite(name, rounds[name][-1])
+        for name, _, _ in servers:
+            results[name] = merged_suites(rounds[name])
         if peers:
             results["peer_settings"] = peer_settings(peers)
-            results["peers"] = {}
-        for peer in peers:
-            logger.info("== peer %s", peer.name)
-            results["peers"][peer.name] = peer_suite(peer, Path(tmp), args)
-            log_suite(peer.name, results["peers"][peer.name])
+            results["peers"] = {one.name: results.pop(one.name) for one in peers}
+        results["rounds"] = args.rounds
+        logger.info("== medians over the %d rounds", args.rounds)
+        for name, _, _ in servers:
+            log_suite(name, results.get("peers", {}).get(name) or results[name])
     if args.training:
         from benchmarks.training_time import compare_training
 
         results["training"] = compare_training(args.training_rows)
-    summarise(results, args.modes.split(";"))
+    summarise(results, modes)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))
     return 0
@@ -250,7 +316,9 @@ def main() -> int:
 
 def log_suite(name: str, suite: dict) -> None:
     for key, figures in suite.items():
-        shown = {key: value for key, value in figures.items() if key != "cpu_ms_by_process"}
+        shown = {
+            key: value for key, value in figures.items() if key not in ("cpu_ms_by_process", "runs")
+        }
         logger.info("  %-22s %-14s %s", name, key, shown)
         top = list(figures["cpu_ms_by_process"].items())[:4]
         logger.info("  %-22s %-14s CPU ms/request by process: %s", "", "", top)
