@@ -295,15 +295,14 @@ def main() -> int:
                 logger.info("== round %d of %d: %s", turn + 1, args.rounds, title)
                 rounds[name].append(suite())
                 log_suite(name, rounds[name][-1])
+        logger.info("== medians over the %d rounds", args.rounds)
         for name, _, _ in servers:
             results[name] = merged_suites(rounds[name])
+            log_suite(name, results[name])
         if peers:
             results["peer_settings"] = peer_settings(peers)
             results["peers"] = {one.name: results.pop(one.name) for one in peers}
         results["rounds"] = args.rounds
-        logger.info("== medians over the %d rounds", args.rounds)
-        for name, _, _ in servers:
-            log_suite(name, results.get("peers", {}).get(name) or results[name])
     if args.training:
         from benchmarks.training_time import compare_training
 
