@@ -101,6 +101,9 @@ def main() -> int:
     parser.add_argument(
         "--idle", type=float, default=0.0, help="seconds to measure with no load first"
     )
+    parser.add_argument(
+        "--profiles", type=Path, help="a folder to keep each replica's py-spy samples in"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -145,7 +148,7 @@ def main() -> int:
                     "--format",
                     "raw",
                     "--output",
-                    f"{tmp}/{pid}.txt",
+                    str(profile_path(args.profiles or Path(tmp), pid)),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -162,9 +165,16 @@ def main() -> int:
             logger.info("  %-40s %6.3f", process, ms)
         for pid, name in replicas.items():
             logger.info("%s (pid %d), share of its Python samples by layer:", name, pid)
-            for layer, share in layer_shares(Path(f"{tmp}/{pid}.txt")).items():
+            for layer, share in layer_shares(profile_path(args.profiles or Path(tmp), pid)).items():
                 logger.info("  %-40s %5.1f %%", layer, 100 * share)
     return 0
+
+
+def profile_path(folder: Path, pid: int) -> Path:
+    """Where py-spy writes the samples of replica `pid` (raw: one stack a line, with its
+    count)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{pid}.txt"
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ class ModelConfig(BaseModel):
         ge=1,
         le=4096,
         description="Requests scored together (each a batch request or the single "
-        "transactions one Ingress replica coalesced), all their rows in one call.",
+        "transactions one Ingress replica coalesced), all their rows in one call. A request "
+        "that finds no batch under way is scored at once (FraudModel.score_many).",
     )
     batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_TIMEOUT_S, ge=0, le=1)
 
@@ -187,6 +188,9 @@ class FraudModel:
         self._drift: ScoreDrift | None = None
         self._last_reload_error: dict[str, str] | None = None
         self._metrics = ModelMetrics()
+        # Requests in Serve's batch queue or in the batch being scored (see score_many).
+        self._batches_open = 0
+        self._batch_wait_timeout_s = DEFAULT_BATCH_WAIT_TIMEOUT_S
         # Read once: the environment a replica starts with does not change.
         settings = ServiceSettings()
         self._artifact_cache = settings.artifact_cache.expanduser()
@@ -242,9 +246,10 @@ class FraudModel:
                 artifact.metadata.model_version, artifact.metadata.score_bins.shares
             )
         self._last_reload_error = None
-        batching = cast(TunableBatch, self.score_many)
+        batching = cast(TunableBatch, self._score_batched)
         batching.set_max_batch_size(tuning.max_batch_size)
         batching.set_batch_wait_timeout_s(tuning.batch_wait_timeout_s)
+        self._batch_wait_timeout_s = tuning.batch_wait_timeout_s
         version = artifact.metadata.model_version
         self._metrics.model_switched(
             (current.artifact.metadata.model_version, SERVING_ENGINE) if current else None,
@@ -291,12 +296,36 @@ class FraudModel:
             reason,
         )
 
+    async def score_many(self, rows: FeatureRows) -> list[Answer]:
+        """Score feature rows (contract order), in one vectorised call with the rows of the
+        other requests of their batch.
+
+        A request of up to INLINE_MAX_ROWS rows that finds no batch under way, and no wait for
+        company configured, is scored at once on the event loop: Serve's batch queue costs a
+        lone request more CPU than scoring it (docs/BENCHMARKS.md), and the batch it would form
+        holds that request alone. Scoring it never yields, so nothing can join a batch
+        meanwhile; requests that arrive while a batch is scored in a thread join the next one.
+        """
+        if (
+            len(rows) <= INLINE_MAX_ROWS
+            and self._batches_open == 0
+            and self._batch_wait_timeout_s == 0
+        ):
+            serving = self._require_model()
+            answers = predictions(serving, rows)
+            self._record_answers(serving, answers)
+            return answers
+        self._batches_open += 1
+        try:
+            return await self._score_batched(rows)
+        finally:
+            self._batches_open -= 1
+
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S
     )
-    async def score_many(self, requests: list[FeatureRows]) -> list[list[Answer]]:
-        """Score the feature rows (contract order) of each request; the rows of every request
-        in a batch go through the model in one vectorised call."""
+    async def _score_batched(self, requests: list[FeatureRows]) -> list[list[Answer]]:
+        """The rows of every request in a batch through the model in one vectorised call."""
         serving = self._require_model()
         features = np.concatenate([np.asarray(rows, dtype=FEATURE_DTYPE) for rows in requests])
         if len(features) <= INLINE_MAX_ROWS:
@@ -305,11 +334,7 @@ class FraudModel:
             # Tree traversal is CPU-bound: run it off the event loop so the replica keeps
             # accepting requests (and filling the next batch) meanwhile.
             answers = await asyncio.to_thread(predictions, serving, features)
-        self._record(
-            serving,
-            [answer["fraud_probability"] for answer in answers],
-            [answer["is_fraud"] for answer in answers],
-        )
+        self._record_answers(serving, answers)
         return split_by_request(answers, [len(request) for request in requests])
 
     async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
@@ -326,12 +351,15 @@ class FraudModel:
         request."""
         serving = self._require_model()
         answers = await asyncio.to_thread(explained_predictions, serving, rows, top_k)
+        self._record_answers(serving, answers)
+        return answers
+
+    def _record_answers(self, serving: ServingModel, answers: list[Answer]) -> None:
         self._record(
             serving,
             [answer["fraud_probability"] for answer in answers],
             [answer["is_fraud"] for answer in answers],
         )
-        return answers
 
     def _record(self, serving: ServingModel, scores: list[float], flags: list[bool]) -> None:
         version = serving.artifact.metadata.model_version

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from fraud_model.features import FEATURE_DTYPE, FEATURE_NAMES
-from serve_app.columnar_body import ColumnarBodyReader
+from serve_app.columnar_body import ColumnarBodyReader, has_exactly
 from serve_app.schemas import (
     MAX_ABS_COMPONENT,
     MAX_AMOUNT,
@@ -197,3 +197,9 @@ def test_every_valid_body_is_read_without_the_model(columns: list[list[float]]) 
     read = READ(body)
     assert read is not None
     np.testing.assert_array_equal(read.feature_matrix(), expected)
+
+
+@given(st.binary(max_size=64), st.integers(min_value=0, max_value=8))
+def test_has_exactly_counts_as_bytes_count_does(body: bytes, count: int) -> None:
+    body = body.replace(b"\x00", b"[")  # some of them the byte counted
+    assert has_exactly(body, b"[", count) == (body.count(b"[") == count)
