@@ -15,8 +15,8 @@ import httpx
 import yaml
 
 from benchmarks.cpu import ProcessStat, process_table, session_processes
+from fraud_model.ray_env import free_port
 from serve_app.config import INGRESS
-from serve_app.local_service import free_port
 from serve_app.routes import HEALTH_PATH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -35,8 +35,8 @@ import yaml
 from benchmarks.rounds import FIGURES, median_figures, write_results
 from benchmarks.run import drive, real_rows
 from benchmarks.servers import FRAUD_SERVE, PROJECT_ROOT, SERVER_VARIANTS, Server, running
+from fraud_model.ray_env import free_port
 from serve_app.config import CHALLENGER, INGRESS
-from serve_app.local_service import free_port
 from serve_app.routes import PREDICT_PATH
 
 logger = logging.getLogger("benchmarks.shadow_cost")

@@ -7,6 +7,7 @@ one before Ray is imported.
 """
 
 import os
+import secrets
 import socket
 from collections.abc import Callable, Mapping
 
@@ -22,6 +23,12 @@ HAPROXY_PORTS = (
 # Room for a server's Ingress replicas' gRPC ports: those of a rollout's old and new replicas,
 # and those Serve holds back for a while after a replica stops.
 REPLICA_GRPC_PORTS = 64
+# Where free_port() looks: below the kernel's ephemeral range (32768 and up by default) and above
+# Ray's default worker ports (10002 to 19999). A port chosen there and bound seconds later by
+# HAProxy or a replica cannot have been taken meanwhile by a process binding "any free port"
+# (Ray starts many) or by an outgoing connection's local port; one chosen by binding port 0 could,
+# and a benchmark's server then failed to start ("cannot bind socket (Address already in use)").
+QUIET_PORTS = range(20_000, 32_000)
 
 # Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a
 # copy of the working directory; the project's own environment is already the right one.
@@ -99,6 +106,20 @@ def private_ports(free_port: Callable[[], int]) -> dict[str, int]:
     of REPLICA_GRPC_PORTS in a row, so that no range starts under a running server's replicas."""
     ports = {name: free_port() for name in HAPROXY_PORTS if name != "replica_grpc"}
     return ports | {"replica_grpc": free_range(free_port, REPLICA_GRPC_PORTS)}
+
+
+def free_port() -> int:
+    """A TCP port in QUIET_PORTS that nothing holds on 127.0.0.1 now, chosen at random (two
+    servers starting at once seldom pick the same)."""
+    for _ in range(200):
+        port = QUIET_PORTS[secrets.randbelow(len(QUIET_PORTS))]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 from {QUIET_PORTS.start} to {QUIET_PORTS.stop}")
 
 
 def free_range(free_port: Callable[[], int], count: int, attempts: int = 100) -> int:

@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,14 +43,11 @@ from typing import Any
 import httpx
 import yaml
 
-from fraud_model.ray_env import private_haproxy, private_ports
+from fraud_model.ray_env import free_port, private_haproxy, private_ports
 from serve_app.config import MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 RAYSERVICE = ROOT / "k8s" / "rayservice.yaml"
-# Ports are taken below the kernel's ephemeral range (32768 and up), so that no port Ray binds
-# as "any free port" can take one of them between their choice and their use.
-_PORTS = range(20000, 32000)
 SERVE_API = "/api/serve/applications/"
 # Seconds a stopping rehearsal node gets before it is killed.
 STOP_GRACE_S = 5
@@ -220,19 +216,6 @@ def quantity_bytes(quantity: str) -> int:
         if quantity.endswith(suffix):
             return int(float(quantity[: -len(suffix)]) * factor)
     return int(quantity)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, below the ephemeral range."""
-    for _ in range(200):
-        port = _PORTS[secrets.randbelow(len(_PORTS))]
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RehearsalError("no free port found")
 
 
 @dataclass

@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import IO, Any
 
 import yaml
 
-from fraud_model.ray_env import RAY_ENVIRONMENT, private_haproxy, private_ports
+from fraud_model.ray_env import RAY_ENVIRONMENT, free_port, private_haproxy, private_ports
 from serve_app.loading import PROJECT_ROOT
 from serve_app.routes import DOCS_PATH, HEALTH_PATH
 
@@ -273,13 +272,6 @@ def short_base() -> Path:
         f"and neither TMPDIR ({tempfile.gettempdir()}) nor /tmp is short and writable: set "
         "TMPDIR to a short writable directory."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def serve_port(config: Path) -> int:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from fraud_model.ray_env import SERVE_ENVIRONMENT, use_this_venv_for_ray_workers
-from serve_app.local_service import free_port
+from fraud_model.ray_env import SERVE_ENVIRONMENT, free_port, use_this_venv_for_ray_workers
 from tests.helpers import METRICS_EXPORT_S, S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
 

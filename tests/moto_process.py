@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from serve_app.local_service import free_port
+from fraud_model.ray_env import free_port
 from tests.helpers import S3_TEST_ENV
 
 START_TIMEOUT_S = 30.0

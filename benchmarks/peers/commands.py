@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from serve_app.local_service import free_port
+from fraud_model.ray_env import free_port
 
 APPS = Path(__file__).resolve().parent
 MLSERVER_MODEL = "fraud"

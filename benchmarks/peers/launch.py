@@ -13,7 +13,7 @@ from benchmarks.peers.venvs import ensure_venv
 from benchmarks.servers import Server, running
 from fraud_model.artifact import read_metadata
 from fraud_model.metadata import ArtifactMetadata
-from serve_app.local_service import free_port
+from fraud_model.ray_env import free_port
 
 # The project's own environment must not leak into a peer's.
 _PROJECT_ENVIRONMENT = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT")

@@ -35,13 +35,13 @@ import yaml
 
 from fraud_model.artifact import load_artifact
 from fraud_model.features import FEATURE_NAMES
+from fraud_model.ray_env import free_port
 from fraud_model.store import PublishedArtifact, publish_artifact
 from k8s.image import missing_tools
 from k8s.local_cluster import (
     LocalRayCluster,
     NodeSpec,
     ServeOperator,
-    free_port,
     new_api_keys,
     node_specs,
     rehearsal_serve_config,

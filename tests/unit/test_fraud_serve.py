@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraud_model.ray_env import REPLICA_GRPC_PORTS, free_range
+from fraud_model.ray_env import QUIET_PORTS, REPLICA_GRPC_PORTS, free_port, free_range
 from serve_app import apply_config, cli, local_service
 from serve_app.loading import PROJECT_ROOT
 
@@ -50,6 +50,18 @@ def test_a_range_with_a_port_something_holds_is_passed_over() -> None:
         taken = held.getsockname()[1]
         starts = iter([taken - 3, taken + 1])  # the first range has the held port inside
         assert free_range(lambda: next(starts), 8) == taken + 1
+
+
+def test_ports_are_chosen_where_nothing_takes_one_by_itself() -> None:
+    """Below the kernel's ephemeral range (where a process binding port 0, or an outgoing
+    connection, gets its port) and above Ray's worker ports; every port of a replica range too."""
+    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert QUIET_PORTS.start >= 20_000 and QUIET_PORTS.stop + REPLICA_GRPC_PORTS <= low
+    ports = {free_port() for _ in range(20)}
+    assert ports <= set(QUIET_PORTS) and len(ports) > 1  # chosen at random
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # free when chosen
 
 
 def test_the_caller_environment_wins() -> None:
