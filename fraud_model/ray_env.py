@@ -9,7 +9,7 @@ one before Ray is imported.
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 # The ports each server or node takes for HAProxy and Serve's fallback proxy, and the first of
 # its Ingress replicas' gRPC ports (private_haproxy).
@@ -23,12 +23,22 @@ HAPROXY_PORTS = (
 # Room for a server's Ingress replicas' gRPC ports: those of a rollout's old and new replicas,
 # and those Serve holds back for a while after a replica stops.
 REPLICA_GRPC_PORTS = 64
-# Where free_port() looks: below the kernel's ephemeral range (32768 and up by default) and above
-# Ray's default worker ports (10002 to 19999). A port chosen there and bound seconds later by
-# HAProxy or a replica cannot have been taken meanwhile by a process binding "any free port"
-# (Ray starts many) or by an outgoing connection's local port; one chosen by binding port 0 could,
-# and a benchmark's server then failed to start ("cannot bind socket (Address already in use)").
-QUIET_PORTS = range(20_000, 32_000)
+# Where this project's servers, nodes and tests take their ports: below Ray Serve's default range
+# for the Ingress replicas' HTTP ports (30000 to 31000), the kernel's ephemeral range (32768 and
+# up by default) and above Ray's default worker ports (10002 to 19999). A port chosen there and
+# bound seconds later by HAProxy or a replica cannot have been taken meanwhile by a process
+# binding "any free port" (Ray starts many) or by an outgoing connection's local port; one chosen
+# by binding port 0 could, and a benchmark's server then failed to start ("cannot bind socket
+# (Address already in use)").
+# Single ports (free_port) and the replicas' gRPC ranges (free_range) come from two parts of it
+# that do not meet: a single port chosen for one server must not lie in a range another server,
+# or the same one, has chosen but not yet bound (a test's HAProxy found its HTTP port taken by
+# its own server's replica), and ranges are whole blocks, so two never partly overlap.
+QUIET_PORTS = range(20_000, 30_000)
+SINGLE_PORTS = range(QUIET_PORTS.start, 26_000)
+REPLICA_PORT_BLOCKS = range(
+    SINGLE_PORTS.stop, QUIET_PORTS.stop - REPLICA_GRPC_PORTS + 1, REPLICA_GRPC_PORTS
+)
 
 # Under `uv run`, Ray would notice uv and build its workers a fresh virtual environment from a
 # copy of the working directory; the project's own environment is already the right one.
@@ -78,7 +88,7 @@ def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
     ports (8404, 9101, 8500, 9500, and 40000 on for the replicas' gRPC), which a second server on
     the machine (the tests', while the user's is running) or a second node of a local cluster
     would take over. `ports` has one for each of HAPROXY_PORTS."""
-    first = min(ports["replica_grpc"], 65_535 - REPLICA_GRPC_PORTS + 1)
+    first = ports["replica_grpc"]
     return {
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"]),
@@ -103,32 +113,36 @@ def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
 
 def private_ports(free_port: Callable[[], int]) -> dict[str, int]:
     """A port for each of HAPROXY_PORTS that nothing holds now; for the replicas' gRPC, the first
-    of REPLICA_GRPC_PORTS in a row, so that no range starts under a running server's replicas."""
+    of a block of REPLICA_GRPC_PORTS that nothing holds, so that no range lies under a running
+    server's replicas."""
     ports = {name: free_port() for name in HAPROXY_PORTS if name != "replica_grpc"}
-    return ports | {"replica_grpc": free_range(free_port, REPLICA_GRPC_PORTS)}
+    return ports | {"replica_grpc": free_range()}
 
 
 def free_port() -> int:
-    """A TCP port in QUIET_PORTS that nothing holds on 127.0.0.1 now, chosen at random (two
+    """A TCP port in SINGLE_PORTS that nothing holds on 127.0.0.1 now, chosen at random (two
     servers starting at once seldom pick the same)."""
     for _ in range(200):
-        port = QUIET_PORTS[secrets.randbelow(len(QUIET_PORTS))]
+        port = SINGLE_PORTS[secrets.randbelow(len(SINGLE_PORTS))]
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port on 127.0.0.1 from {QUIET_PORTS.start} to {QUIET_PORTS.stop}")
+    raise RuntimeError(
+        f"no free port on 127.0.0.1 from {SINGLE_PORTS.start} to {SINGLE_PORTS.stop}"
+    )
 
 
-def free_range(free_port: Callable[[], int], count: int, attempts: int = 100) -> int:
-    """The first of `count` ports in a row that nothing holds now, starting at a free_port()."""
-    for _ in range(attempts):
-        first = free_port()
-        if first + count <= 65_536 and all(map(unheld, range(first + 1, first + count))):
+def free_range(blocks: Sequence[int] = REPLICA_PORT_BLOCKS) -> int:
+    """The first port of one of `blocks` (each REPLICA_GRPC_PORTS long), chosen at random, of
+    which nothing holds any port now."""
+    for _ in range(100):
+        first = blocks[secrets.randbelow(len(blocks))]
+        if all(map(unheld, range(first, first + REPLICA_GRPC_PORTS))):
             return first
-    raise RuntimeError(f"found no {count} free ports in a row in {attempts} tries")
+    raise RuntimeError(f"found no {REPLICA_GRPC_PORTS} free ports in a row in 100 tries")
 
 
 def unheld(port: int) -> bool:

@@ -1,9 +1,9 @@
-"""The decision ledger end to end, as a fraud team runs it: 5,000 real transactions through
-`fraud-serve --with-keys` (README line 1, with keys as in production) with a challenger in
-shadow, one Ingress replica killed with SIGKILL mid-run, then the true labels loaded as outcomes
-and the realized-performance report run over the ledger. Every answered decision is in the
-ledger but those of the killed replica's last flush window, and the report's figures are those
-computed offline from the same answers.
+"""The decision ledger end to end, as a fraud team runs it: 2,000 real transactions, every fraud
+of the data among them, through `fraud-serve --with-keys` (README line 1, with keys as in
+production) with a challenger in shadow, one Ingress replica killed with SIGKILL mid-run, then
+the true labels loaded as outcomes and the realized-performance report run over the ledger.
+Every answered decision is in the ledger but those of the killed replica's last flush window,
+and the report's figures are those computed offline from the same answers.
 
 On the way, what a new user met with keys: printed once beside the ready line, anonymous access
 off, `fraud-serve apply` finding the operator key by itself and saying at once what to set when
@@ -38,7 +38,7 @@ from tests.polling import wait_for
 from training.data import Dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
-ROWS = 5_000
+ROWS = 2_000
 FLUSH_INTERVAL_S = 1.0
 REVIEW_COST = 5.0
 DATA = PROJECT_ROOT / "data" / "creditcard_real_subset.csv.gz"

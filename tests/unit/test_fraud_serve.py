@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraud_model.ray_env import QUIET_PORTS, REPLICA_GRPC_PORTS, free_port, free_range
+from fraud_model.ray_env import (
+    QUIET_PORTS,
+    REPLICA_GRPC_PORTS,
+    REPLICA_PORT_BLOCKS,
+    SINGLE_PORTS,
+    free_port,
+    free_range,
+)
 from serve_app import apply_config, cli, local_service
 from serve_app.loading import PROJECT_ROOT
 
@@ -43,22 +50,29 @@ def test_a_server_s_replicas_take_grpc_ports_from_a_range_of_its_own() -> None:
     assert first != 40_000  # where Serve's one range starts
 
 
-def test_a_range_with_a_port_something_holds_is_passed_over() -> None:
+def test_a_block_with_a_port_something_holds_is_passed_over() -> None:
+    held_block = free_range()
+    free_block = free_range([b for b in REPLICA_PORT_BLOCKS if b != held_block])
     with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
+        held.bind(("127.0.0.1", held_block + REPLICA_GRPC_PORTS - 1))  # its last port
         held.listen()
-        taken = held.getsockname()[1]
-        starts = iter([taken - 3, taken + 1])  # the first range has the held port inside
-        assert free_range(lambda: next(starts), 8) == taken + 1
+        assert {free_range([held_block, free_block]) for _ in range(20)} == {free_block}
+        with pytest.raises(RuntimeError, match="free ports"):
+            free_range([held_block])
 
 
 def test_ports_are_chosen_where_nothing_takes_one_by_itself() -> None:
-    """Below the kernel's ephemeral range (where a process binding port 0, or an outgoing
-    connection, gets its port) and above Ray's worker ports; every port of a replica range too."""
+    """Below Serve's range for the replicas' HTTP ports and the kernel's ephemeral range (where a
+    process binding port 0, or an outgoing connection, gets its port), above Ray's worker ports;
+    single ports never inside a replica block, and blocks never partly overlapping."""
     low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    assert QUIET_PORTS.start >= 20_000 and QUIET_PORTS.stop + REPLICA_GRPC_PORTS <= low
+    assert QUIET_PORTS.start >= 20_000 and QUIET_PORTS.stop <= min(30_000, low)
+    block_ports = [p for b in REPLICA_PORT_BLOCKS for p in range(b, b + REPLICA_GRPC_PORTS)]
+    assert len(block_ports) == len(set(block_ports))  # whole blocks, side by side
+    assert set(block_ports) <= set(QUIET_PORTS) and not set(block_ports) & set(SINGLE_PORTS)
     ports = {free_port() for _ in range(20)}
-    assert ports <= set(QUIET_PORTS) and len(ports) > 1  # chosen at random
+    assert ports <= set(SINGLE_PORTS) and len(ports) > 1  # chosen at random
+    assert {free_range() for _ in range(20)} <= set(REPLICA_PORT_BLOCKS)
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # free when chosen
