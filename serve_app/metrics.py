@@ -5,8 +5,8 @@ Ray prefixes every name with `ray_` on its metrics endpoint (and counters get `_
 """
 
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,12 +23,24 @@ def tag_keys(*names: str) -> tuple[str]:
     return names  # type: ignore[return-value]
 
 
-def cumulative_bucket_counts(scores: Sequence[float]) -> list[tuple[str, int]]:
-    """(le, how many scores are <= le) for each SCORE_BUCKETS bound and "+Inf", as Prometheus
-    histogram buckets count; bounds holding no score are left out (Counter.inc refuses 0)."""
-    at_or_below = np.searchsorted(np.sort(np.asarray(scores)), SCORE_BUCKETS, side="right")
-    counts = zip([*SCORE_LABELS, "+Inf"], [*at_or_below.tolist(), len(scores)], strict=True)
-    return [(bound, count) for bound, count in counts if count]
+BUCKET_LABELS = [*SCORE_LABELS, "+Inf"]
+
+
+def cumulative_bucket_counts(scores: np.ndarray) -> np.ndarray:
+    """How many scores are <= each SCORE_BUCKETS bound, and in all ("+Inf"): BUCKET_LABELS'
+    counts, as Prometheus histogram buckets count."""
+    at_or_below = np.searchsorted(np.sort(scores), SCORE_BUCKETS, side="right")
+    return np.append(at_or_below, len(scores))
+
+
+@dataclass
+class PendingCounts:
+    """What one model version's batches added up since the last flush."""
+
+    fraud: int = 0
+    legit: int = 0
+    buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(BUCKET_LABELS), np.int64))
+    bins: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sized by the first
 
 
 class ModelMetrics:
@@ -79,9 +91,10 @@ class ModelMetrics:
             "production fraud rate (the artifact's score_bins.shares).",
             tag_keys=tag_keys("model_version", "bin"),
         )
-        # (tag name, tag value, model version) -> count not yet sent; see record_batch.
-        self._pending: Counter[tuple[str, str, str]] = Counter()
-        self._pending_psi: dict[str, float] = {}
+        # model version -> counts not yet sent; see record_batch.
+        self._pending: dict[str, PendingCounts] = {}
+        # model version -> where its latest PSI is read, at the next flush (see score_drift).
+        self._pending_psi: dict[str, Callable[[], float | None]] = {}
         self._flushed_at = time.monotonic()
         self._score_psi = metrics.Gauge(
             "fraud_score_psi",
@@ -94,41 +107,54 @@ class ModelMetrics:
     def record_batch(
         self,
         model_version: str,
-        scores: Sequence[float],
+        scores: np.ndarray,
         threshold: float,
-        drift_counts: Sequence[int] = (),
+        drift_counts: Sequence[int] | np.ndarray = (),
     ) -> None:
         """Count a batch's predictions (and its scores per drift bin, `drift_counts`). The counts
         are added up here and sent to Ray at most once a second (and on every health check):
         each metric record costs CPU here and in Ray's metrics agent, far more than scoring a
         row."""
-        for index, count in enumerate(drift_counts):
-            self._pending[("bin", str(index), model_version)] += int(count)
-        flagged = sum(1 for score in scores if score >= threshold)
-        self._pending[("decision", "fraud", model_version)] += flagged
-        self._pending[("decision", "legit", model_version)] += len(scores) - flagged
-        for bound, count in cumulative_bucket_counts(scores):
-            self._pending[("le", bound, model_version)] += count
+        pending = self._pending.get(model_version)
+        if pending is None:
+            pending = self._pending[model_version] = PendingCounts()
+        if len(drift_counts):
+            if not pending.bins.size:
+                pending.bins = np.zeros(len(drift_counts), np.int64)
+            pending.bins += drift_counts
+        flagged = int(np.count_nonzero(scores >= threshold))
+        pending.fraud += flagged
+        pending.legit += len(scores) - flagged
+        pending.buckets += cumulative_bucket_counts(scores)
         self._batch_sizes.observe(len(scores))
         if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
             self.flush()
 
     def flush(self) -> None:
         """Send the counts added up since the last flush."""
-        pending, self._pending = self._pending, Counter()
+        pending, self._pending = self._pending, {}
         self._flushed_at = time.monotonic()
-        for (label, value, model_version), count in pending.items():
-            if count == 0:  # Counter.inc refuses 0
-                continue
-            metric = {
-                "decision": self._predictions,
-                "le": self._score_buckets,
-                "bin": self._drift_bins,
-            }[label]
-            metric.inc(count, tags={label: value, "model_version": model_version})
+        for model_version, counts in pending.items():
+            # Counter.inc refuses 0: labels that counted nothing are left out.
+            for decision, count in (("fraud", counts.fraud), ("legit", counts.legit)):
+                if count:
+                    self._predictions.inc(
+                        count, tags={"decision": decision, "model_version": model_version}
+                    )
+            for bound, count in zip(BUCKET_LABELS, counts.buckets.tolist(), strict=True):
+                if count:
+                    self._score_buckets.inc(
+                        count, tags={"le": bound, "model_version": model_version}
+                    )
+            for index, count in enumerate(counts.bins.tolist()):
+                if count:
+                    self._drift_bins.inc(
+                        count, tags={"bin": str(index), "model_version": model_version}
+                    )
         psi, self._pending_psi = self._pending_psi, {}
-        for model_version, index in psi.items():
-            self._score_psi.set(index, tags={"model_version": model_version})
+        for model_version, read in psi.items():
+            if (value := read()) is not None:
+                self._score_psi.set(value, tags={"model_version": model_version})
 
     def model_switched(self, old: tuple[str, str] | None, new: tuple[str, str]) -> None:
         if old is not None and old != new:
@@ -147,8 +173,9 @@ class ModelMetrics:
     def reload_failed(self) -> None:
         self._reload_failures.inc()
 
-    def score_drift(self, model_version: str, psi: float) -> None:
-        """The latest PSI, sent with the next flush."""
+    def score_drift(self, model_version: str, psi: Callable[[], float | None]) -> None:
+        """`psi` gives the latest PSI (None while too few scores were seen): read once, at the
+        next flush, not for every batch."""
         self._pending_psi[model_version] = psi
 
 

@@ -341,9 +341,9 @@ class FraudModel:
         """The rows of a columnar batch request, answered as columns: no answer per row to
         build, send back and serialise."""
         serving = self._require_model()
-        answer = await asyncio.to_thread(column_predictions, serving, rows)
-        self._record(serving, answer["fraud_probability"], answer["is_fraud"])
-        return answer
+        probabilities, flags = await asyncio.to_thread(column_scores, serving, rows)
+        self._record(serving, probabilities, flags)
+        return columnar_answer(serving, probabilities, flags)
 
     async def explain_many(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[Answer]:
         """Scores with the top_k features' contributions and the rest's sum (reason codes).
@@ -357,19 +357,17 @@ class FraudModel:
     def _record_answers(self, serving: ServingModel, answers: list[Answer]) -> None:
         self._record(
             serving,
-            [answer["fraud_probability"] for answer in answers],
-            [answer["is_fraud"] for answer in answers],
+            np.fromiter((answer["fraud_probability"] for answer in answers), float, len(answers)),
+            np.fromiter((answer["is_fraud"] for answer in answers), bool, len(answers)),
         )
 
-    def _record(self, serving: ServingModel, scores: list[float], flags: list[bool]) -> None:
+    def _record(self, serving: ServingModel, scores: np.ndarray, flags: np.ndarray) -> None:
         version = serving.artifact.metadata.model_version
         for part, threshold in decision_parts(serving.decision, scores, flags):
-            drift_counts: list[int] = []
-            if self._drift is not None:
-                drift_counts = self._drift.add(np.asarray(part)).tolist()
+            drift_counts = self._drift.add(part) if self._drift is not None else ()
             self._metrics.record_batch(version, part, threshold, drift_counts)
-        if self._drift is not None and (psi := self._drift.psi()) is not None:
-            self._metrics.score_drift(version, psi)
+        if self._drift is not None:
+            self._metrics.score_drift(version, self._drift.psi)
 
     def describe(self) -> dict[str, Any]:
         """The serving model's metadata, for the model endpoint (and the Challenger's, for the
@@ -456,8 +454,8 @@ def rule_of(tuning: ModelConfig, artifact: LoadedArtifact) -> DecisionRule:
 
 
 def decision_parts(
-    rule: DecisionRule, scores: list[float], flags: list[bool]
-) -> list[tuple[list[float], float]]:
+    rule: DecisionRule, scores: np.ndarray, flags: np.ndarray
+) -> list[tuple[np.ndarray, float]]:
     """The scores with a threshold that gives back their decisions as `score >= threshold`,
     which is how ModelMetrics.record_batch counts them. Under a threshold rule, one part; under
     expected_cost, whose decisions also depend on the Amount, the flagged scores (threshold 0)
@@ -465,9 +463,8 @@ def decision_parts(
     histogram then sees the flagged rows as a batch of their own)."""
     if rule.rule != "expected_cost":
         return [(scores, rule.cut)]
-    flagged = [score for score, flag in zip(scores, flags, strict=True) if flag]
-    passed = [score for score, flag in zip(scores, flags, strict=True) if not flag]
-    return [(part, threshold) for part, threshold in ((flagged, 0.0), (passed, math.inf)) if part]
+    parts = ((scores[flags], 0.0), (scores[~flags], math.inf))
+    return [(part, threshold) for part, threshold in parts if len(part)]
 
 
 def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
@@ -492,12 +489,23 @@ def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
 
 def column_predictions(serving: ServingModel, rows: np.ndarray) -> ColumnarAnswer:
     """The answers to `rows` as columns."""
+    return columnar_answer(serving, *column_scores(serving, rows))
+
+
+def column_scores(serving: ServingModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fraud probabilities and decisions of `rows`, as arrays."""
     features = np.asarray(rows, dtype=FEATURE_DTYPE)
     probabilities = fraud_probabilities(serving, features)
+    return probabilities, decide(probabilities, features, serving.decision)
+
+
+def columnar_answer(
+    serving: ServingModel, probabilities: np.ndarray, flags: np.ndarray
+) -> ColumnarAnswer:
     rule = serving.decision
     return {
         "fraud_probability": probabilities.tolist(),
-        "is_fraud": decide(probabilities, features, rule).tolist(),
+        "is_fraud": flags.tolist(),
         "threshold": rule.cut,
         "model_version": serving.artifact.metadata.model_version,
         "decision_rule": rule.rule,
