@@ -9,7 +9,7 @@ one before Ray is imported.
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 # The ports each server or node takes for HAProxy and Serve's fallback proxy, and the first of
 # its Ingress replicas' gRPC ports (private_haproxy).
@@ -111,7 +111,7 @@ def private_haproxy(state_dir: str, ports: Mapping[str, int]) -> dict[str, str]:
     }
 
 
-def private_ports(free_port: Callable[[], int]) -> dict[str, int]:
+def private_ports() -> dict[str, int]:
     """A port for each of HAPROXY_PORTS that nothing holds now; for the replicas' gRPC, the first
     of a block of REPLICA_GRPC_PORTS that nothing holds, so that no range lies under a running
     server's replicas."""

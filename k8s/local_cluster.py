@@ -442,7 +442,7 @@ def node_ports() -> dict[str, int]:
     """The ports a node takes besides the head's own: each its own, as each pod has its own
     address."""
     own = {name: free_port() for name in ("metrics", "agent", "client")}
-    return own | private_ports(free_port)
+    return own | private_ports()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import yaml
 
-from fraud_model.ray_env import RAY_ENVIRONMENT, free_port, private_haproxy, private_ports
+from fraud_model.ray_env import RAY_ENVIRONMENT, private_haproxy, private_ports
 from serve_app.loading import PROJECT_ROOT
 from serve_app.routes import DOCS_PATH, HEALTH_PATH
 
@@ -251,7 +251,7 @@ def ray_environment(state_dir: str) -> dict[str, str]:
     """Environment for Ray, set before it starts."""
     return {
         **RAY_ENVIRONMENT,
-        **private_haproxy(state_dir, private_ports(free_port)),
+        **private_haproxy(state_dir, private_ports()),
         # A stopping Ingress replica stays reachable this long so that a load balancer can
         # deregister it (30 s by default, which made every Ctrl-C take 35 s). Here HAProxy is
         # the only one, it is told of a stopping replica at once, and it replays a refused

@@ -487,11 +487,6 @@ def predictions(serving: ServingModel, rows: FeatureRows) -> list[Answer]:
     ]
 
 
-def column_predictions(serving: ServingModel, rows: np.ndarray) -> ColumnarAnswer:
-    """The answers to `rows` as columns."""
-    return columnar_answer(serving, *column_scores(serving, rows))
-
-
 def column_scores(serving: ServingModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The fraud probabilities and decisions of `rows`, as arrays."""
     features = np.asarray(rows, dtype=FEATURE_DTYPE)

@@ -15,7 +15,8 @@ from serve_app.config import AppArgs
 from serve_app.decision_log import DecisionLog
 from serve_app.model import (
     ServingModel,
-    column_predictions,
+    column_scores,
+    columnar_answer,
     explained_predictions,
     predictions,
 )
@@ -44,7 +45,7 @@ class InProcessModel:
         return predictions(self.serving, rows)
 
     async def score_columns(self, rows: np.ndarray) -> ColumnarAnswer:
-        return column_predictions(self.serving, rows)
+        return columnar_answer(self.serving, *column_scores(self.serving, rows))
 
     async def explain_many(self, rows: FeatureRows, top_k: int) -> list[Answer]:
         return explained_predictions(self.serving, rows, top_k)
