@@ -12,9 +12,11 @@ directory, checked (every sha256), and only then renamed into
 behind and nothing unverified is ever handed out.
 """
 
+import functools
 import logging
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -397,6 +399,7 @@ def s3_client(*, timeout_s: float | None = None, attempts: int | None = None) ->
     ledger's writer) sets both.
     """
     import boto3  # only remote locations need it
+    import botocore.session
     from botocore.config import Config
 
     options: dict[str, Any] = {}
@@ -405,7 +408,32 @@ def s3_client(*, timeout_s: float | None = None, attempts: int | None = None) ->
     if attempts is not None:
         options["retries"] = {"max_attempts": attempts, "mode": "standard"}
     # A new session per client: the credential chain is resolved again (IRSA tokens rotate).
-    return boto3.session.Session().client("s3", config=Config(**options) if options else None)
+    # Its data loader is the process's one, which keeps the service descriptions it has read.
+    loader = _service_descriptions()
+    core = botocore.session.Session()
+    core.register_component("data_loader", loader)
+    with _LOADER_PATHS:
+        paths = list(loader.search_paths)
+        session = boto3.session.Session(botocore_session=core)
+        loader.search_paths[:] = paths  # boto3 adds its own directory again at every session
+    return session.client("s3", config=Config(**options) if options else None)
+
+
+_LOADER_PATHS = threading.Lock()
+
+
+@functools.cache
+def _service_descriptions() -> Any:
+    """botocore's data loader for every S3 client of the process. A loader keeps the service
+    descriptions and endpoint rules it has read, and each session would make a new one: reading
+    them again for every client cost more CPU than a small artifact's fetch or a ledger file's
+    put (docs/BENCHMARKS.md). Credentials are the session's, not the loader's."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session()  # its loader reads AWS_DATA_PATH, as any session's does
+    boto3.session.Session(botocore_session=core)  # which adds boto3's own directory to it
+    return core.get_component("data_loader")
 
 
 def _download(

@@ -416,3 +416,25 @@ def test_the_publish_command_prints_the_pin_to_put_in_the_config(
     again = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 1 and "already holds objects" in again.stderr
     assert again.stdout == ""
+
+
+def test_s3_clients_share_what_botocore_has_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every client gets a session of its own (the credential chain is resolved again), but the
+    service descriptions and endpoint rules are read from disk once per process."""
+    from botocore.loaders import JSONFileLoader
+
+    fraud_model_store.s3_client().list_buckets()
+    loader = fraud_model_store._service_descriptions()
+    paths = list(loader.search_paths)
+    reads: list[str] = []
+    read = JSONFileLoader.load_file
+
+    def counted(self: JSONFileLoader, file_path: str) -> object:
+        reads.append(file_path)
+        return read(self, file_path)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counted)
+    for _ in range(3):
+        fraud_model_store.s3_client(timeout_s=5, attempts=1).list_buckets()
+    assert reads == []
+    assert loader.search_paths == paths  # boto3 adds a directory at every session: not twice
