@@ -4,13 +4,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.ray_env import SERVE_ENVIRONMENT, free_port, use_this_venv_for_ray_workers
 from tests.helpers import METRICS_EXPORT_S, S3_TEST_ENV, write_artifact
 from training.data import Dataset, synthetic_dataset
+
+if TYPE_CHECKING:  # imported where the forest is made (tests.helpers says why)
+    from sklearn.ensemble import RandomForestClassifier
 
 
 def ray_environment_for_the_tests() -> None:
@@ -34,7 +37,9 @@ def tiny_dataset() -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def tiny_forest(tiny_dataset: Dataset) -> RandomForestClassifier:
+def tiny_forest(tiny_dataset: Dataset) -> "RandomForestClassifier":
+    from sklearn.ensemble import RandomForestClassifier
+
     return RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0).fit(
         tiny_dataset.features, tiny_dataset.labels
     )
@@ -43,7 +48,7 @@ def tiny_forest(tiny_dataset: Dataset) -> RandomForestClassifier:
 @pytest.fixture(scope="session")
 def pristine_artifact(
     tmp_path_factory: pytest.TempPathFactory,
-    tiny_forest: RandomForestClassifier,
+    tiny_forest: "RandomForestClassifier",
     tiny_dataset: Dataset,
 ) -> Path:
     path = tmp_path_factory.mktemp("pristine") / "model"
@@ -60,7 +65,7 @@ def artifact_dir(tmp_path: Path, pristine_artifact: Path) -> Path:
 @pytest.fixture(scope="session")
 def session_artifact(
     tmp_path_factory: pytest.TempPathFactory,
-    tiny_forest: RandomForestClassifier,
+    tiny_forest: "RandomForestClassifier",
     tiny_dataset: Dataset,
 ) -> Path:
     path = tmp_path_factory.mktemp("artifacts") / "tiny"

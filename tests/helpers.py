@@ -4,18 +4,19 @@ Fixtures live in the conftest files; tests import helpers from here, never from 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
 
 from fraud_model.drift import reference_bins
 from fraud_model.features import FEATURE_NAMES
 from fraud_model.metadata import ArtifactMetadata, Calibration, DataFingerprint, ScoreBins
 from fraud_model.prior import adjust_to_prior
 from training.data import Dataset
-from training.export import forest_to_onnx
-from training.save import save_artifact
+
+if TYPE_CHECKING:  # scikit-learn is imported where a forest is made: every pytest process,
+    # the xdist controller among them, imports this module, and most never make one
+    from sklearn.ensemble import RandomForestClassifier
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +38,16 @@ S3_TEST_ENV = {
 
 def write_artifact(
     path: Path,
-    model: RandomForestClassifier,
+    model: "RandomForestClassifier",
     dataset: Dataset,
     threshold: float = 0.5,
     **save_options: Any,
 ) -> ArtifactMetadata:
     """save_artifact with test defaults; `save_options` (score_bins, extra_files, report_file,
     overwrite) are passed through. The drift reference defaults to the first 200 rows' scores."""
+    from training.export import forest_to_onnx
+    from training.save import save_artifact
+
     calibration = Calibration(training_prior=dataset.fraud_rate, production_prior=0.00172)
     if "score_bins" not in save_options:
         raw = model.predict_proba(dataset.features[:200])[:, 1]
@@ -76,6 +80,8 @@ def write_other_artifact(
 ) -> Path:
     """Train a small forest of its own on `dataset` (another model than the session's) and write
     it as an artifact at `path`."""
+    from sklearn.ensemble import RandomForestClassifier
+
     forest = RandomForestClassifier(
         n_estimators=n_estimators, max_depth=max_depth, random_state=seed
     ).fit(dataset.features, dataset.labels)
