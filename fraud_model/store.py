@@ -387,6 +387,10 @@ class _S3Artifact:
         return self.location.key(name)
 
 
+# Held while a session is made on the shared loader, whose search path boto3 appends to.
+_LOADER_PATHS = threading.Lock()
+
+
 def _s3_client() -> Any:
     return s3_client()
 
@@ -417,9 +421,6 @@ def s3_client(*, timeout_s: float | None = None, attempts: int | None = None) ->
         session = boto3.session.Session(botocore_session=core)
         loader.search_paths[:] = paths  # boto3 adds its own directory again at every session
     return session.client("s3", config=Config(**options) if options else None)
-
-
-_LOADER_PATHS = threading.Lock()
 
 
 @functools.cache
