@@ -108,6 +108,14 @@ class IngressConfig(BaseModel):
         "sent nothing and has no replicas.",
     )
 
+    local_scoring: bool = Field(
+        True,
+        description="Score single transactions in the Ingress replica, with its copy of the "
+        "model the FraudModel deployment serves (serve_app.champion_copy), instead of a call "
+        "to that deployment each. Batches, columns and explanations go to the deployment either "
+        "way.",
+    )
+
     @model_validator(mode="after")
     def canary_leaves_time_for_the_champion(self, info: ValidationInfo) -> "IngressConfig":
         """With `context={"request_timeout_s": ...}` (the app's args), a canary's timeout must

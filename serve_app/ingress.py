@@ -3,6 +3,7 @@
 import asyncio
 import atexit
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from ledger.settings import LedgerSettings
 from ledger.writer import LedgerWriter
 from serve_app.api import create_api, resolved_location
 from serve_app.challenger import ChallengerRecorder, ShadowingModelHandle
+from serve_app.champion_copy import FOLLOW_EVERY_S, STALE_AFTER_S, ChampionCopy
 from serve_app.coalescing import CoalescingLimits, RowCoalescer
 from serve_app.config import STOP_CHECK_INTERVAL_S, AppArgs, IngressConfig
 from serve_app.data_plane import ModelHandle
@@ -23,7 +25,7 @@ from serve_app.decision_log import DecisionLog
 from serve_app.errors import RETRY_AFTER_S
 from serve_app.grpc_api import fraud_scoring_pb2 as pb
 from serve_app.grpc_scoring import GrpcScoring, Refusal, Reply
-from serve_app.metrics import RequestMetrics
+from serve_app.metrics import ModelMetrics, RequestMetrics
 from serve_app.refusals import Refusals
 from serve_app.schemas import Answer, ColumnarAnswer, FeatureRows
 from serve_app.settings import ServiceSettings
@@ -46,9 +48,55 @@ class CoalescingModelHandle:
         self._handle = handle
         self.timeout_s = call_timeout_s  # a model call's bound
         self._rows: RowCoalescer[list[float], Answer] = RowCoalescer(self._score_rows, limits)
+        # The deployment's model copied into this replica, for single rows; None: every row
+        # goes to the deployment.
+        self.copy: ChampionCopy | None = None
+        self._unanswered_since: float | None = None  # the copy's follower, asking in vain
 
     def score(self, row: list[float]) -> Awaitable[Answer]:
+        if self.copy is not None:
+            answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            try:
+                answer = self.copy.score(row)
+            except Exception as error:  # failed as a model call fails: through the awaitable
+                answered.set_exception(error)
+                return answered
+            if answer is not None:
+                answered.set_result(answer)
+                return answered
         return self._rows.submit(row)
+
+    async def follow(self, copy: ChampionCopy) -> None:
+        """Keep `copy` on what the deployment serves (serve_app.champion_copy), until
+        cancelled. Scores single rows with it from the moment it holds that model."""
+        self.copy = copy
+        try:
+            while True:
+                try:
+                    reply = await self._bounded(self._handle.in_service.remote())
+                except Exception as error:  # no replica yet, or one lost: asked again soon
+                    self._asked_in_vain(error)
+                else:
+                    self._unanswered_since = None
+                    await copy.follow(reply)
+                await asyncio.sleep(FOLLOW_EVERY_S)
+        finally:
+            self.copy = None
+
+    def _asked_in_vain(self, error: Exception) -> None:
+        """Logged once a stretch of unanswered asks has lasted STALE_AFTER_S (the copy then
+        stops scoring), not every second."""
+        now = time.monotonic()
+        if self._unanswered_since is None:
+            self._unanswered_since = now
+        elif now - self._unanswered_since >= STALE_AFTER_S:
+            logger.warning(
+                "The FraudModel deployment has not said what it serves for %.0f s (%r): single "
+                "transactions go to it",
+                now - self._unanswered_since,
+                error,
+            )
+            self._unanswered_since = now
 
     async def score_many(self, rows: FeatureRows) -> list[Answer]:
         answers: list[Answer] = await self._handle.score_many.remote(rows)
@@ -64,6 +112,11 @@ class CoalescingModelHandle:
 
     async def describe(self) -> dict[str, Any]:
         description: dict[str, Any] = await self._handle.describe.remote()
+        if self.copy is not None:
+            description["single_transactions"] = {
+                "scored_in": "this Ingress replica's copy of the model (null: the deployment)",
+                **self.copy.summary(),
+            }
         return description
 
     async def _score_rows(self, rows: list[list[float]]) -> list[Answer]:
@@ -129,6 +182,9 @@ class Ingress:
         self._settings = ServiceSettings()
         logging.getLogger("ray.serve.serve_app").setLevel(self._settings.log_level)
         self._metrics = RequestMetrics()
+        self._champion: CoalescingModelHandle | None = None
+        self._following: asyncio.Task[None] | None = None  # the champion copy's follower
+        self._copy_metrics: ModelMetrics | None = None
         self._ledger = None if args.ledger is None else open_ledger(args.ledger, self._metrics)
         self._decisions = None if self._ledger is None else DecisionLog(self._ledger)
         if self._settings.sentry_dsn is not None:
@@ -137,7 +193,8 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Called by Serve after __init__ (and before reconfigure): the app is built per replica
         # from its own settings.
-        model: ModelHandle = CoalescingModelHandle(self._model, self._args.request_timeout_s)
+        self._champion = CoalescingModelHandle(self._model, self._args.request_timeout_s)
+        model: ModelHandle = self._champion
         if self._challenger is not None:
             # The request's own timeout bounds it until reconfigure() sets the challenger's.
             self._challenger_handle = ChallengerModelHandle(
@@ -205,9 +262,26 @@ class Ingress:
             if config.challenger is not None:
                 self._challenger_handle.timeout_s = config.challenger.timeout_s
             self._shadowing.configure(config.challenger)
+        self._follow_the_champion(config.local_scoring)
         if config != self._config:
-            logger.info("Challenger: %s", config.challenger or "none")
+            logger.info(
+                "Challenger: %s; single transactions scored %s",
+                config.challenger or "none",
+                "here" if config.local_scoring else "by the FraudModel deployment",
+            )
         self._config = config
+
+    def _follow_the_champion(self, on: bool) -> None:
+        """Start or stop this replica's copy of the champion (serve_app.champion_copy)."""
+        running = self._following is not None and not self._following.done()
+        if on and not running and self._champion is not None:
+            if self._copy_metrics is None:
+                self._copy_metrics = ModelMetrics()
+            copy = ChampionCopy(self._settings, self._copy_metrics)
+            self._following = asyncio.get_running_loop().create_task(self._champion.follow(copy))
+        elif not on and running and self._following is not None:
+            self._following.cancel()
+            self._following = None
 
     async def __del__(self) -> None:
         """Serve calls this when it stops the replica gracefully (a scale-down, a rollout, the
@@ -222,6 +296,8 @@ class Ingress:
         # the event loop that adds them up.
         if self._shadowing is not None:
             self._shadowing.flush()
+        if self._champion is not None and self._champion.copy is not None:
+            self._champion.copy.flush()
 
 
 def answered(reply: Reply[M], context: RayServegRPCContext, empty: type[M]) -> M:

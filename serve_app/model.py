@@ -369,6 +369,18 @@ class FraudModel:
         if self._drift is not None:
             self._metrics.score_drift(version, self._drift.psi)
 
+    def in_service(self) -> dict[str, Any] | None:
+        """What this replica scores with, as the Ingress's copy of it follows it
+        (serve_app.champion_copy): the artifact, the sha256 of the metadata.json it verified and
+        the decision rule. None while it has no model."""
+        if self._serving is None:
+            return None
+        return {
+            "artifact_uri": self._serving.uri,
+            "metadata_sha256": self._serving.artifact.metadata_sha256,
+            "decision_rule": self._serving.decision.model_dump(),
+        }
+
     def describe(self) -> dict[str, Any]:
         """The serving model's metadata, for the model endpoint (and the Challenger's, for the
         challenger endpoint)."""
@@ -405,6 +417,8 @@ class FraudModel:
             # One replica's view, since it loaded the model: it moves less every day and differs
             # between replicas. The fleet's, over the last hour, is a Prometheus recording rule.
             "scope": "this replica, since it loaded the model",
+            # Single transactions are scored by the Ingress replicas' copies of the model
+            # (serve_app.champion_copy), which count their own: see `single_transactions`.
             "scores_seen": int(self._drift.counts.sum()),
             "psi": self._drift.psi(),  # null until MIN_SCORES scores were seen
             "min_scores": ScoreDrift.MIN_SCORES,

@@ -176,7 +176,8 @@ def test_a_challenger_is_a_second_deployment_of_the_model_class_idle_by_default(
     # No model unless the config's Challenger entry names one, and the Ingress sends it nothing:
     # no replica runs (Serve scales it to zero) and nothing changes until a config says so.
     assert challenger.user_config == {}
-    assert ingress.user_config == IngressConfig().model_dump() == {"challenger": None}
+    assert ingress.user_config == IngressConfig().model_dump()
+    assert ingress.user_config == {"challenger": None, "local_scoring": True}
     autoscaling = challenger._deployment_config.autoscaling_config
     assert autoscaling.min_replicas == 0 and autoscaling.initial_replicas in (None, 0)
     # Shed first: its queue is short beside the champion's.

@@ -36,8 +36,10 @@ def counter(per_minute: list[int]) -> str:
     return " ".join(values)
 
 
-def predictions(version: str, legit: list[int], fraud: list[int]) -> list[dict]:
-    labels = f'deployment="FraudModel", model_version="{version}", replica="r1"'
+def predictions(
+    version: str, legit: list[int], fraud: list[int], deployment: str = "FraudModel"
+) -> list[dict]:
+    labels = f'deployment="{deployment}", model_version="{version}", replica="r1"'
     return [
         {"series": f'ray_fraud_predictions_total{{{labels}, decision="legit"}}',
          "values": counter(legit)},
@@ -82,7 +84,8 @@ def as_promql_rounds(value: float) -> float:
 def test_the_band_and_its_alert_for_four_versions_at_once(tmp_path: Path) -> None:
     """The alert rate's band and its alert, on four model versions side by side in one run of
     Prometheus's rule engine (a day and two hours of samples; each run takes seconds):
-    - `steady`: 1,000 transactions a minute at 0.3 %, the band equal to the formula, no alert;
+    - `steady`: 1,000 transactions a minute at 0.3 % (from the model and the Ingress replicas;
+      its Challenger's decisions left out), the band equal to the formula, no alert;
     - `jump`: the same day, then 0.8 % in the last hour: out of the band, firing 15 minutes after
       it left it (not yet 10 minutes after the jump);
     - `drop`: the same day, then no alerts at all in the last hour: firing too;
@@ -94,7 +97,11 @@ def test_the_band_and_its_alert_for_four_versions_at_once(tmp_path: Path) -> Non
     half = 3 * math.sqrt(p0 * (1 - p0) / n)
     quiet_fraud = [1 if minute % 10 == 0 else 0 for minute in range(JUMP_AT)] + [5] * 60
     inputs = (
-        predictions("steady", *steady_then(1000, 3, 3))
+        # `steady`'s decisions come from the model replicas (batches) and the Ingress replicas
+        # (single transactions): both count. Its Challenger's, at another rate, do not.
+        predictions("steady", *steady_then(600, 2, 2))
+        + predictions("steady", *steady_then(400, 1, 1), deployment="Ingress")
+        + predictions("steady", *steady_then(1000, 500, 500), deployment="Challenger")
         + predictions("jump", *steady_then(1000, 3, 8))
         + predictions("drop", *steady_then(1000, 3, 0))
         + predictions("quiet", [20 - f for f in quiet_fraud], quiet_fraud)
