@@ -43,6 +43,9 @@ FOLLOW_EVERY_S = 1.0
 # replicas restarting, say). After that, single transactions go to the deployment, and fail
 # there as every other request does, rather than be scored by a model nobody confirms.
 STALE_AFTER_S = 10.0
+# A load that failed is tried again after this long while the deployment still serves that
+# model (the store may have been down for a moment), not every second.
+RETRY_REFUSED_S = 60.0
 # The copy scores one row at a time on the Ingress's event loop: one engine thread.
 COPY_THREADS = 1
 
@@ -76,7 +79,8 @@ class ChampionCopy:
         self._serving: ServingModel | None = None  # set only while it matches _followed
         self._drift: ScoreDrift | None = None
         self._confirmed_at = -STALE_AFTER_S
-        self._failed: tuple[InService, str] | None = None  # the last load refused, and why
+        # The last load refused: what, why and when.
+        self._failed: tuple[InService, str, float] | None = None
 
     @property
     def model_version(self) -> str | None:
@@ -103,7 +107,7 @@ class ChampionCopy:
     async def follow(self, reply: dict[str, Any] | None) -> None:
         """Take over what the deployment says it serves (`reply`; None: no model loaded).
         Loads the artifact in a thread when it changed; a load that fails leaves the copy out
-        of use until the deployment serves something else."""
+        of use until the deployment serves something else, or RETRY_REFUSED_S later."""
         self._confirmed_at = time.monotonic()
         if reply is None:
             self._followed = self._serving = None
@@ -118,14 +122,19 @@ class ChampionCopy:
             if held.decision != wanted.rule:
                 self._serving = self._serving_of(wanted, held.artifact)
             return
-        if self._failed is not None and self._failed[0] == wanted:
-            return  # refused already: not fetched again every second
+        failed = self._failed
+        if (
+            failed is not None
+            and failed[0] == wanted
+            and time.monotonic() - failed[2] < RETRY_REFUSED_S
+        ):
+            return  # refused a moment ago: not fetched again every second
         self._serving = None  # the old model no longer scores while the new one loads
         try:
             artifact = await asyncio.to_thread(self._open, wanted)
         except Exception as error:
             reason = str(error) if isinstance(error, ArtifactError) else repr(error)
-            self._failed = (wanted, reason)
+            self._failed = (wanted, reason, time.monotonic())
             logger.error(
                 "The Ingress's copy of %s was refused (%s): single transactions go to the "
                 "FraudModel deployment",

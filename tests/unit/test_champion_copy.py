@@ -114,7 +114,11 @@ def test_a_new_rule_is_taken_over_without_a_reload_and_a_new_artifact_with_one(
 
 
 def test_an_artifact_changed_after_the_replica_verified_it_is_refused(
-    replica, artifact_dir: Path, tmp_path: Path, opened: list[str]
+    replica,
+    artifact_dir: Path,
+    tmp_path: Path,
+    opened: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     copy = new_copy(tmp_path)
 
@@ -128,10 +132,16 @@ def test_an_artifact_changed_after_the_replica_verified_it_is_refused(
         await copy.follow(said)
         assert copy.score(ROWS[0].tolist()) is None
         assert "sha256" in copy.summary()["refused"]
-        await copy.follow(said)  # not fetched again while the replica says the same
+        await copy.follow(said)  # not fetched again at once while the replica says the same
+        assert opened == [str(artifact_dir)]
+        # Tried again later (still refused: the bytes are still not the verified ones).
+        later = champion_copy.time.monotonic() + champion_copy.RETRY_REFUSED_S + 1
+        monkeypatch.setattr(champion_copy.time, "monotonic", lambda: later)
+        await copy.follow(said)
+        assert opened == [str(artifact_dir)] * 2
+        assert copy.score(ROWS[0].tolist()) is None
 
     asyncio.run(scenario())
-    assert opened == [str(artifact_dir)]
 
 
 def test_the_copy_scores_nothing_while_the_replica_has_no_model_or_goes_unheard(
