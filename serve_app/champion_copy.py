@@ -24,13 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from fraud_model.artifact import ArtifactError, LoadedArtifact
 from fraud_model.decision import DecisionRule
 from serve_app.loading import open_artifact
 from serve_app.metrics import ModelMetrics
-from serve_app.model import ScoreDrift, ServingModel, decision_parts, predictions
+from serve_app.model import ScoreDrift, ServingModel, predictions, record_answers
 from serve_app.schemas import Answer
 from serve_app.settings import ServiceSettings
 
@@ -94,15 +92,10 @@ class ChampionCopy:
         serving = self._current()
         if serving is None:
             return None
-        (answer,) = predictions(serving, [row])
-        if self._metrics is not None and self._drift is not None:
-            scores = np.array([answer["fraud_probability"]])
-            flags = np.array([answer["is_fraud"]])
-            version = serving.artifact.metadata.model_version
-            for part, threshold in decision_parts(serving.decision, scores, flags):
-                self._metrics.record_batch(version, part, threshold, self._drift.add(part))
-            self._metrics.score_drift(version, self._drift.psi)
-        return answer
+        answers = predictions(serving, [row])
+        if self._metrics is not None:
+            record_answers(self._metrics, self._drift, serving, answers)
+        return answers[0]
 
     async def follow(self, reply: dict[str, Any] | None) -> None:
         """Take over what the deployment says it serves (`reply`; None: no model loaded).

@@ -355,19 +355,10 @@ class FraudModel:
         return answers
 
     def _record_answers(self, serving: ServingModel, answers: list[Answer]) -> None:
-        self._record(
-            serving,
-            np.fromiter((answer["fraud_probability"] for answer in answers), float, len(answers)),
-            np.fromiter((answer["is_fraud"] for answer in answers), bool, len(answers)),
-        )
+        record_answers(self._metrics, self._drift, serving, answers)
 
     def _record(self, serving: ServingModel, scores: np.ndarray, flags: np.ndarray) -> None:
-        version = serving.artifact.metadata.model_version
-        for part, threshold in decision_parts(serving.decision, scores, flags):
-            drift_counts = self._drift.add(part) if self._drift is not None else ()
-            self._metrics.record_batch(version, part, threshold, drift_counts)
-        if self._drift is not None:
-            self._metrics.score_drift(version, self._drift.psi)
+        record_scores(self._metrics, self._drift, serving, scores, flags)
 
     def in_service(self) -> dict[str, Any] | None:
         """What this replica scores with, as the Ingress's copy of it follows it
@@ -442,6 +433,36 @@ class FraudModel:
         if self._serving is None:
             raise RuntimeError("FraudModel replica has no model loaded")
         return self._serving
+
+
+def record_answers(
+    metrics: ModelMetrics, drift: ScoreDrift | None, serving: ServingModel, answers: list[Answer]
+) -> None:
+    """Count `answers` in the model metrics and `drift` (record_scores)."""
+    record_scores(
+        metrics,
+        drift,
+        serving,
+        np.fromiter((answer["fraud_probability"] for answer in answers), float, len(answers)),
+        np.fromiter((answer["is_fraud"] for answer in answers), bool, len(answers)),
+    )
+
+
+def record_scores(
+    metrics: ModelMetrics,
+    drift: ScoreDrift | None,
+    serving: ServingModel,
+    scores: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """Count scored rows and their decisions under `serving`'s model version, in the model
+    metrics and in `drift` (None: no drift reference)."""
+    version = serving.artifact.metadata.model_version
+    for part, threshold in decision_parts(serving.decision, scores, flags):
+        drift_counts = drift.add(part) if drift is not None else ()
+        metrics.record_batch(version, part, threshold, drift_counts)
+    if drift is not None:
+        metrics.score_drift(version, drift.psi)
 
 
 def fraud_probabilities(serving: ServingModel, rows: FeatureRows) -> np.ndarray:
